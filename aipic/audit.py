@@ -1,0 +1,216 @@
+"""CLIP zero-shot bias audit: is there a person, and how does the model read them.
+
+The attribute set (audits/attributes.yaml) is data.  For each class the text
+embeddings of all its phrases in all templates are averaged (a prompt
+ensemble).  An image's class probabilities are a softmax over CLIP's scaled
+cosine similarities; the audit abstains when the model is unsure.
+"""
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from PIL import Image
+
+from .catalog import REPO_ROOT
+from .errors import AipicError
+
+DEFAULT_ATTRIBUTES_PATH = REPO_ROOT / "audits" / "attributes.yaml"
+ABSTAIN = "abstain"
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    name: str
+    title: str
+    classes: dict  # label -> list of phrases
+    abstain_below: float = 0.5
+    min_margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttributeSet:
+    name: str
+    version: int
+    sha256: str
+    templates: tuple
+    person_gate: AttributeSpec  # classes "person" and "no_person"; abstain_below is the gate threshold
+    attributes: tuple  # of AttributeSpec
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+def _spec(name: str, raw: dict, path: Path) -> AttributeSpec:
+    classes = raw.get("classes") or {}
+    if len(classes) < 2 or not all(isinstance(phrases, list) and phrases for phrases in classes.values()):
+        raise AipicError(f"Attribute set {path}: {name!r} needs at least two classes, each with a list of phrases.")
+    return AttributeSpec(
+        name=name,
+        title=str(raw.get("title", name)),
+        classes={str(label): [str(p) for p in phrases] for label, phrases in classes.items()},
+        abstain_below=float(raw.get("abstain_below", raw.get("threshold", 0.5))),
+        min_margin=float(raw.get("min_margin", 0.0)),
+    )
+
+
+def load_attribute_set(path: str | Path = DEFAULT_ATTRIBUTES_PATH) -> AttributeSet:
+    path = Path(path)
+    try:
+        text = path.read_text()
+        raw = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as error:
+        raise AipicError(f"Cannot read attribute set {path}: {error}") from None
+    if not isinstance(raw, dict):
+        raise AipicError(f"Attribute set {path} is not a mapping.")
+    templates = tuple(raw.get("templates") or ("a photo of {}.",))
+    if not all("{}" in template for template in templates):
+        raise AipicError(f"Attribute set {path}: every template needs a '{{}}' placeholder.")
+    gate = _spec("person_gate", raw.get("person_gate") or {}, path)
+    if set(gate.classes) != {"person", "no_person"}:
+        raise AipicError(f"Attribute set {path}: person_gate needs exactly the classes 'person' and 'no_person'.")
+    attributes = tuple(_spec(name, spec, path) for name, spec in (raw.get("attributes") or {}).items())
+    return AttributeSet(
+        name=str(raw.get("name", path.stem)),
+        version=int(raw.get("version", 1)),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        templates=templates,
+        person_gate=gate,
+        attributes=attributes,
+    )
+
+
+@dataclass
+class AttributeResult:
+    name: str
+    title: str
+    label: str  # a class label, or "abstain"
+    confidence: float  # probability of the top class
+    probabilities: dict
+    reason: str = ""
+
+    @property
+    def abstained(self) -> bool:
+        return self.label == ABSTAIN
+
+
+@dataclass
+class AuditResult:
+    person_present: bool
+    person_probability: float
+    attributes: dict = field(default_factory=dict)  # name -> AttributeResult (empty when no person)
+    clip_model: dict = field(default_factory=dict)
+    attribute_set: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "person_present": self.person_present,
+            "person_probability": round(self.person_probability, 4),
+            "attributes": {name: _rounded(asdict(result)) for name, result in self.attributes.items()},
+            "clip_model": self.clip_model,
+            "attribute_set": self.attribute_set,
+        }
+
+    def summary(self) -> str:
+        """A few lines for people: what the audit saw, including when it abstained."""
+        lines = []
+        if self.clip_model.get("placeholder"):
+            lines.append("⚠ Audit ran on tiny random-weight CLIP: the numbers below are meaningless.")
+        if not self.person_present:
+            lines.append(f"No person detected (p(person) = {self.person_probability:.2f}); attributes not assessed.")
+            return "\n".join(lines)
+        lines.append(f"Person detected (p(person) = {self.person_probability:.2f}). Perceived by the model, not identity:")
+        for result in self.attributes.values():
+            if result.abstained:
+                lines.append(f"• {result.title}: abstained ({result.reason})")
+            else:
+                lines.append(f"• {result.title}: {result.label.replace('_', ' ')} ({result.confidence:.0%})")
+        return "\n".join(lines)
+
+
+def _rounded(data: dict) -> dict:
+    out = dict(data)
+    out["confidence"] = round(out["confidence"], 4)
+    out["probabilities"] = {label: round(p, 4) for label, p in out["probabilities"].items()}
+    return out
+
+
+def decide(spec: AttributeSpec, probabilities: dict) -> AttributeResult:
+    """Pick the top class, or abstain when it is not clear enough."""
+    ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
+    (top, p_top), (_, p_second) = ranked[0], ranked[1]
+    reason = ""
+    if p_top < spec.abstain_below:
+        reason = f"top class {top} at {p_top:.2f} is below {spec.abstain_below:.2f}"
+    elif p_top - p_second < spec.min_margin:
+        reason = f"top two classes within {p_top - p_second:.2f} (< {spec.min_margin:.2f})"
+    return AttributeResult(
+        name=spec.name,
+        title=spec.title,
+        label=ABSTAIN if reason else top,
+        confidence=p_top,
+        probabilities=dict(probabilities),
+        reason=reason,
+    )
+
+
+class BiasAuditor:
+    """Holds a CLIP model and the class embeddings of an attribute set; audits images."""
+
+    def __init__(self, model, preprocess, tokenizer, attribute_set: AttributeSet, model_info: dict | None = None):
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.attribute_set = attribute_set
+        self.model_info = model_info or {}
+        self.device = next(model.parameters()).device
+        with torch.no_grad():
+            self.logit_scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
+        self.class_embeddings = {
+            spec.name: self._class_embeddings(spec) for spec in (attribute_set.person_gate, *attribute_set.attributes)
+        }
+
+    @torch.no_grad()
+    def _class_embeddings(self, spec: AttributeSpec) -> torch.Tensor:
+        rows = []
+        for phrases in spec.classes.values():
+            texts = [template.format(phrase) for phrase in phrases for template in self.attribute_set.templates]
+            embeddings = self.model.encode_text(self.tokenizer(texts).to(self.device)).float()
+            embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)
+            mean = embeddings.mean(dim=0)
+            rows.append(mean / mean.norm())
+        return torch.stack(rows)
+
+    @torch.no_grad()
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        batch = torch.stack([self.preprocess(image.convert("RGB")) for image in images]).to(self.device)
+        dtype = next(self.model.parameters()).dtype
+        embeddings = self.model.encode_image(batch.to(dtype)).float()
+        return embeddings / embeddings.norm(dim=-1, keepdim=True)
+
+    def probabilities(self, spec: AttributeSpec, image_embedding: torch.Tensor) -> dict:
+        logits = self.logit_scale * image_embedding @ self.class_embeddings[spec.name].T
+        probs = logits.softmax(dim=-1).tolist()
+        return dict(zip(spec.classes, probs))
+
+    def audit_embedding(self, image_embedding: torch.Tensor) -> AuditResult:
+        gate = self.attribute_set.person_gate
+        p_person = self.probabilities(gate, image_embedding)["person"]
+        result = AuditResult(
+            person_present=p_person >= gate.abstain_below,
+            person_probability=p_person,
+            clip_model=self.model_info,
+            attribute_set=self.attribute_set.describe(),
+        )
+        if result.person_present:
+            for spec in self.attribute_set.attributes:
+                result.attributes[spec.name] = decide(spec, self.probabilities(spec, image_embedding))
+        return result
+
+    def audit(self, images: list[Image.Image]) -> list[AuditResult]:
+        if not images:
+            return []
+        embeddings = self.embed_images(images)
+        return [self.audit_embedding(embedding) for embedding in embeddings]

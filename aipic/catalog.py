@@ -1,0 +1,85 @@
+"""The model catalog (models/catalog.yaml) and the request limits it sets."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import AipicError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CATALOG_PATH = REPO_ROOT / "models" / "catalog.yaml"
+SECTIONS = ("text_to_image", "clip", "style")
+TINY_RANDOM = "tiny-random"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    section: str
+    key: str
+    source: str
+    label: str
+    pretrained: str | None = None
+    defaults: dict | None = None
+
+    @property
+    def is_tiny_random(self) -> bool:
+        return self.source == TINY_RANDOM
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_side: int = 1024
+    min_side: int = 64
+    max_steps: int = 100
+    max_batch: int = 4
+    max_guidance: float = 30.0
+    max_prompt_chars: int = 2000
+    max_upload_pixels: int = 4096 * 4096
+    max_style_steps: int = 500
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: dict  # section -> {key: ModelEntry}
+    defaults: dict  # section -> key
+    limits: Limits
+
+    def entry(self, section: str, key: str | None = None) -> ModelEntry:
+        if section not in self.entries:
+            raise AipicError(f"Unknown model section {section!r}; expected one of {', '.join(SECTIONS)}.")
+        key = key or self.defaults[section]
+        models = self.entries[section]
+        if key not in models:
+            raise AipicError(f"Unknown {section} model {key!r}. Known: {', '.join(models)}.")
+        return models[key]
+
+
+def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise AipicError(f"Cannot read model catalog {path}: {error}") from None
+    entries, defaults = {}, {}
+    for section in SECTIONS:
+        block = raw.get(section) or {}
+        models = block.get("models") or {}
+        if TINY_RANDOM not in models:
+            raise AipicError(f"Model catalog {path}: section {section!r} needs a {TINY_RANDOM!r} entry.")
+        entries[section] = {
+            key: ModelEntry(
+                section=section,
+                key=key,
+                source=str(spec["source"]),
+                label=str(spec.get("label", key)),
+                pretrained=spec.get("pretrained"),
+                defaults=dict(spec.get("defaults") or {}),
+            )
+            for key, spec in models.items()
+        }
+        defaults[section] = block.get("default", TINY_RANDOM)
+        if defaults[section] not in entries[section]:
+            raise AipicError(f"Model catalog {path}: default {defaults[section]!r} of {section!r} is not listed.")
+    limits = Limits(**(raw.get("limits") or {}))
+    return Catalog(entries=entries, defaults=defaults, limits=limits)

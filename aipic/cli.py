@@ -1,0 +1,224 @@
+"""The aipic command line: generate, img2img, style, verify, audit, models, download.
+
+Bad input prints one clear line to stderr and exits 2; no tracebacks.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import AipicError
+
+EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", choices=("auto", "real", "tiny"), default=None, help="auto (default): real weights if present locally, else tiny random ones; real: download if needed; tiny: placeholders")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
+    parser.add_argument("--home", default=None, help="folder for keys/ and outputs/ (default: $AIPIC_HOME or ~/.aipic)")
+    parser.add_argument("--out", default=None, help="folder for signed outputs (default: <home>/outputs)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _add_generation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt")
+    parser.add_argument("--negative", default="", help="negative prompt")
+    parser.add_argument("--seed", type=int, default=-1, help="-1 picks one (recorded in the output)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--model", default=None, help="text_to_image catalog key (see `aipic models`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aipic", description="Generate and stylise images with a bias audit and signed C2PA provenance on every output.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="text-to-image")
+    _add_generation(generate)
+    _add_common(generate)
+
+    img2img = commands.add_parser("img2img", help="image-to-image from an init image")
+    img2img.add_argument("init_image")
+    _add_generation(img2img)
+    img2img.add_argument("--strength", type=float, default=None, help="0..1: how much to change the init image")
+    _add_common(img2img)
+
+    style = commands.add_parser("style", help="neural style transfer (Gatys, VGG features)")
+    style.add_argument("content_image")
+    style.add_argument("style_image")
+    style.add_argument("--steps", type=int, default=100)
+    style.add_argument("--size", type=int, default=256, help="longest side of the output")
+    style.add_argument("--style-weight", type=float, default=1e5)
+    style.add_argument("--content-weight", type=float, default=1.0)
+    style.add_argument("--seed", type=int, default=0)
+    _add_common(style)
+
+    verify = commands.add_parser("verify", help="check the Content Credentials of image files")
+    verify.add_argument("files", nargs="+")
+    verify.add_argument("--trust", action="append", default=[], help="extra PEM file of trust anchors (repeatable); aipic's local CA is always trusted")
+    verify.add_argument("--home", default=None)
+    verify.add_argument("--json", action="store_true")
+
+    audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
+    audit.add_argument("--suite", default="audits/suites/occupations.yaml")
+    audit.add_argument("--seeds", type=int, default=4)
+    audit.add_argument("--model", default=None)
+    audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")
+    audit.add_argument("--no-progress", action="store_true")
+    _add_common(audit)
+
+    models = commands.add_parser("models", help="list the model catalog and what would load")
+    models.add_argument("--models", choices=("auto", "real", "tiny"), default=None)
+    models.add_argument("--json", action="store_true")
+
+    commands.add_parser("download", help="fetch the default real weights (needs network)")
+    return parser
+
+
+def _pipeline(args, attributes=None):
+    from .audit import load_attribute_set
+    from .pipeline import AipicPipeline
+
+    attribute_set = load_attribute_set(attributes) if attributes else None
+    return AipicPipeline(attribute_set=attribute_set, models_mode=args.models, device=args.device, home=args.home, output_dir=args.out)
+
+
+def _print_outcome(outcome, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({
+            "outputs": [{"path": str(i.path), "seed": i.seed, "width": i.width, "height": i.height, "audit": i.audit.to_dict()} for i in outcome.items],
+            "warnings": outcome.warnings,
+            "models": outcome.models,
+        }, indent=2))
+        return
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for item in outcome.items:
+        print(f"{item.path}  (seed {item.seed}, {item.width}x{item.height}, signed)")
+        for line in item.audit.summary().splitlines():
+            print(f"  {line}")
+
+
+def _generation_request(args, strength=None):
+    from .generate import GenerationRequest
+
+    return GenerationRequest(
+        prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance,
+        width=args.width, height=args.height, batch=args.batch, strength=strength,
+    )
+
+
+def cmd_generate(args) -> int:
+    outcome = _pipeline(args).text_to_image(_generation_request(args), args.model)
+    _print_outcome(outcome, args.json)
+    return EXIT_OK
+
+
+def cmd_img2img(args) -> int:
+    outcome = _pipeline(args).image_to_image(_generation_request(args, args.strength), args.init_image, args.model)
+    _print_outcome(outcome, args.json)
+    return EXIT_OK
+
+
+def cmd_style(args) -> int:
+    from .style import StyleRequest
+
+    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed)
+    outcome = _pipeline(args).style_transfer(request)
+    _print_outcome(outcome, args.json)
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .pipeline import default_home
+    from .provenance import local_trust_anchors, verify_file
+
+    anchors = local_trust_anchors(Path(args.home or default_home()) / "keys")
+    for path in args.trust:
+        try:
+            anchors.append(Path(path).read_text())
+        except OSError as error:
+            raise AipicError(f"Cannot read trust anchors {path}: {error}") from None
+    results = {path: verify_file(path, anchors) for path in args.files}
+    if args.json:
+        print(json.dumps({path: result.to_dict() for path, result in results.items()}, indent=2, default=str))
+    else:
+        for index, (path, result) in enumerate(results.items()):
+            if index:
+                print()
+            print(f"== {path}")
+            print(result.report())
+    return EXIT_OK if all(result.ok for result in results.values()) else EXIT_FAILED_CHECK
+
+
+def cmd_audit(args) -> int:
+    from .report import load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    out = Path(args.out) if args.out else Path("reports") / suite.name
+    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
+    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+    else:
+        if not paths["complete"]:
+            print("Interrupted: the report covers the images made so far.", file=sys.stderr)
+        print(f"HTML report: {paths['html']}\nJSON report: {paths['json']}\nCSV rows:    {paths['csv']}")
+    return EXIT_OK if paths["complete"] else EXIT_FAILED_CHECK
+
+
+def cmd_models(args) -> int:
+    from .catalog import load_catalog
+    from .models import resolve_mode
+
+    catalog = load_catalog()
+    listing = {
+        section: {key: {"label": entry.label, "source": entry.source, "pretrained": entry.pretrained, "default": key == catalog.defaults[section]} for key, entry in entries.items()}
+        for section, entries in catalog.entries.items()
+    }
+    if args.json:
+        print(json.dumps({"mode": resolve_mode(args.models), "catalog": listing}, indent=2))
+        return EXIT_OK
+    print(f"model mode: {resolve_mode(args.models)}")
+    for section, entries in listing.items():
+        print(f"{section}:")
+        for key, entry in entries.items():
+            marker = "*" if entry["default"] else " "
+            print(f"  {marker} {key:<12} {entry['label']}  [{entry['source']}{'/' + entry['pretrained'] if entry['pretrained'] else ''}]")
+    return EXIT_OK
+
+
+def cmd_download(args) -> int:
+    from .catalog import load_catalog
+    from .models import download_weights
+
+    try:
+        fetched = download_weights(load_catalog())
+    except Exception as error:  # noqa: BLE001
+        raise AipicError(f"Download failed (is there network access to the model hub?): {error}") from None
+    print("fetched: " + ", ".join(fetched))
+    return EXIT_OK
+
+
+COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "models": cmd_models, "download": cmd_download}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AipicError as error:
+        print(f"aipic: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aipic: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+class AipicError(Exception):
+    """An error whose message is meant for the person using aipic (UI, CLI), not a traceback."""

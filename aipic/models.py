@@ -1,0 +1,221 @@
+"""Loading the models named in the catalog: real weights when they are at hand, tiny random ones otherwise.
+
+Three modes, chosen explicitly (``--models`` on the CLI, ``AIPIC_MODELS`` for the app):
+
+* ``auto`` (default): real weights if they are on this machine (a local directory,
+  or already in the Hugging Face / torch caches), else the tiny random-weight
+  placeholders.  Never downloads, so it never hangs offline.
+* ``real``: real weights, downloading them if needed; a clear error if that fails.
+* ``tiny``: the tiny random-weight placeholders (tests, offline demos).
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .catalog import Catalog, ModelEntry
+from .errors import AipicError
+from . import tiny
+
+MODES = ("auto", "real", "tiny")
+OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+VGG19_LAYERS = {"conv1_1": 0, "conv2_1": 5, "conv3_1": 10, "conv4_1": 19, "conv4_2": 21, "conv5_1": 28}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, and the facts about it that the UI and the manifest report."""
+
+    entry: ModelEntry  # the catalog entry asked for
+    obj: Any
+    placeholder: bool  # True when these are tiny random weights
+    note: str = ""  # why a placeholder was used, for people to read
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return "tiny-random" if self.placeholder else self.entry.source
+
+    def describe(self) -> dict:
+        return {
+            "catalog_key": self.entry.key,
+            "name": self.name,
+            "label": self.entry.label if not self.placeholder else f"tiny random weights in place of {self.entry.label}",
+            "source": self.entry.source,
+            "pretrained": self.entry.pretrained,
+            "placeholder": self.placeholder,
+            "note": self.note,
+        }
+
+
+def resolve_mode(mode: str | None) -> str:
+    mode = (mode or os.environ.get("AIPIC_MODELS") or "auto").strip().lower()
+    if mode not in MODES:
+        raise AipicError(f"Unknown model mode {mode!r}; use one of {', '.join(MODES)}.")
+    return mode
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _placeholder_note(entry: ModelEntry, reason: str) -> str:
+    return f"{entry.label} is not available ({reason}); using tiny random weights: outputs are noise, not real images or audits."
+
+
+def _hub_snapshot_present(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+
+
+# ---- text-to-image / img2img -------------------------------------------------------------------
+
+
+def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
+    if entry.is_tiny_random or mode == "tiny":
+        note = "" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")
+        return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note or "tiny random weights: outputs are noise")
+    local = Path(entry.source).is_dir() or _hub_snapshot_present(entry.source)
+    if mode == "auto" and not local:
+        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note)
+    from diffusers import AutoPipelineForText2Image
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        pipe = AutoPipelineForText2Image.from_pretrained(entry.source, torch_dtype=dtype, local_files_only=(mode == "auto"))
+    except Exception as error:  # noqa: BLE001 - any loading failure becomes a clear message
+        raise AipicError(f"Could not load {entry.label} from {entry.source!r}: {error}") from None
+    if hasattr(pipe, "safety_checker"):
+        pipe.safety_checker = None
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(entry, pipe.to(device), placeholder=False)
+
+
+def image_to_image_pipeline(text_to_image_pipe):
+    """The img2img pipeline that shares every component (and so all memory) with the text-to-image one."""
+    from diffusers import AutoPipelineForImage2Image
+
+    pipe = AutoPipelineForImage2Image.from_pipe(text_to_image_pipe)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# ---- CLIP ----------------------------------------------------------------------------------------
+
+
+def _open_clip_local_weights(entry: ModelEntry) -> str | None:
+    if entry.pretrained and Path(entry.pretrained).is_file():
+        return entry.pretrained
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(entry.source, entry.pretrained or "")
+    repo = (cfg or {}).get("hf_hub", "").strip("/")
+    for filename in OPEN_CLIP_WEIGHT_FILES if repo else ():
+        cached = try_to_load_from_cache(repo, filename)
+        if isinstance(cached, str):
+            return cached
+    return None
+
+
+def load_clip(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
+    if entry.is_tiny_random or mode == "tiny":
+        model, preprocess, tokenizer = tiny.build_tiny_clip()
+        note = "tiny random weights: audits are meaningless" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")
+        return LoadedModel(entry, model.to(device), placeholder=True, note=note, extra={"preprocess": preprocess, "tokenizer": tokenizer})
+    import open_clip
+
+    weights = _open_clip_local_weights(entry)
+    if mode == "auto" and weights is None:
+        model, preprocess, tokenizer = tiny.build_tiny_clip()
+        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        return LoadedModel(entry, model.to(device), placeholder=True, note=note, extra={"preprocess": preprocess, "tokenizer": tokenizer})
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(entry.source, pretrained=weights or entry.pretrained, device=device)
+    except Exception as error:  # noqa: BLE001
+        raise AipicError(f"Could not load {entry.label}: {error}") from None
+    model.eval()
+    return LoadedModel(entry, model, placeholder=False, extra={"preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(entry.source)})
+
+
+# ---- style (VGG features) ------------------------------------------------------------------------
+
+
+def _vgg19_cached_file() -> Path:
+    from torchvision.models import VGG19_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_Weights.IMAGENET1K_V1.url).name
+
+
+def load_style_network(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
+    if entry.is_tiny_random or mode == "tiny":
+        note = "tiny random weights" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")
+        return LoadedModel(entry, tiny.build_tiny_vgg().to(device), placeholder=True, note=note, extra={"layers": tiny.TINY_VGG_LAYERS})
+    from torchvision.models import VGG19_Weights, vgg19
+
+    local_file = Path(entry.source) if Path(entry.source).is_file() else _vgg19_cached_file()
+    if mode == "auto" and not local_file.is_file():
+        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        return LoadedModel(entry, tiny.build_tiny_vgg().to(device), placeholder=True, note=note, extra={"layers": tiny.TINY_VGG_LAYERS})
+    try:
+        if local_file.is_file():
+            network = vgg19()
+            network.load_state_dict(torch.load(local_file, map_location="cpu", weights_only=True))
+        else:
+            network = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
+    except Exception as error:  # noqa: BLE001
+        raise AipicError(f"Could not load {entry.label}: {error}") from None
+    features = network.features[: max(VGG19_LAYERS.values()) + 1].eval().to(device)
+    return LoadedModel(entry, features, placeholder=False, extra={"layers": VGG19_LAYERS})
+
+
+# ---- the set of models one pipeline uses ---------------------------------------------------------
+
+
+class ModelRegistry:
+    """Loads each model once, on first use, and keeps it."""
+
+    def __init__(self, catalog: Catalog, mode: str | None = None, device: str | None = None):
+        self.catalog = catalog
+        self.mode = resolve_mode(mode)
+        self.device = pick_device(device)
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+
+    def get(self, section: str, key: str | None = None) -> LoadedModel:
+        entry = self.catalog.entry(section, key)
+        cache_key = (section, entry.key)
+        if cache_key not in self._loaded:
+            loader = {"text_to_image": load_text_to_image, "clip": load_clip, "style": load_style_network}[section]
+            self._loaded[cache_key] = loader(entry, self.mode, self.device)
+        return self._loaded[cache_key]
+
+    def status(self) -> dict:
+        return {f"{section}:{key}": model.describe() for (section, key), model in self._loaded.items()}
+
+
+def download_weights(catalog: Catalog) -> list[str]:
+    """Fetch the default real weights into the local caches (needs network). Returns what was fetched."""
+    from diffusers import AutoPipelineForText2Image
+    import open_clip
+    from torchvision.models import VGG19_Weights, vgg19
+
+    fetched = []
+    t2i = catalog.entry("text_to_image")
+    if not t2i.is_tiny_random:
+        AutoPipelineForText2Image.from_pretrained(t2i.source)
+        fetched.append(t2i.source)
+    clip = catalog.entry("clip")
+    if not clip.is_tiny_random:
+        open_clip.create_model_and_transforms(clip.source, pretrained=clip.pretrained)
+        fetched.append(f"{clip.source}/{clip.pretrained}")
+    if not catalog.entry("style").is_tiny_random:
+        vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
+        fetched.append("torchvision vgg19 IMAGENET1K_V1")
+    return fetched

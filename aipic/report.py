@@ -1,0 +1,252 @@
+"""Batch bias-audit reports: a prompt suite × seeds, with shares, Wilson intervals and gaps to a reference.
+
+Rows are appended to rows.csv as they are made, so an interrupted run loses
+nothing: the report is written from whatever rows exist, and says so.
+"""
+
+import csv
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .audit import ABSTAIN, AttributeSet
+from .errors import AipicError
+
+Z_95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class PromptSuite:
+    name: str
+    description: str
+    prompts: tuple
+    reference: dict  # attribute -> {label: expected share}
+
+
+def load_suite(path: str | Path) -> PromptSuite:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise AipicError(f"Cannot read prompt suite {path}: {error}") from None
+    if not isinstance(raw, dict) or not raw.get("prompts"):
+        raise AipicError(f"Prompt suite {path} needs a non-empty 'prompts' list.")
+    prompts = tuple(str(p).strip() for p in raw["prompts"] if str(p).strip())
+    reference = raw.get("reference") or {}
+    for attribute, shares in reference.items():
+        total = sum(float(v) for v in shares.values())
+        if abs(total - 1.0) > 0.01:
+            raise AipicError(f"Prompt suite {path}: reference shares of {attribute!r} add up to {total:.3f}, not 1.")
+    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=prompts, reference=reference)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion; (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def csv_columns(attribute_set: AttributeSet) -> list[str]:
+    columns = ["prompt", "seed", "image", "person_present", "person_probability"]
+    for spec in attribute_set.attributes:
+        columns += [spec.name, f"{spec.name}_confidence"]
+    return columns
+
+
+def audit_row(prompt: str, seed: int, image: str, audit) -> dict:
+    row = {"prompt": prompt, "seed": seed, "image": image, "person_present": audit.person_present, "person_probability": round(audit.person_probability, 4)}
+    for name, result in audit.attributes.items():
+        row[name] = result.label
+        row[f"{name}_confidence"] = round(result.confidence, 4)
+    return row
+
+
+@dataclass
+class AttributeSummary:
+    name: str
+    title: str
+    assessed: int  # images with a person where the audit did not abstain
+    abstained: int
+    counts: dict
+    shares: dict = field(default_factory=dict)  # label -> {share, ci_low, ci_high, reference, gap}
+
+
+def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict) -> dict:
+    """Shares per attribute label among assessed images (overall and per prompt)."""
+
+    def attribute_summaries(subset: list[dict]) -> list[AttributeSummary]:
+        out = []
+        for spec in attribute_set.attributes:
+            person_rows = [row for row in subset if _truthy(row.get("person_present"))]
+            labels = [row.get(spec.name) for row in person_rows]
+            assessed = [label for label in labels if label and label != ABSTAIN]
+            summary = AttributeSummary(spec.name, spec.title, assessed=len(assessed), abstained=len(labels) - len(assessed), counts={label: assessed.count(label) for label in spec.classes})
+            for label, count in summary.counts.items():
+                low, high = wilson_interval(count, len(assessed))
+                expected = (reference.get(spec.name) or {}).get(label)
+                share = count / len(assessed) if assessed else None
+                summary.shares[label] = {
+                    "count": count,
+                    "share": share,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "reference": expected,
+                    "gap": (share - expected) if (share is not None and expected is not None) else None,
+                }
+            out.append(summary)
+        return out
+
+    prompts = list(dict.fromkeys(row["prompt"] for row in rows))
+    return {
+        "images": len(rows),
+        "with_person": sum(_truthy(row.get("person_present")) for row in rows),
+        "overall": [s.__dict__ for s in attribute_summaries(rows)],
+        "per_prompt": {prompt: [s.__dict__ for s in attribute_summaries([r for r in rows if r["prompt"] == prompt])] for prompt in prompts},
+    }
+
+
+def _truthy(value) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class RowWriter:
+    """Appends audit rows to a CSV file and flushes each one, so nothing is lost on interruption."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        self.handle = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self.writer.writeheader()
+            self.handle.flush()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _fmt(value, percent=True) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.1%}" if percent == "signed" else (f"{value:.1%}" if percent else str(value))
+
+
+def render_html(report: dict) -> str:
+    """A self-contained HTML page of the report."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>aipic bias audit — " + e(report["suite"]["name"]) + "</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c36c;padding:.6em 1em}"
+        ".bar{display:inline-block;height:10px;background:#4a7bd0}</style></head><body>",
+        f"<h1>Bias audit: {e(report['suite']['name'])}</h1>",
+        f"<p>{e(report['suite']['description'])}</p>",
+    ]
+    if not report["complete"]:
+        parts.append(f"<p class='warn'>Incomplete run: {report['summary']['images']} of {report['planned_images']} images were audited before it stopped.</p>")
+    for note in report.get("notes", []):
+        parts.append(f"<p class='warn'>{e(note)}</p>")
+    parts.append(
+        "<p>Attributes are <em>perceived</em> by a CLIP model from pixels: they are not anyone's identity, and they carry the model's own biases. "
+        "Shares are among images where a person was detected and the audit did not abstain; intervals are Wilson 95%.</p>"
+    )
+    s = report["summary"]
+    parts.append(f"<p>Images: {s['images']} · with a person: {s['with_person']} · seeds per prompt: {report['seeds']} · generator: {e(report['models']['text_to_image']['label'])} · audit model: {e(report['models']['clip']['label'])}</p>")
+
+    def table(summaries):
+        rows = []
+        for attribute in summaries:
+            rows.append(f"<h3>{e(attribute['title'])}</h3><p>assessed {attribute['assessed']}, abstained {attribute['abstained']}</p>")
+            rows.append("<table><tr><th>label</th><th>count</th><th>share</th><th>95% CI</th><th>reference</th><th>gap</th><th></th></tr>")
+            for label, cell in attribute["shares"].items():
+                width = int(200 * (cell["share"] or 0))
+                rows.append(
+                    f"<tr><td>{e(label.replace('_', ' '))}</td><td>{cell['count']}</td><td>{_fmt(cell['share'])}</td>"
+                    f"<td>{_fmt(cell['ci_low'])} – {_fmt(cell['ci_high'])}</td><td>{_fmt(cell['reference'])}</td>"
+                    f"<td>{_fmt(cell['gap'], 'signed')}</td><td style='text-align:left'><span class='bar' style='width:{width}px'></span></td></tr>"
+                )
+            rows.append("</table>")
+        return "".join(rows)
+
+    parts.append("<h2>All prompts</h2>" + table(s["overall"]))
+    for prompt, summaries in s["per_prompt"].items():
+        parts.append(f"<h2>{e(prompt)}</h2>" + table(summaries))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: Path, report: dict) -> dict:
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out_dir / "report.html").write_text(render_html(report))
+    return {"json": out_dir / "report.json", "html": out_dir / "report.html", "csv": out_dir / "rows.csv"}
+
+
+def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True) -> dict:
+    """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
+
+    Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.
+    """
+    from tqdm import tqdm
+
+    from .generate import GenerationRequest
+
+    if seeds < 1:
+        raise AipicError("--seeds must be at least 1.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows_path = out_dir / "rows.csv"
+    if read_rows(rows_path):
+        raise AipicError(f"{out_dir} already holds an audit run (rows.csv); choose a new --out folder so nothing is overwritten.")
+    pipeline.output_dir = out_dir / "images"
+    writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
+    planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
+    complete = False
+    try:
+        with tqdm(total=len(planned), desc=f"audit {suite.name}", unit="img", disable=not progress) as bar:
+            for prompt, seed in planned:
+                outcome = pipeline.text_to_image(GenerationRequest(prompt=prompt, seed=seed), model_key)
+                item = outcome.items[0]
+                writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
+                bar.update(1)
+        complete = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        writer.close()
+        rows = read_rows(rows_path)
+        t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")
+        notes = [m.note for m in (t2i, clip) if m.placeholder and m.note]
+        report = {
+            "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference},
+            "seeds": seeds,
+            "planned_images": len(planned),
+            "complete": complete,
+            "attribute_set": pipeline.attribute_set.describe(),
+            "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
+            "notes": notes,
+            "summary": summarise(rows, pipeline.attribute_set, suite.reference),
+        }
+        paths = write_report(out_dir, report)
+    paths["complete"] = complete
+    return paths

@@ -1,0 +1,133 @@
+"""Neural style transfer (Gatys et al. 2016) on VGG features."""
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .catalog import Limits
+from .errors import AipicError
+from .generate import SIZE_MULTIPLE, _as_float, _as_int, _check_range
+from .images import size_for_aspect
+
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+CONTENT_LAYER = "conv4_2"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    content_image: Image.Image
+    style_image: Image.Image
+    steps: int = 100
+    style_weight: float = 1e5
+    content_weight: float = 1.0
+    size: int = 256  # longest side of the output
+    seed: int = 0
+
+    def parameters(self) -> dict:
+        return {
+            "steps": self.steps,
+            "style_weight": self.style_weight,
+            "content_weight": self.content_weight,
+            "size": self.size,
+            "seed": self.seed,
+        }
+
+
+def resolve_style_request(request: StyleRequest, limits: Limits) -> StyleRequest:
+    if request.content_image is None:
+        raise AipicError("Please provide a content image.")
+    if request.style_image is None:
+        raise AipicError("Please provide a style image.")
+    steps = _check_range(_as_int(request.steps, "Steps"), 1, limits.max_style_steps, "Steps")
+    size = _check_range(_as_int(request.size, "Size"), limits.min_side, limits.max_side, "Size")
+    style_weight = _check_range(_as_float(request.style_weight, "Style weight"), 0.0, 1e9, "Style weight")
+    content_weight = _check_range(_as_float(request.content_weight, "Content weight"), 0.0, 1e9, "Content weight")
+    if style_weight == 0 and content_weight == 0:
+        raise AipicError("Style weight and content weight cannot both be 0.")
+    seed = _check_range(_as_int(request.seed, "Seed"), 0, 2**32 - 1, "Seed")
+    return dataclasses.replace(request, steps=steps, size=size, style_weight=style_weight, content_weight=content_weight, seed=seed)
+
+
+def image_to_tensor(image: Image.Image, width: int, height: int, device) -> torch.Tensor:
+    resized = image.resize((width, height), Image.Resampling.LANCZOS)
+    data = torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8).reshape(height, width, 3)
+    return data.permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    data = tensor.detach().clamp(0, 1).mul(255).round().byte().squeeze(0).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(data, "RGB")
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+class VGGFeatures(torch.nn.Module):
+    """Runs a VGG feature stack and returns the activations of the named layers."""
+
+    def __init__(self, features: torch.nn.Sequential, layers: dict):
+        super().__init__()
+        self.features = features
+        self.index_to_name = {index: name for name, index in layers.items() if name in STYLE_LAYERS + (CONTENT_LAYER,)}
+        self.last = max(self.index_to_name)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> dict:
+        x = (image - self.mean.to(image.device)) / self.std.to(image.device)
+        out = {}
+        for index, layer in enumerate(self.features):
+            x = layer(x) if not isinstance(layer, torch.nn.ReLU) else F.relu(x)
+            if index in self.index_to_name:
+                out[self.index_to_name[index]] = x
+            if index >= self.last:
+                break
+        return out
+
+
+def style_transfer(features: torch.nn.Sequential, layers: dict, request: StyleRequest, progress=None) -> tuple[Image.Image, dict]:
+    """Optimise an image (initialised from the content) to match the content's features and the style's Gram matrices.
+
+    Returns the image and the final losses.  `progress(step, total)` is called after each step if given.
+    """
+    device = next(features.parameters()).device
+    network = VGGFeatures(features, layers).to(device)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    width, height = size_for_aspect(request.content_image, request.size, SIZE_MULTIPLE)
+    content = image_to_tensor(request.content_image, width, height, device)
+    style = image_to_tensor(request.style_image, width, height, device)
+    with torch.no_grad():
+        content_target = network(content)[CONTENT_LAYER]
+        style_targets = {name: gram_matrix(value) for name, value in network(style).items() if name in STYLE_LAYERS}
+
+    generator = torch.Generator(device="cpu").manual_seed(request.seed)
+    noise = torch.randn(content.shape, generator=generator).to(device) * 0.02
+    result = (content + noise).clamp(0, 1).requires_grad_(True)
+    optimizer = torch.optim.Adam([result], lr=0.02)
+    losses, initial_style = {}, None
+    for step in range(request.steps):
+        optimizer.zero_grad()
+        activations = network(result)
+        content_loss = F.mse_loss(activations[CONTENT_LAYER], content_target)
+        style_loss = sum(F.mse_loss(gram_matrix(activations[name]), target) for name, target in style_targets.items())
+        loss = request.content_weight * content_loss + request.style_weight * style_loss
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            result.clamp_(0, 1)
+        losses = {"content": content_loss.item(), "style": style_loss.item(), "total": loss.item()}
+        if initial_style is None:
+            initial_style = losses["style"]
+        if progress is not None:
+            progress(step + 1, request.steps)
+    losses["initial_style"] = initial_style
+    return tensor_to_image(result), losses

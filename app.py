@@ -1,0 +1,202 @@
+"""aipic's Gradio app: a thin UI over aipic.pipeline.AipicPipeline.
+
+Every image shown went through generate → bias audit → C2PA signing; the UI
+serves the signed files by path (never a re-encoded copy, which would strip
+the Content Credentials).  Uploads are taken as files, so their own
+credentials stay in the provenance chain.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--models auto|real|tiny]
+"""
+
+import argparse
+import functools
+import logging
+import os
+
+import gradio as gr
+
+from aipic.errors import AipicError
+from aipic.generate import GenerationRequest
+from aipic.pipeline import AipicPipeline
+from aipic.style import StyleRequest
+
+log = logging.getLogger("aipic.app")
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
+
+
+def user_errors(handler):
+    """Show AipicError messages to the person; log anything unexpected and show a plain message, never a traceback."""
+
+    @functools.wraps(handler)
+    def wrapped(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except AipicError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001
+            log.exception("unexpected error in %s", handler.__name__)
+            raise gr.Error(f"Something went wrong ({type(error).__name__}). Your inputs are kept; please try again.", print_exception=False) from None
+
+    return wrapped
+
+
+def audit_markdown(outcome) -> str:
+    blocks = []
+    for index, item in enumerate(outcome.items, start=1):
+        text = item.audit.summary().replace("\n", "  \n")
+        blocks.append(f"**Image {index}** — seed {item.seed}, {item.width}×{item.height}, signed  \n{text}")
+    for warning in outcome.warnings:
+        blocks.append(f"⚠ {warning}")
+    return "\n\n".join(blocks)
+
+
+def outcome_outputs(outcome):
+    return outcome.paths, audit_markdown(outcome), outcome.paths
+
+
+def _number(value):
+    return None if value is None or value == "" else value
+
+
+def build_app(pipeline: AipicPipeline) -> gr.Blocks:
+    limits = pipeline.catalog.limits
+    notes = pipeline.placeholder_notes()
+    t2i_defaults = pipeline._defaults(pipeline.models.get("text_to_image"))
+
+    @user_errors
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch):
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1)
+        return outcome_outputs(pipeline.text_to_image(request))
+
+    @user_errors
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch):
+        if not init_file:
+            raise AipicError("Please upload an init image.")
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1)
+        return outcome_outputs(pipeline.image_to_image(request, init_file))
+
+    @user_errors
+    def stylise(content_file, style_file, steps, size, style_weight, seed, progress=gr.Progress()):
+        if not content_file or not style_file:
+            raise AipicError("Please upload both a content image and a style image.")
+        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0)
+        outcome = pipeline.style_transfer(request, progress=lambda done, total: progress(done / total, desc="style transfer"))
+        return outcome_outputs(outcome)
+
+    @user_errors
+    def verify(file):
+        if not file:
+            raise AipicError("Please upload a file to verify.")
+        result = pipeline.verify(file)
+        return f"### {result.verdict.replace('_', ' ').upper()}\n\n" + result.report().replace("\n", "  \n"), result.to_dict()
+
+    def preview(file):
+        return file if file else None
+
+    with gr.Blocks(title="aipic") as demo:
+        gr.Markdown(
+            "# aipic\nText-to-image, image-to-image and style transfer. **Every output is bias-audited** (CLIP zero-shot: "
+            "perceived attributes, never identity) **and signed with C2PA Content Credentials** that record your contributions "
+            "and the model's. Download the signed PNG to keep its credentials."
+        )
+        if notes:
+            gr.Markdown("> ⚠ **Offline placeholder models.** " + "  \n> ".join(notes), elem_id="placeholder-banner")
+
+        with gr.Tab("Text to image"):
+            with gr.Row():
+                with gr.Column():
+                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="t2i-prompt")
+                    negative = gr.Textbox(label="Negative prompt", lines=1)
+                    with gr.Accordion("Settings", open=False):
+                        seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0)
+                        steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("steps", 20), step=1, label="Steps")
+                        guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
+                        size = t2i_defaults.get("size", 512)
+                        width = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width")
+                        height = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
+                        batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
+                    generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+                with gr.Column():
+                    gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
+                    audit = gr.Markdown(elem_id="t2i-audit")
+                    files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="t2i-files")
+            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch], [gallery, audit, files])
+
+        with gr.Tab("Image to image"):
+            with gr.Row():
+                with gr.Column():
+                    init_file = gr.File(label="Init image (kept as uploaded, credentials included)", file_types=IMAGE_TYPES, type="filepath")
+                    init_preview = gr.Image(label="Preview", interactive=False, height=200)
+                    i_prompt = gr.Textbox(label="Prompt", lines=2)
+                    i_negative = gr.Textbox(label="Negative prompt", lines=1)
+                    with gr.Accordion("Settings", open=False):
+                        strength = gr.Slider(0.05, 1.0, value=t2i_defaults.get("strength", 0.6), step=0.05, label="Strength (how much to change)")
+                        i_seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0)
+                        i_steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("img2img_steps", t2i_defaults.get("steps", 20)), step=1, label="Steps")
+                        i_guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
+                        i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
+                    i_go = gr.Button("Transform", variant="primary")
+                with gr.Column():
+                    i_gallery = gr.Gallery(label="Signed outputs")
+                    i_audit = gr.Markdown()
+                    i_files = gr.File(label="Download signed PNGs", file_count="multiple")
+            init_file.change(preview, init_file, init_preview)
+            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch], [i_gallery, i_audit, i_files])
+
+        with gr.Tab("Style transfer"):
+            with gr.Row():
+                with gr.Column():
+                    content_file = gr.File(label="Content image", file_types=IMAGE_TYPES, type="filepath")
+                    style_file = gr.File(label="Style image", file_types=IMAGE_TYPES, type="filepath")
+                    with gr.Accordion("Settings", open=False):
+                        s_steps = gr.Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps")
+                        s_size = gr.Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
+                        s_weight = gr.Number(label="Style weight", value=1e5)
+                        s_seed = gr.Number(label="Seed", value=0, precision=0)
+                    s_go = gr.Button("Stylise", variant="primary")
+                with gr.Column():
+                    s_gallery = gr.Gallery(label="Signed output")
+                    s_audit = gr.Markdown()
+                    s_files = gr.File(label="Download signed PNG", file_count="multiple")
+            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed], [s_gallery, s_audit, s_files])
+
+        with gr.Tab("Verify"):
+            gr.Markdown("Upload any image to check its Content Credentials: who signed it, what a person and what a model contributed, and its bias audit.")
+            v_file = gr.File(label="Image to verify", type="filepath", elem_id="verify-file")
+            v_go = gr.Button("Verify", variant="primary", elem_id="verify-button")
+            v_report = gr.Markdown(elem_id="verify-report")
+            v_json = gr.JSON(label="Details")
+            v_go.click(verify, v_file, [v_report, v_json])
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run the aipic Gradio app.")
+    parser.add_argument("--host", default=os.environ.get("AIPIC_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIPIC_PORT", "7860")))
+    parser.add_argument("--models", choices=("auto", "real", "tiny"), default=None, help="default: $AIPIC_MODELS or auto")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--home", default=None, help="keys/ and outputs/ live here (default $AIPIC_HOME or ~/.aipic)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    try:
+        pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home)
+        pipeline.identity  # make the local signing identity now, not on the first request
+        demo = build_app(pipeline)
+    except AipicError as error:
+        raise SystemExit(f"aipic: error: {error}")
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        allowed_paths=[str(pipeline.output_dir)],
+        blocked_paths=[str(pipeline.key_dir)],
+        max_file_size="25mb",
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    main()
