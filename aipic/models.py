@@ -71,7 +71,10 @@ def _placeholder_note(entry: ModelEntry, reason: str) -> str:
 def _hub_snapshot_present(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except ValueError:  # not a valid hub id (e.g. a path that does not exist)
+        return False
 
 
 # ---- text-to-image / img2img -------------------------------------------------------------------

@@ -218,7 +218,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     rows_path = out_dir / "rows.csv"
     if read_rows(rows_path):
         raise AipicError(f"{out_dir} already holds an audit run (rows.csv); choose a new --out folder so nothing is overwritten.")
-    pipeline.output_dir = out_dir / "images"
+    previous_output_dir, pipeline.output_dir = pipeline.output_dir, out_dir / "images"
     writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
     planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
     complete = False
@@ -233,6 +233,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     except KeyboardInterrupt:
         pass
     finally:
+        pipeline.output_dir = previous_output_dir
         writer.close()
         rows = read_rows(rows_path)
         t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")

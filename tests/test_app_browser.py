@@ -1,0 +1,109 @@
+"""The real app in a real browser: Debian's Chromium driven by Playwright."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from aipic.catalog import REPO_ROOT
+from aipic.provenance import local_trust_anchors, verify_bytes
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("AIPIC_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required (AIPIC_REQUIRE_BROWSER is set) but /usr/bin/chromium is missing")
+        pytest.skip("Debian chromium is not installed")
+    home = tmp_path_factory.mktemp("app-home")
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "AIPIC_HOME": str(home), "AIPIC_MODELS": "tiny"}
+    log = (home / "app.log").open("w")
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail("app exited early:\n" + (home / "app.log").read_text())
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("app did not start:\n" + (home / "app.log").read_text())
+    yield url, home
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page()
+    page.goto(app_url[0], wait_until="networkidle")
+    yield page
+    page.close()
+
+
+def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
+    url, home = app_url
+    assert "Offline placeholder models" in page.locator("#placeholder-banner").inner_text()
+    page.locator("#t2i-prompt textarea").fill("a photo of a lighthouse keeper")
+    page.locator("#t2i-generate").click()
+    page.wait_for_selector("#t2i-audit :text('signed')", timeout=120_000)
+    audit = page.locator("#t2i-audit").inner_text()
+    assert "Perceived by the model" in audit or "No person detected" in audit
+
+    href = page.locator("#t2i-files a").first.get_attribute("href")
+    data = urllib.request.urlopen(href if href.startswith("http") else url + href, timeout=30).read()
+    result = verify_bytes(data, local_trust_anchors(home / "keys"))
+    assert result.verdict == "trusted"
+    assert result.contributions["human"]["prompt"] == "a photo of a lighthouse keeper"
+    gallery_src = page.locator(".gallery-item img, button img").first.get_attribute("src")
+    assert gallery_src and gallery_src.split("/")[-1] == href.split("/")[-1]  # the gallery shows the signed file itself
+
+
+def test_empty_prompt_shows_a_clear_error(page):
+    page.locator("#t2i-generate").click()
+    toast = page.locator(".toast-body").first
+    toast.wait_for(timeout=30_000)
+    assert "Please enter a prompt" in toast.inner_text()
+    assert "Traceback" not in page.content()
+
+
+def test_verify_tab_reports_a_non_image(page, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"definitely not a png")
+    page.get_by_role("tab", name="Verify").click()
+    page.locator("#verify-file input[type=file]").set_input_files(str(junk))
+    page.locator("#verify-file :text('junk.png')").first.wait_for(timeout=30_000)
+    page.locator("#verify-button").click()
+    page.wait_for_selector("#verify-report :text('UNREADABLE')", timeout=30_000)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from aipic.catalog import Limits
+from aipic.errors import AipicError
+from aipic.generate import GenerationRequest, resolve_request, run_diffusion, truncation_warnings
+from conftest import make_image
+
+DEFAULTS = {"steps": 4, "guidance": 5.0, "size": 128, "strength": 0.6}
+LIMITS = Limits()
+
+
+@pytest.fixture(scope="module")
+def sd(tiny_pipeline):
+    return tiny_pipeline.models.get("text_to_image").obj
+
+
+def resolved(**fields):
+    return resolve_request(GenerationRequest(**{"prompt": "a red bicycle", **fields}), DEFAULTS, LIMITS)
+
+
+def test_defaults_are_filled_in_and_a_random_seed_is_recorded():
+    request = resolved(seed=-1)
+    assert (request.steps, request.guidance, request.width, request.height) == (4, 5.0, 128, 128)
+    assert 0 <= request.seed < 2**32
+    assert request.parameters()["seed"] == request.seed
+    assert "prompt" not in request.parameters()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"prompt": "   "}, "enter a prompt"),
+        ({"prompt": "x" * 5000}, "at most 2000"),
+        ({"width": 500}, "multiple of 8 .*try 496 or 504"),
+        ({"height": 4096}, "Height must be between 64 and 1024"),
+        ({"steps": 0}, "Steps must be between 1 and 100"),
+        ({"steps": 2.5}, "whole number"),
+        ({"steps": "many"}, "whole number"),
+        ({"guidance": float("nan")}, "finite"),
+        ({"batch": 9}, "Number of images must be between 1 and 4"),
+        ({"seed": 2**40}, "Seed must be between"),
+    ],
+)
+def test_bad_requests_get_clear_errors(fields, message):
+    with pytest.raises(AipicError, match=message):
+        resolved(**fields)
+
+
+def test_img2img_strength_and_steps_are_checked():
+    init = make_image(96, 64)
+    with pytest.raises(AipicError, match="Strength must be above 0"):
+        resolved(init_image=init, strength=0)
+    with pytest.raises(AipicError, match="raise the steps to at least 4"):
+        resolved(init_image=init, strength=0.3, steps=3)
+
+
+def test_img2img_size_defaults_to_the_init_image_aspect():
+    request = resolved(init_image=make_image(300, 150))
+    assert (request.width, request.height) == (128, 64)
+
+
+def test_same_seed_same_image_and_batch_seeds_count_up(sd):
+    request = resolved(seed=7, batch=2, width=64, height=64)
+    first = run_diffusion(sd, request)
+    again = run_diffusion(sd, resolved(seed=8, width=64, height=64))
+    assert [g.seed for g in first] == [7, 8]
+    assert first[0].image.size == (64, 64)
+    assert np.array_equal(np.asarray(first[1].image), np.asarray(again[0].image))
+    assert not np.array_equal(np.asarray(first[0].image), np.asarray(first[1].image))
+
+
+def test_img2img_output_has_the_requested_size(sd):
+    from aipic.models import image_to_image_pipeline
+
+    request = resolved(init_image=make_image(96, 64), width=96, height=64, seed=1)
+    [out] = run_diffusion(image_to_image_pipeline(sd), request)
+    assert out.image.size == (96, 64)
+
+
+def test_prompt_truncation_is_reported(sd):
+    long_prompt = " ".join(f"word{i}" for i in range(120))
+    [warning] = truncation_warnings(sd.tokenizer, resolved(prompt=long_prompt))
+    assert "the model reads only 77" in warning
+    assert truncation_warnings(sd.tokenizer, resolved()) == []

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from aipic import tiny
+from aipic.catalog import load_catalog
+from aipic.errors import AipicError
+from aipic.models import ModelRegistry, load_text_to_image, resolve_mode
+
+
+def test_tokenizer_built_from_open_clip_bpe_matches_open_clip():
+    import open_clip
+
+    hf = tiny.build_clip_tokenizer()
+    reference = open_clip.get_tokenizer("ViT-B-32")
+    assert hf.model_max_length == 77
+    for text in ["a photo of a cat", "An astronaut riding a horse, oil painting!", "naïve café"]:
+        ids = hf(text).input_ids
+        expected = reference([text])[0]
+        assert ids == expected[: len(ids)].tolist()
+        assert expected[len(ids):].eq(0).all()
+
+
+def test_tiny_stable_diffusion_is_deterministic_and_tiny():
+    first, second = tiny.build_tiny_stable_diffusion(), tiny.build_tiny_stable_diffusion()
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = getattr(first, name).state_dict(), getattr(second, name).state_dict()
+        assert all(torch.equal(a[key], b[key]) for key in a)
+    assert sum(p.numel() for p in first.unet.parameters()) < 1_500_000
+    assert first.vae_scale_factor == 8  # like the real Stable Diffusion VAE
+
+
+def test_tiny_clip_encodes_text_and_images():
+    model, preprocess, tokenizer = tiny.build_tiny_clip()
+    from conftest import make_image
+
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(["a photo of a dog"]))
+        image = model.encode_image(preprocess(make_image()).unsqueeze(0))
+    assert text.shape == image.shape == (1, 32)
+
+
+def test_catalog_defaults_and_limits():
+    catalog = load_catalog()
+    assert catalog.entry("text_to_image").source == "stabilityai/sd-turbo"
+    clip = catalog.entry("clip")
+    assert (clip.source, clip.pretrained) == ("ViT-B-32", "laion2b_s34b_b79k")
+    assert catalog.limits.max_batch >= 1
+    with pytest.raises(AipicError, match="Unknown text_to_image model 'nope'"):
+        catalog.entry("text_to_image", "nope")
+
+
+def test_auto_mode_falls_back_to_placeholders_and_says_why():
+    registry = ModelRegistry(load_catalog(), mode="auto", device="cpu")
+    model = registry.get("text_to_image")
+    assert model.placeholder
+    assert "SD-Turbo" in model.note and "not available" in model.note and "random weights" in model.note
+    assert model.describe()["placeholder"] is True
+    clip = registry.get("clip")
+    assert clip.placeholder and "ViT-B-32" in clip.note
+
+
+def test_real_mode_reports_unloadable_model_clearly(tmp_path):
+    entry = load_catalog().entry("text_to_image")
+    missing = type(entry)(section=entry.section, key="x", source=str(tmp_path / "no-such-model"), label="Missing model")
+    with pytest.raises(AipicError, match="Could not load Missing model"):
+        load_text_to_image(missing, "real", torch.device("cpu"))
+
+
+def test_model_mode_is_validated(monkeypatch):
+    monkeypatch.setenv("AIPIC_MODELS", "tiny")
+    assert resolve_mode(None) == "tiny"
+    with pytest.raises(AipicError, match="Unknown model mode"):
+        resolve_mode("huge")

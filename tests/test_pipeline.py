@@ -1,0 +1,66 @@
+import pytest
+
+from aipic.errors import AipicError
+from aipic.generate import GenerationRequest
+from aipic.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
+from aipic.style import StyleRequest
+from conftest import image_file
+
+
+def test_text_to_image_outputs_are_audited_signed_files(tiny_pipeline, fresh_outputs):
+    outcome = tiny_pipeline.text_to_image(GenerationRequest(prompt="a portrait of a chef", negative_prompt="blurry", seed=11, batch=2, width=64, height=64))
+    assert [item.seed for item in outcome.items] == [11, 12]
+    assert any("random weights" in warning for warning in outcome.warnings)
+    for item in outcome.items:
+        assert item.path.is_file() and item.path.parent.parent == fresh_outputs
+        result = tiny_pipeline.verify(item.path)
+        assert result.verdict == "trusted"
+        assert result.actions[0]["action"] == "c2pa.created"
+        assert result.actions[0]["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
+        human = result.contributions["human"]
+        assert human["prompt"] == "a portrait of a chef" and human["negative_prompt"] == "blurry"
+        assert human["parameters"]["seed"] == 11 and human["parameters"]["batch"] == 2
+        assert result.contributions["model"]["seed"] == item.seed
+        assert result.audit == item.audit.to_dict()
+
+
+def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_outputs, tmp_path):
+    upload = image_file(tmp_path / "holiday.jpg", 120, 80, fmt="JPEG")
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
+    [item] = outcome.items
+    assert (item.width, item.height) == (256, 168)  # tiny model's default size, upload's aspect
+    result = tiny_pipeline.verify(item.path)
+    assert result.verdict == "trusted"
+    assert [a["action"] for a in result.actions] == ["c2pa.opened", "c2pa.edited"]
+    assert result.actions[1]["digitalSourceType"] == COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
+    assert result.ingredients == [{"title": "holiday.jpg", "relationship": "parentOf"}]
+    assert result.contributions["human"]["parameters"]["strength"] == 0.6
+
+
+def test_style_transfer_is_audited_and_signed(tiny_pipeline, fresh_outputs, tmp_path):
+    content = image_file(tmp_path / "content.png", 80, 64, seed=1)
+    style = image_file(tmp_path / "style.png", 64, 64, seed=2)
+    outcome = tiny_pipeline.style_transfer(StyleRequest(content_image=content, style_image=style, steps=5, size=80))
+    [item] = outcome.items
+    result = tiny_pipeline.verify(item.path)
+    assert result.verdict == "trusted"
+    assert [i["relationship"] for i in result.ingredients] == ["parentOf", "componentOf"]
+    assert result.contributions["task"] == "style-transfer"
+    assert "losses" in result.contributions["model"]["models"][0]
+
+
+@pytest.mark.parametrize("upload_bytes, message", [(b"not an image", "could not be read as an image"), (None, "Please provide")])
+def test_bad_uploads_get_clear_errors_and_write_nothing(tiny_pipeline, fresh_outputs, tmp_path, upload_bytes, message):
+    source = None
+    if upload_bytes is not None:
+        source = tmp_path / "upload.png"
+        source.write_bytes(upload_bytes)
+    with pytest.raises(AipicError, match=message):
+        tiny_pipeline.image_to_image(GenerationRequest(prompt="x"), source)
+    assert not fresh_outputs.exists() or not any(fresh_outputs.rglob("*.png"))
+
+
+def test_invalid_request_writes_nothing(tiny_pipeline, fresh_outputs):
+    with pytest.raises(AipicError, match="multiple of 8"):
+        tiny_pipeline.text_to_image(GenerationRequest(prompt="x", width=100))
+    assert not fresh_outputs.exists()
