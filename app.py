@@ -127,9 +127,9 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
         with gr.Tab("Image to image"):
             with gr.Row():
                 with gr.Column():
-                    init_file = gr.File(label="Init image (kept as uploaded, credentials included)", file_types=IMAGE_TYPES, type="filepath")
+                    init_file = gr.File(label="Init image (kept as uploaded, credentials included)", file_types=IMAGE_TYPES, type="filepath", elem_id="i2i-file")
                     init_preview = gr.Image(label="Preview", interactive=False, height=200)
-                    i_prompt = gr.Textbox(label="Prompt", lines=2)
+                    i_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="i2i-prompt")
                     i_negative = gr.Textbox(label="Negative prompt", lines=1)
                     with gr.Accordion("Settings", open=False):
                         strength = gr.Slider(0.05, 1.0, value=t2i_defaults.get("strength", 0.6), step=0.05, label="Strength (how much to change)")
@@ -137,29 +137,29 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         i_steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("img2img_steps", t2i_defaults.get("steps", 20)), step=1, label="Steps")
                         i_guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
                         i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
-                    i_go = gr.Button("Transform", variant="primary")
+                    i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
                 with gr.Column():
                     i_gallery = gr.Gallery(label="Signed outputs")
-                    i_audit = gr.Markdown()
-                    i_files = gr.File(label="Download signed PNGs", file_count="multiple")
+                    i_audit = gr.Markdown(elem_id="i2i-audit")
+                    i_files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="i2i-files")
             init_file.change(preview, init_file, init_preview)
             i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch], [i_gallery, i_audit, i_files])
 
         with gr.Tab("Style transfer"):
             with gr.Row():
                 with gr.Column():
-                    content_file = gr.File(label="Content image", file_types=IMAGE_TYPES, type="filepath")
-                    style_file = gr.File(label="Style image", file_types=IMAGE_TYPES, type="filepath")
+                    content_file = gr.File(label="Content image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-content")
+                    style_file = gr.File(label="Style image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-style")
                     with gr.Accordion("Settings", open=False):
-                        s_steps = gr.Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps")
+                        s_steps = gr.Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps", elem_id="style-steps")
                         s_size = gr.Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
                         s_weight = gr.Number(label="Style weight", value=1e5)
                         s_seed = gr.Number(label="Seed", value=0, precision=0)
-                    s_go = gr.Button("Stylise", variant="primary")
+                    s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
                 with gr.Column():
                     s_gallery = gr.Gallery(label="Signed output")
-                    s_audit = gr.Markdown()
-                    s_files = gr.File(label="Download signed PNG", file_count="multiple")
+                    s_audit = gr.Markdown(elem_id="style-audit")
+                    s_files = gr.File(label="Download signed PNG", file_count="multiple", elem_id="style-files")
             s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed], [s_gallery, s_audit, s_files])
 
         with gr.Tab("Verify"):

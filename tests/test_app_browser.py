@@ -107,3 +107,35 @@ def test_verify_tab_reports_a_non_image(page, tmp_path):
     page.locator("#verify-file :text('junk.png')").first.wait_for(timeout=30_000)
     page.locator("#verify-button").click()
     page.wait_for_selector("#verify-report :text('UNREADABLE')", timeout=30_000)
+
+
+def _download(page, selector, url) -> bytes:
+    href = page.locator(f"{selector} a").first.get_attribute("href")
+    return urllib.request.urlopen(href if href.startswith("http") else url + href, timeout=30).read()
+
+
+def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
+    from conftest import image_file
+
+    url, home = app_url
+    anchors = local_trust_anchors(home / "keys")
+    photo = image_file(tmp_path / "photo.jpg", 96, 64, fmt="JPEG")
+    style = image_file(tmp_path / "pattern.png", 64, 64, seed=5)
+
+    page.get_by_role("tab", name="Image to image").click()
+    page.locator("#i2i-file input[type=file]").set_input_files(str(photo))
+    page.locator("#i2i-prompt textarea").fill("as an oil painting")
+    page.locator("#i2i-go").click()
+    page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
+    result = verify_bytes(_download(page, "#i2i-files", url), anchors)
+    assert result.verdict == "trusted"
+    assert result.ingredients == [{"title": "photo.jpg", "relationship": "parentOf"}]
+
+    page.get_by_role("tab", name="Style transfer").click()
+    page.locator("#style-content input[type=file]").set_input_files(str(photo))
+    page.locator("#style-style input[type=file]").set_input_files(str(style))
+    page.locator("#style-go").click()
+    page.wait_for_selector("#style-audit :text('signed')", timeout=120_000)
+    result = verify_bytes(_download(page, "#style-files", url), anchors)
+    assert result.verdict == "trusted"
+    assert [i["title"] for i in result.ingredients] == ["photo.jpg", "pattern.png"]

@@ -1,0 +1,35 @@
+# aipic: `make run` installs and starts the app; `make test` installs and runs the tests (what .ci/run does).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test browser bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python app.py $(ARGS)
+
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian chromium for the browser test"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
+	HF_HUB_OFFLINE=1 AIPIC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q $(ARGS)
+
+bench: install
+	$(BIN)/python bench/bench_pipeline.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

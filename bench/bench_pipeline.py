@@ -1,0 +1,76 @@
+"""Time each stage of aipic's pipeline: generation, bias audit, C2PA signing, verification.
+
+    python bench/bench_pipeline.py                       # tiny random-weight models on this machine's device
+    python bench/bench_pipeline.py --models real --device cuda --size 512 --steps 1
+
+Random weights of the real architectures cost exactly what real ones cost, so
+`--models real` with weights present measures the hosted demo's latency.
+Not part of the test suite.
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from aipic import provenance  # noqa: E402
+from aipic.generate import GenerationRequest, resolve_request, run_diffusion  # noqa: E402
+from aipic.images import png_bytes  # noqa: E402
+from aipic.pipeline import AipicPipeline  # noqa: E402
+
+
+def timed(fn, repeats):
+    times, result = [], None
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return result, times
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="tiny", choices=("auto", "real", "tiny"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"))
+    start = time.perf_counter()
+    model = pipeline.models.get("text_to_image")
+    auditor = pipeline.auditor
+    load_s = time.perf_counter() - start
+    request = resolve_request(GenerationRequest(prompt="a photo of a doctor", seed=0, steps=args.steps, width=args.size, height=args.size), pipeline._defaults(model), pipeline.catalog.limits)
+    run_diffusion(model.obj, request)  # warm-up
+
+    generated, gen_t = timed(lambda: run_diffusion(model.obj, request), args.repeats)
+    image = generated[0].image
+    [audit], audit_t = timed(lambda: auditor.audit([image]), args.repeats)
+    manifest = provenance.build_manifest(title="bench.png", task="text-to-image", description="bench", agent=provenance.software_agent(model.describe()), human={"prompt": request.prompt, "parameters": request.parameters()}, models=[model.describe()], outputs={"seed": 0}, audit=audit.to_dict(), ingredients=[])
+    data = png_bytes(image)
+    signed, sign_t = timed(lambda: provenance.sign_png(data, manifest, [], pipeline.identity), args.repeats)
+    _, verify_t = timed(lambda: provenance.verify_bytes(signed, [pipeline.identity.ca_pem]), args.repeats)
+    _, encode_t = timed(lambda: png_bytes(image), args.repeats)
+
+    device = pipeline.models.device
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"device: {name} · models: {model.describe()['label']} · {request.width}x{request.height}, {request.steps} steps · load {load_s:.1f} s")
+    print(f"{'stage':<12}{'median ms':>12}{'min ms':>10}")
+    for stage, times in [("generate", gen_t), ("audit", audit_t), ("png encode", encode_t), ("c2pa sign", sign_t), ("verify", verify_t)]:
+        print(f"{stage:<12}{statistics.median(times) * 1e3:>12.1f}{min(times) * 1e3:>10.1f}")
+    print(f"signed PNG: {len(signed):,} bytes (manifest adds {len(signed) - len(data):,})")
+
+
+if __name__ == "__main__":
+    main()
