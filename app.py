@@ -95,7 +95,9 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
     def preview(file):
         return file if file else None
 
-    with gr.Blocks(title="aipic") as demo:
+    # Gradio keeps byte-identical copies of served files in its cache; drop those older than a day, hourly.
+    # The signed originals stay in the pipeline's output folder.
+    with gr.Blocks(title="aipic", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# aipic\nText-to-image, image-to-image and style transfer. **Every output is bias-audited** (CLIP zero-shot: "
             "perceived attributes, never identity) **and signed with C2PA Content Credentials** that record your contributions "
