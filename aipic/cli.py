@@ -218,6 +218,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("aipic: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - one clear line; AIPIC_DEBUG=1 shows the traceback
+        if os.environ.get("AIPIC_DEBUG"):
+            raise
+        print(f"aipic: unexpected error ({type(error).__name__}): {error}. Set AIPIC_DEBUG=1 for details.", file=sys.stderr)
+        return EXIT_FAILED_CHECK
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def _placeholder_note(entry: ModelEntry, reason: str) -> str:
-    return f"{entry.label} is not available ({reason}); using tiny random weights: outputs are noise, not real images or audits."
+    return f"Using tiny random weights in place of {entry.label} ({reason}): outputs are noise, not real images or audits."
 
 
 def _hub_snapshot_present(repo_id: str) -> bool:
@@ -86,7 +86,7 @@ def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device) -> Lo
         return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note or "tiny random weights: outputs are noise")
     local = Path(entry.source).is_dir() or _hub_snapshot_present(entry.source)
     if mode == "auto" and not local:
-        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real")
         return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note)
     from diffusers import AutoPipelineForText2Image
 
@@ -138,7 +138,7 @@ def load_clip(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel
     weights = _open_clip_local_weights(entry)
     if mode == "auto" and weights is None:
         model, preprocess, tokenizer = tiny.build_tiny_clip()
-        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real")
         return LoadedModel(entry, model.to(device), placeholder=True, note=note, extra={"preprocess": preprocess, "tokenizer": tokenizer})
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(entry.source, pretrained=weights or entry.pretrained, device=device)
@@ -165,7 +165,7 @@ def load_style_network(entry: ModelEntry, mode: str, device: torch.device) -> Lo
 
     local_file = Path(entry.source) if Path(entry.source).is_file() else _vgg19_cached_file()
     if mode == "auto" and not local_file.is_file():
-        note = _placeholder_note(entry, "weights not found on this machine; run `python -m aipic download` or set AIPIC_MODELS=real")
+        note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real")
         return LoadedModel(entry, tiny.build_tiny_vgg().to(device), placeholder=True, note=note, extra={"layers": tiny.TINY_VGG_LAYERS})
     try:
         if local_file.is_file():

@@ -295,11 +295,21 @@ class Verification:
             for entry in model.get("models", []):
                 lines.append(f"Model contribution — {entry.get('label') or entry.get('name')}")
         if self.audit:
-            person = "person detected" if self.audit.get("person_present") else "no person detected"
-            lines.append(f"Bias audit: {person}")
+            lines.append("Bias audit: " + _audit_line(self.audit))
         for problem in self.problems:
             lines.append(f"Problem: {problem}")
         return "\n".join(lines)
+
+
+def _audit_line(audit: dict) -> str:
+    if not audit.get("person_present"):
+        text = "no person detected"
+    else:
+        readings = [f"{name.replace('_', ' ')}: {result.get('label', '?').replace('_', ' ')}" for name, result in (audit.get("attributes") or {}).items()]
+        text = "person detected; " + "; ".join(readings) if readings else "person detected"
+    if (audit.get("clip_model") or {}).get("placeholder"):
+        text += " (tiny random-weight CLIP: meaningless)"
+    return text
 
 
 def _reader_context(trust_anchors: list[str]) -> c2pa.Context:

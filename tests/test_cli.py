@@ -74,3 +74,15 @@ def test_argument_errors_exit_2(argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
+
+
+def test_unexpected_failures_are_one_line(monkeypatch, tmp_path, capsys):
+    from aipic import pipeline
+
+    def broken(self, request, model_key=None):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image", broken)
+    monkeypatch.delenv("AIPIC_DEBUG", raising=False)
+    assert main(["generate", "a cat", "--models", "tiny", "--home", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "aipic: unexpected error (RuntimeError): CUDA out of memory. Set AIPIC_DEBUG=1 for details."

@@ -53,7 +53,7 @@ def test_auto_mode_falls_back_to_placeholders_and_says_why():
     registry = ModelRegistry(load_catalog(), mode="auto", device="cpu")
     model = registry.get("text_to_image")
     assert model.placeholder
-    assert "SD-Turbo" in model.note and "not available" in model.note and "random weights" in model.note
+    assert "in place of SD-Turbo" in model.note and "not on this machine" in model.note and "noise" in model.note
     assert model.describe()["placeholder"] is True
     clip = registry.get("clip")
     assert clip.placeholder and "ViT-B-32" in clip.note

@@ -51,7 +51,8 @@ def test_signed_output_verifies_as_trusted_with_contributions(identity):
     assert result.contributions["human"]["prompt"] == "a lighthouse at dusk"
     assert result.contributions["model"]["models"][0]["placeholder"] is True
     assert result.audit["person_present"] is False
-    assert "TRUSTED" in result.report()
+    report = result.report()
+    assert "TRUSTED" in report and "Bias audit: no person detected" in report
 
 
 def test_no_thumbnail_is_embedded(identity):
