@@ -199,6 +199,10 @@ class ModelRegistry:
             self._loaded[cache_key] = loader(entry, self.mode, self.device)
         return self._loaded[cache_key]
 
+    def register(self, model: LoadedModel) -> None:
+        """Use an already built model for its catalog entry (e.g. benchmarks with random real-size weights)."""
+        self._loaded[(model.entry.section, model.entry.key)] = model
+
     def status(self) -> dict:
         return {f"{section}:{key}": model.describe() for (section, key), model in self._loaded.items()}
 

@@ -2,6 +2,7 @@
 
     python bench/bench_pipeline.py                       # tiny random-weight models on this machine's device
     python bench/bench_pipeline.py --models real --device cuda --size 512 --steps 1
+    python bench/bench_pipeline.py --real-architectures --device cuda --size 512 --steps 1   # offline GPU box
 
 Random weights of the real architectures cost exactly what real ones cost, so
 `--models real` with weights present measures the hosted demo's latency.
@@ -44,14 +45,20 @@ def main():
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--real-architectures", action="store_true", help="random weights of SD-Turbo / ViT-B-32 / VGG19, built offline")
     args = parser.parse_args()
 
     pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"))
     start = time.perf_counter()
+    if args.real_architectures:
+        from real_architectures import install_real_architectures
+
+        install_real_architectures(pipeline, pipeline.catalog)
     model = pipeline.models.get("text_to_image")
     auditor = pipeline.auditor
     load_s = time.perf_counter() - start
-    request = resolve_request(GenerationRequest(prompt="a photo of a doctor", seed=0, steps=args.steps, width=args.size, height=args.size), pipeline._defaults(model), pipeline.catalog.limits)
+    defaults = dict(model.entry.defaults or {}) if args.real_architectures else pipeline._defaults(model)
+    request = resolve_request(GenerationRequest(prompt="a photo of a doctor", seed=0, steps=args.steps, width=args.size, height=args.size), defaults, pipeline.catalog.limits)
     run_diffusion(model.obj, request)  # warm-up
 
     generated, gen_t = timed(lambda: run_diffusion(model.obj, request), args.repeats)
@@ -65,7 +72,8 @@ def main():
 
     device = pipeline.models.device
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"device: {name} · models: {model.describe()['label']} · {request.width}x{request.height}, {request.steps} steps · load {load_s:.1f} s")
+    label = "random-weight SD-Turbo architecture" if args.real_architectures else model.describe()["label"]
+    print(f"device: {name} · models: {label} · {request.width}x{request.height}, {request.steps} steps · load {load_s:.1f} s")
     print(f"{'stage':<12}{'median ms':>12}{'min ms':>10}")
     for stage, times in [("generate", gen_t), ("audit", audit_t), ("png encode", encode_t), ("c2pa sign", sign_t), ("verify", verify_t)]:
         print(f"{stage:<12}{statistics.median(times) * 1e3:>12.1f}{min(times) * 1e3:>10.1f}")
