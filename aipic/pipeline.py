@@ -147,7 +147,9 @@ class AipicPipeline:
         with self._lock:
             pipe = model.obj
             if request.is_img2img:
-                pipe = model.extra.setdefault("img2img", image_to_image_pipeline(model.obj))
+                if "img2img" not in model.extra:
+                    model.extra["img2img"] = image_to_image_pipeline(model.obj)
+                pipe = model.extra["img2img"]
             warnings += truncation_warnings(pipe.tokenizer, request)
             if request.negative_prompt and request.guidance <= 1.0:
                 warnings.append("The negative prompt has no effect at guidance 1 or below.")

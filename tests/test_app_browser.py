@@ -88,7 +88,8 @@ def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     assert result.verdict == "trusted"
     assert result.contributions["human"]["prompt"] == "a photo of a lighthouse keeper"
     gallery_src = page.locator(".gallery-item img, button img").first.get_attribute("src")
-    assert gallery_src and gallery_src.split("/")[-1] == href.split("/")[-1]  # the gallery shows the signed file itself
+    shown = urllib.request.urlopen(gallery_src if gallery_src.startswith("http") else url + gallery_src, timeout=30).read()
+    assert shown == data  # the gallery shows the signed file itself, not a re-encoded copy
 
 
 def test_empty_prompt_shows_a_clear_error(page):

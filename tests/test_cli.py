@@ -86,3 +86,9 @@ def test_unexpected_failures_are_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("AIPIC_DEBUG", raising=False)
     assert main(["generate", "a cat", "--models", "tiny", "--home", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "aipic: unexpected error (RuntimeError): CUDA out of memory. Set AIPIC_DEBUG=1 for details."
+
+
+def test_download_offline_fails_with_a_clear_message(capsys):
+    assert main(["download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aipic: error: Download failed") and "Traceback" not in err
