@@ -130,7 +130,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     init_file = gr.File(label="Init image (kept as uploaded, credentials included)", file_types=IMAGE_TYPES, type="filepath", elem_id="i2i-file")
-                    init_preview = gr.Image(label="Preview", interactive=False, height=200)
+                    init_preview = gr.Image(label="Preview", interactive=False, height=200, elem_id="i2i-preview")
                     i_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="i2i-prompt")
                     i_negative = gr.Textbox(label="Negative prompt", lines=1)
                     with gr.Accordion("Settings", open=False):
@@ -152,6 +152,9 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                 with gr.Column():
                     content_file = gr.File(label="Content image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-content")
                     style_file = gr.File(label="Style image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-style")
+                    with gr.Row():
+                        content_preview = gr.Image(label="Content", interactive=False, height=160, elem_id="style-content-preview")
+                        style_preview = gr.Image(label="Style", interactive=False, height=160, elem_id="style-style-preview")
                     with gr.Accordion("Settings", open=False):
                         s_steps = gr.Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps", elem_id="style-steps")
                         s_size = gr.Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
@@ -162,6 +165,8 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                     s_gallery = gr.Gallery(label="Signed output")
                     s_audit = gr.Markdown(elem_id="style-audit")
                     s_files = gr.File(label="Download signed PNG", file_count="multiple", elem_id="style-files")
+            content_file.change(preview, content_file, content_preview)
+            style_file.change(preview, style_file, style_preview)
             s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed], [s_gallery, s_audit, s_files])
 
         with gr.Tab("Verify"):
@@ -170,7 +175,8 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
             v_go = gr.Button("Verify", variant="primary", elem_id="verify-button")
             v_report = gr.Markdown(elem_id="verify-report")
             v_json = gr.JSON(label="Details")
-            v_go.click(verify, v_file, [v_report, v_json])
+            # Verify as soon as a file arrives (the server has it then), and again on the button.
+            gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json])
     return demo
 
 

@@ -82,12 +82,13 @@ def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     audit = page.locator("#t2i-audit").inner_text()
     assert "Perceived by the model" in audit or "No person detected" in audit
 
-    href = page.locator("#t2i-files a").first.get_attribute("href")
-    data = urllib.request.urlopen(href if href.startswith("http") else url + href, timeout=30).read()
+    data = _download(page, "#t2i-files", url)
     result = verify_bytes(data, local_trust_anchors(home / "keys"))
     assert result.verdict == "trusted"
     assert result.contributions["human"]["prompt"] == "a photo of a lighthouse keeper"
-    gallery_src = page.locator(".gallery-item img, button img").first.get_attribute("src")
+    gallery_image = page.locator("#t2i-gallery img[src]").first
+    gallery_image.wait_for(timeout=30_000)
+    gallery_src = gallery_image.get_attribute("src")
     shown = urllib.request.urlopen(gallery_src if gallery_src.startswith("http") else url + gallery_src, timeout=30).read()
     assert shown == data  # the gallery shows the signed file itself, not a re-encoded copy
 
@@ -105,13 +106,20 @@ def test_verify_tab_reports_a_non_image(page, tmp_path):
     junk.write_bytes(b"definitely not a png")
     page.get_by_role("tab", name="Verify").click()
     page.locator("#verify-file input[type=file]").set_input_files(str(junk))
-    page.locator("#verify-file :text('junk.png')").first.wait_for(timeout=30_000)
-    page.locator("#verify-button").click()
-    page.wait_for_selector("#verify-report :text('UNREADABLE')", timeout=30_000)
+    # The app verifies a file as soon as the server has it: wait on that report, not on Gradio's upload widgets.
+    page.wait_for_selector("#verify-report :text('UNREADABLE')", timeout=60_000)
+    assert "not a supported image" in page.locator("#verify-report").inner_text()
+
+
+def _wait_for_preview(page, selector):
+    """Wait until the app has shown its preview of an upload: the server has the file, so a click sees it."""
+    page.wait_for_selector(f"{selector} img[src]", timeout=60_000)
 
 
 def _download(page, selector, url) -> bytes:
-    href = page.locator(f"{selector} a").first.get_attribute("href")
+    link = page.locator(f"{selector} a[href]").first
+    link.wait_for(timeout=30_000)
+    href = link.get_attribute("href")
     return urllib.request.urlopen(href if href.startswith("http") else url + href, timeout=30).read()
 
 
@@ -125,6 +133,7 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
 
     page.get_by_role("tab", name="Image to image").click()
     page.locator("#i2i-file input[type=file]").set_input_files(str(photo))
+    _wait_for_preview(page, "#i2i-preview")  # the app's own sign that the server has the upload
     page.locator("#i2i-prompt textarea").fill("as an oil painting")
     page.locator("#i2i-go").click()
     page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
@@ -135,6 +144,8 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     page.get_by_role("tab", name="Style transfer").click()
     page.locator("#style-content input[type=file]").set_input_files(str(photo))
     page.locator("#style-style input[type=file]").set_input_files(str(style))
+    _wait_for_preview(page, "#style-content-preview")
+    _wait_for_preview(page, "#style-style-preview")
     page.locator("#style-go").click()
     page.wait_for_selector("#style-audit :text('signed')", timeout=120_000)
     result = verify_bytes(_download(page, "#style-files", url), anchors)
