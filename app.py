@@ -200,7 +200,7 @@ def main(argv=None):
         server_name=args.host,
         server_port=args.port,
         allowed_paths=[str(pipeline.output_dir)],
-        blocked_paths=[str(pipeline.key_dir)],
+        blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup")],
         max_file_size="25mb",
         footer_links=["api"],
     )

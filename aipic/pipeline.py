@@ -191,7 +191,7 @@ class AipicPipeline:
         return Outcome(items=items, warnings=warnings, models=[model.describe()])
 
     def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
-        anchors = [self.identity.ca_pem, *extra_trust_anchors]
+        anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
         return provenance.verify_file(path, anchors)
 
 

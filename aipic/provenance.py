@@ -5,7 +5,6 @@ the model contributions (which models, seeds) as custom assertions, plus the
 bias audit, next to the standard c2pa.actions assertion.
 """
 
-import datetime
 import hashlib
 import io
 import json
@@ -14,111 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import c2pa
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import __version__
-from .errors import AipicError
+from .identity import SigningIdentity, ensure_signing_identity, local_trust_anchors  # noqa: F401 - re-exported
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 CONTRIBUTIONS_LABEL = "org.aipic.contributions"
 AUDIT_LABEL = "org.aipic.bias_audit"
-CA_FILE, CHAIN_FILE, KEY_FILE = "ca.pem", "signer-chain.pem", "signer-key.pem"
 # Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image).
 BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
 
 
-# ---- signing identity ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningIdentity:
-    directory: Path
-    ca_pem: str
-    chain_pem: str  # signer certificate followed by the CA certificate
-    key_path: Path  # never served: read only when signing
-
-    @property
-    def signer_name(self) -> str:
-        cert = x509.load_pem_x509_certificate(self.chain_pem.encode())
-        return cert.subject.rfc4514_string()
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aipic")])
-
-
-def _key_usage(**enabled) -> x509.KeyUsage:
-    flags = dict.fromkeys(
-        ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
-        False,
-    )
-    flags.update(enabled)
-    return x509.KeyUsage(**flags)
-
-
-def _create_certificates(common_name: str):
-    """A local CA and a CA-issued end-entity signing certificate, as C2PA requires (EKU emailProtection)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"{common_name} local CA")
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder().subject_name(_name(f"{common_name} signer")).issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=730))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = lambda c: c.public_bytes(serialization.Encoding.PEM).decode()  # noqa: E731
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return pem(ca), pem(cert) + pem(ca), key_pem
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
-
-
-def ensure_signing_identity(directory: str | Path, common_name: str = "aipic") -> SigningIdentity:
-    """Load the signing identity from `directory`, creating a local CA and signer on first run."""
-    directory = Path(directory)
-    files = [directory / name for name in (CA_FILE, CHAIN_FILE, KEY_FILE)]
-    if not all(path.is_file() for path in files):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ca_pem, chain_pem, key_pem = _create_certificates(common_name)
-        _write_private(directory / KEY_FILE, key_pem)
-        (directory / CHAIN_FILE).write_text(chain_pem)
-        (directory / CA_FILE).write_text(ca_pem)
-    key_path = directory / KEY_FILE
-    if key_path.stat().st_mode & 0o077:
-        os.chmod(key_path, 0o600)
-    return SigningIdentity(directory=directory, ca_pem=(directory / CA_FILE).read_text(), chain_pem=(directory / CHAIN_FILE).read_text(), key_path=key_path)
-
-
-def local_trust_anchors(directory: str | Path) -> list[str]:
-    """The local CA certificate, if this machine has made one; verifying never creates keys."""
-    ca = Path(directory) / CA_FILE
-    return [ca.read_text()] if ca.is_file() else []
-
+# ---- signing ---------------------------------------------------------------------------------------
 
 def make_signer(identity: SigningIdentity) -> c2pa.Signer:
     info = c2pa.C2paSignerInfo(alg=b"es256", sign_cert=identity.chain_pem.encode(), private_key=identity.key_path.read_bytes(), ta_url=None)
