@@ -16,7 +16,9 @@ import os
 import gradio as gr
 
 from aipic.errors import AipicError
+from aipic.engine import EngineSettings
 from aipic.generate import GenerationRequest
+from aipic.images import OUTPUT_FORMATS
 from aipic.pipeline import AipicPipeline
 from aipic.style import StyleRequest
 
@@ -65,24 +67,28 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
     notes = pipeline.placeholder_notes()
     t2i_defaults = pipeline._defaults(pipeline.models.get("text_to_image"))
 
-    @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch):
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1)
-        return outcome_outputs(pipeline.text_to_image(request))
+    def steps_of(progress, what):
+        """Step progress from the engine's GPU loop (diffusers' callback, the style optimiser) to the person's bar."""
+        return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch):
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, progress=gr.Progress()):
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None)
+        return outcome_outputs(pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
+
+    @user_errors
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, progress=gr.Progress()):
         if not init_file:
             raise AipicError("Please upload an init image.")
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1)
-        return outcome_outputs(pipeline.image_to_image(request, init_file))
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None)
+        return outcome_outputs(pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, progress=gr.Progress()):
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, progress=gr.Progress()):
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
-        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0)
-        outcome = pipeline.style_transfer(request, progress=lambda done, total: progress(done / total, desc="style transfer"))
+        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None)
+        outcome = pipeline.style_transfer(request, progress=steps_of(progress, "style transfer"))
         return outcome_outputs(outcome)
 
     @user_errors
@@ -94,6 +100,9 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
 
     def preview(file):
         return file if file else None
+
+    def format_picker():
+        return gr.Radio(list(OUTPUT_FORMATS), value=pipeline.settings.output_format, label="File format (all carry signed credentials)")
 
     # Gradio keeps byte-identical copies of served files in its cache; drop those older than a day, hourly.
     # The signed originals stay in the pipeline's output folder.
@@ -119,12 +128,13 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         width = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width")
                         height = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
                         batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
+                        output_format = format_picker()
                     generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
                 with gr.Column():
                     gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
                     audit = gr.Markdown(elem_id="t2i-audit")
                     files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="t2i-files")
-            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch], [gallery, audit, files])
+            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format], [gallery, audit, files], api_name="text_to_image")
 
         with gr.Tab("Image to image"):
             with gr.Row():
@@ -139,13 +149,14 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         i_steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("img2img_steps", t2i_defaults.get("steps", 20)), step=1, label="Steps")
                         i_guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
                         i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
+                        i_format = format_picker()
                     i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
                 with gr.Column():
                     i_gallery = gr.Gallery(label="Signed outputs")
                     i_audit = gr.Markdown(elem_id="i2i-audit")
                     i_files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="i2i-files")
             init_file.change(preview, init_file, init_preview)
-            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch], [i_gallery, i_audit, i_files])
+            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format], [i_gallery, i_audit, i_files], api_name="image_to_image")
 
         with gr.Tab("Style transfer"):
             with gr.Row():
@@ -160,6 +171,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         s_size = gr.Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
                         s_weight = gr.Number(label="Style weight", value=1e5)
                         s_seed = gr.Number(label="Seed", value=0, precision=0)
+                        s_format = format_picker()
                     s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
                 with gr.Column():
                     s_gallery = gr.Gallery(label="Signed output")
@@ -167,7 +179,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                     s_files = gr.File(label="Download signed PNG", file_count="multiple", elem_id="style-files")
             content_file.change(preview, content_file, content_preview)
             style_file.change(preview, style_file, style_preview)
-            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed], [s_gallery, s_audit, s_files])
+            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files], api_name="style_transfer")
 
         with gr.Tab("Verify"):
             gr.Markdown("Upload any image to check its Content Credentials: who signed it, what a person and what a model contributed, and its bias audit.")
@@ -176,34 +188,65 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
             v_report = gr.Markdown(elem_id="verify-report")
             v_json = gr.JSON(label="Details")
             # Verify as soon as a file arrives (the server has it then), and again on the button.
-            gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json])
+            gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json], api_name="verify")
     return demo
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Run the aipic Gradio app.")
-    parser.add_argument("--host", default=os.environ.get("AIPIC_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIPIC_PORT", "7860")))
-    parser.add_argument("--models", choices=("auto", "real", "tiny"), default=None, help="default: $AIPIC_MODELS or auto")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--home", default=None, help="keys/ and outputs/ live here (default $AIPIC_HOME or ~/.aipic)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    try:
-        pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home)
-        pipeline.identity  # make the local signing identity now, not on the first request
-        demo = build_app(pipeline)
-    except AipicError as error:
-        raise SystemExit(f"aipic: error: {error}")
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
+def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks):
+    """The app's HTTP server: Gradio at /, the engine's Prometheus metrics at /metrics."""
+    from fastapi import FastAPI, Response
+
+    server = FastAPI()
+
+    @server.get("/metrics", include_in_schema=False)
+    def metrics():
+        return Response(pipeline.engine.metrics.render(), media_type=pipeline.engine.metrics.content_type)
+
+    # The engine batches across requests: let as many events reach it at once as fit in one GPU batch,
+    # instead of Gradio serialising them first (the queue's default is one event at a time).
+    demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64)
+    return gr.mount_gradio_app(
+        server,
+        demo,
+        path="",
         allowed_paths=[str(pipeline.output_dir)],
         blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup")],
         max_file_size="25mb",
         footer_links=["api"],
     )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run the aipic Gradio app.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or os.environ.get("AIPIC_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("AIPIC_PORT", "7860")))
+    parser.add_argument("--models", choices=("auto", "real", "tiny"), default=None, help="default: $AIPIC_MODELS or auto")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--home", default=None, help="keys/ and outputs/ live here (default $AIPIC_HOME or ~/.aipic)")
+    parser.add_argument("--max-gpu-batch", type=int, default=None, help="most images in one GPU batch (default 16, $AIPIC_MAX_GPU_BATCH)")
+    parser.add_argument("--batch-wait-ms", type=float, default=None, help="how long a request waits for company (default 4, $AIPIC_BATCH_WAIT_MS)")
+    parser.add_argument("--output-format", choices=tuple(OUTPUT_FORMATS), default=None, help="default file format (default png, $AIPIC_OUTPUT_FORMAT)")
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model on CUDA, warmed at start ($AIPIC_COMPILE)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    try:
+        settings = EngineSettings.from_env(
+            max_gpu_batch=args.max_gpu_batch,
+            batch_wait_s=None if args.batch_wait_ms is None else args.batch_wait_ms / 1000,
+            output_format=args.output_format,
+            compile=args.compile,
+        )
+        pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home, settings=settings)
+        pipeline.identity  # make or load the signing identity now, not on the first request
+        demo = build_app(pipeline)
+        pipeline.warm_up()
+    except AipicError as error:
+        raise SystemExit(f"aipic: error: {error}")
+    server = make_server_app(pipeline, demo)
+    import uvicorn
+
+    log.info("aipic on http://%s:%d (metrics at /metrics)", args.host, args.port)
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -214,3 +214,65 @@ class BiasAuditor:
             return []
         embeddings = self.embed_images(images)
         return [self.audit_embedding(embedding) for embedding in embeddings]
+
+    @torch.no_grad()
+    def audit_pixels(self, pixels: list[torch.Tensor]) -> list[AuditResult]:
+        """Audit CHW float images in [0, 1] where they are (the GPU, after generation), preprocessing them there.
+
+        Falls back to the PIL preprocessing when the model's transform is not the standard resize → crop →
+        normalise (e.g. a stand-in model in tests).
+        """
+        if not pixels:
+            return []
+        if self.tensor_transform is None:
+            from .generate import to_uint8
+
+            arrays = to_uint8(torch.stack([p.float() for p in pixels])) if len({tuple(p.shape) for p in pixels}) == 1 else [to_uint8(p.unsqueeze(0))[0] for p in pixels]
+            return self.audit([Image.fromarray(array, "RGB") for array in arrays])
+        batches = [self.tensor_transform(p.unsqueeze(0).to(self.device, torch.float32)) for p in pixels]
+        batch = torch.cat(batches).to(next(self.model.parameters()).dtype)
+        embeddings = self.model.encode_image(batch).float()
+        embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)
+        return [self.audit_embedding(embedding) for embedding in embeddings]
+
+    @property
+    def tensor_transform(self):
+        if not hasattr(self, "_tensor_transform"):
+            self._tensor_transform = tensor_transform_for(self.preprocess)
+        return self._tensor_transform
+
+
+def tensor_transform_for(preprocess):
+    """The torch equivalent of a torchvision Resize → CenterCrop → ToTensor → Normalize pipeline (open_clip's), or None.
+
+    Resizing uses bicubic interpolation with antialiasing, as PIL does; the two agree to within a few grey levels.
+    """
+    import torch.nn.functional as F
+    from torchvision import transforms as T
+
+    steps = getattr(preprocess, "transforms", None)
+    if not steps:
+        return None
+    resize = next((t for t in steps if isinstance(t, T.Resize)), None)
+    crop = next((t for t in steps if isinstance(t, T.CenterCrop)), None)
+    normalize = next((t for t in steps if isinstance(t, T.Normalize)), None)
+    known = (T.Resize, T.CenterCrop, T.Normalize, T.ToTensor)
+    if resize is None or crop is None or normalize is None or any(isinstance(t, T.Compose) or (isinstance(t, torch.nn.Module) and not isinstance(t, known)) for t in steps):
+        return None
+    size = resize.size if isinstance(resize.size, int) else (resize.size[0] if len(resize.size) == 1 else None)
+    if size is None:
+        return None
+    crop_h, crop_w = crop.size
+    mean = torch.tensor(normalize.mean).view(1, 3, 1, 1)
+    std = torch.tensor(normalize.std).view(1, 3, 1, 1)
+
+    def transform(batch: torch.Tensor) -> torch.Tensor:
+        height, width = batch.shape[-2:]
+        scale = size / min(height, width)
+        new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+        resized = F.interpolate(batch, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        top, left = int(round((new_h - crop_h) / 2.0)), int(round((new_w - crop_w) / 2.0))
+        cropped = resized[..., top : top + crop_h, left : left + crop_w]
+        return (cropped - mean.to(batch.device)) / std.to(batch.device)
+
+    return transform

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from .catalog import Limits
-from .errors import AipicError
-from .images import fit_cover, size_for_aspect
+from .errors import BadInput
+from .images import OUTPUT_FORMATS, fit_cover, size_for_aspect
 
 SIZE_MULTIPLE = 8
 MAX_SEED = 2**32 - 1
@@ -30,6 +30,7 @@ class GenerationRequest:
     batch: int = 1
     strength: float | None = None  # img2img only
     init_image: Image.Image | None = None  # img2img only
+    output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
 
     @property
     def is_img2img(self) -> bool:
@@ -38,7 +39,7 @@ class GenerationRequest:
     def parameters(self) -> dict:
         """The parameters as recorded in results and manifests (no image data)."""
         fields = dataclasses.asdict(dataclasses.replace(self, init_image=None))
-        for name in ("init_image", "prompt", "negative_prompt"):
+        for name in ("init_image", "prompt", "negative_prompt", "output_format"):
             fields.pop(name)
         if not self.is_img2img:
             fields.pop("strength")
@@ -47,17 +48,26 @@ class GenerationRequest:
 
 @dataclass
 class GeneratedImage:
-    image: Image.Image
+    pixels: torch.Tensor  # CHW float in [0, 1], on the device that made it
     seed: int
+
+    @property
+    def image(self) -> Image.Image:
+        return Image.fromarray(to_uint8(self.pixels.unsqueeze(0))[0], "RGB")
+
+
+def to_uint8(pixels: torch.Tensor):
+    """NCHW floats in [0, 1] → NHWC uint8 numpy on the host, rounded exactly as diffusers' PIL output is."""
+    return (pixels.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _as_int(value, name: str) -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise AipicError(f"{name} must be a whole number (got {value!r}).") from None
+        raise BadInput(f"{name} must be a whole number (got {value!r}).") from None
     if number != int(number):
-        raise AipicError(f"{name} must be a whole number (got {value!r}).")
+        raise BadInput(f"{name} must be a whole number (got {value!r}).")
     return int(number)
 
 
@@ -65,15 +75,15 @@ def _as_float(value, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise AipicError(f"{name} must be a number (got {value!r}).") from None
+        raise BadInput(f"{name} must be a number (got {value!r}).") from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise AipicError(f"{name} must be a finite number (got {value!r}).")
+        raise BadInput(f"{name} must be a finite number (got {value!r}).")
     return number
 
 
 def _check_range(value, low, high, name: str):
     if not low <= value <= high:
-        raise AipicError(f"{name} must be between {low} and {high} (got {value}).")
+        raise BadInput(f"{name} must be between {low} and {high} (got {value}).")
     return value
 
 
@@ -81,20 +91,31 @@ def _check_side(value, name: str, limits: Limits) -> int:
     value = _check_range(_as_int(value, name), limits.min_side, limits.max_side, name)
     if value % SIZE_MULTIPLE:
         lower = value - value % SIZE_MULTIPLE
-        raise AipicError(f"{name} must be a multiple of {SIZE_MULTIPLE} (got {value}); try {lower} or {lower + SIZE_MULTIPLE}.")
+        raise BadInput(f"{name} must be a multiple of {SIZE_MULTIPLE} (got {value}); try {lower} or {lower + SIZE_MULTIPLE}.")
     return value
 
 
+def check_output_format(value) -> str | None:
+    """None (the deployment's default) or one of images.OUTPUT_FORMATS; 'jpg' means 'jpeg'."""
+    if value is None or value == "":
+        return None
+    name = str(value).strip().lower()
+    name = {"jpg": "jpeg"}.get(name, name)
+    if name not in OUTPUT_FORMATS:
+        raise BadInput(f"Output format must be one of {', '.join(OUTPUT_FORMATS)} (got {value!r}).")
+    return name
+
+
 def resolve_request(request: GenerationRequest, defaults: dict, limits: Limits) -> GenerationRequest:
-    """Fill in model defaults and check every field; raises AipicError with a clear message."""
+    """Fill in model defaults and check every field; raises BadInput with a clear message."""
     prompt = (request.prompt or "").strip()
     if not prompt:
-        raise AipicError("Please enter a prompt describing the image.")
+        raise BadInput("Please enter a prompt describing the image.")
     if len(prompt) > limits.max_prompt_chars:
-        raise AipicError(f"The prompt is {len(prompt)} characters long; at most {limits.max_prompt_chars} are accepted.")
+        raise BadInput(f"The prompt is {len(prompt)} characters long; at most {limits.max_prompt_chars} are accepted.")
     negative = (request.negative_prompt or "").strip()
     if len(negative) > limits.max_prompt_chars:
-        raise AipicError(f"The negative prompt is too long ({len(negative)} characters; at most {limits.max_prompt_chars}).")
+        raise BadInput(f"The negative prompt is too long ({len(negative)} characters; at most {limits.max_prompt_chars}).")
 
     seed = request.seed
     seed = -1 if seed is None or seed == "" else _as_int(seed, "Seed")
@@ -114,19 +135,27 @@ def resolve_request(request: GenerationRequest, defaults: dict, limits: Limits) 
         strength = request.strength if request.strength is not None else defaults.get("strength", 0.6)
         strength = _as_float(strength, "Strength")
         if not 0.0 < strength <= 1.0:
-            raise AipicError(f"Strength must be above 0 and at most 1 (got {strength}).")
+            raise BadInput(f"Strength must be above 0 and at most 1 (got {strength}).")
         if int(steps * strength) < 1:
-            raise AipicError(f"With strength {strength}, {steps} steps leave no denoising step; raise the steps to at least {math.ceil(1 / strength)} or the strength.")
+            raise BadInput(f"With strength {strength}, {steps} steps leave no denoising step; raise the steps to at least {math.ceil(1 / strength)} or the strength.")
         default_width, default_height = size_for_aspect(request.init_image, default_side, SIZE_MULTIPLE)
     else:
         default_width = default_height = default_side
     width = _check_side(request.width if request.width is not None else default_width, "Width", limits)
     height = _check_side(request.height if request.height is not None else default_height, "Height", limits)
 
+    output_format = check_output_format(request.output_format)
+
     return dataclasses.replace(
         request, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance,
-        width=width, height=height, batch=batch, strength=strength,
+        width=width, height=height, batch=batch, strength=strength, output_format=output_format,
     )
+
+
+def batch_key(request: GenerationRequest, model_key: str) -> tuple:
+    """Everything that changes the diffusion computation: requests with equal keys can share one batched call."""
+    task = "img2img" if request.is_img2img else "text-to-image"
+    return ("diffusion", task, model_key, request.width, request.height, request.steps, request.guidance, request.strength)
 
 
 def truncation_warnings(tokenizer, request: GenerationRequest) -> list[str]:
@@ -146,25 +175,57 @@ def truncation_warnings(tokenizer, request: GenerationRequest) -> list[str]:
     return warnings
 
 
-def run_diffusion(pipe, request: GenerationRequest) -> list[GeneratedImage]:
-    """Run a resolved request. Image i uses seed + i, so every image can be reproduced alone."""
+def run_diffusion_batch(pipe, requests: list[GenerationRequest], on_step=None, pad_to: int | None = None) -> list[list[GeneratedImage]]:
+    """One diffusers call for several resolved requests with the same batch key.
+
+    Every image gets its own torch.Generator (image i of a request uses seed + i), as diffusers does for a list
+    of generators, so an image does not depend on what it was batched with (within float tolerance on GPU).
+    ``pad_to`` fills the batch up with throw-away images so compiled graphs see a few fixed batch sizes.
+    ``on_step(step, total)`` is called after each denoising step.
+    """
+    first = requests[0]
     device = pipe.device
-    outputs = []
-    for index in range(request.batch):
-        seed = (request.seed + index) % (MAX_SEED + 1)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        kwargs = dict(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
-            generator=generator,
-        )
-        if request.is_img2img:
-            kwargs.update(image=fit_cover(request.init_image, request.width, request.height), strength=request.strength)
-        else:
-            kwargs.update(width=request.width, height=request.height)
-        with torch.inference_mode():
-            image = pipe(**kwargs).images[0]
-        outputs.append(GeneratedImage(image=image, seed=seed))
-    return outputs
+    prompts, negatives, generators, images, owners = [], [], [], [], []
+    for number, request in enumerate(requests):
+        init = fit_cover(request.init_image, request.width, request.height) if request.is_img2img else None
+        for index in range(request.batch):
+            seed = (request.seed + index) % (MAX_SEED + 1)
+            prompts.append(request.prompt)
+            negatives.append(request.negative_prompt or "")
+            generators.append(torch.Generator(device=device).manual_seed(seed))
+            images.append(init)
+            owners.append((number, seed))
+    for _ in range(max(0, (pad_to or 0) - len(prompts))):
+        prompts.append(prompts[0])
+        negatives.append(negatives[0])
+        generators.append(torch.Generator(device=device).manual_seed(0))
+        images.append(images[0])
+    kwargs = dict(
+        prompt=prompts,
+        negative_prompt=negatives if any(negatives) else None,
+        num_inference_steps=first.steps,
+        guidance_scale=first.guidance,
+        generator=generators,
+        output_type="pt",
+    )
+    if first.is_img2img:
+        kwargs.update(image=images, strength=first.strength)
+    else:
+        kwargs.update(width=first.width, height=first.height)
+    if on_step is not None:
+        def callback(pipeline, step, timestep, tensors):
+            on_step(step + 1, pipeline.num_timesteps)
+            return tensors
+
+        kwargs["callback_on_step_end"] = callback
+    with torch.inference_mode():
+        pixels = pipe(**kwargs).images
+    results: list[list[GeneratedImage]] = [[] for _ in requests]
+    for position, (number, seed) in enumerate(owners):
+        results[number].append(GeneratedImage(pixels=pixels[position], seed=seed))
+    return results
+
+
+def run_diffusion(pipe, request: GenerationRequest) -> list[GeneratedImage]:
+    """Run one resolved request as one batched call. Image i uses seed + i, so every image can be reproduced alone."""
+    return run_diffusion_batch(pipe, [request])[0]

@@ -1,26 +1,31 @@
-"""The one pipeline every output goes through: generate (or stylise) → bias audit → C2PA sign → file.
+"""The one path every output takes: a validated request becomes a job in the engine
+(generate → audit → encode + sign → store); the app, the CLI and ``aipic audit`` all come through here.
 
-No output leaves this module unaudited or unsigned: the only way to get an
-image out is an OutputItem, which points at the signed file on disk.
+No output leaves this module unaudited or unsigned: the only way to get an image out is an OutputItem, which
+points at the signed file on disk.
 """
 
-import datetime
+from __future__ import annotations
+
+import concurrent.futures
+import logging
 import os
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from PIL import Image
 
 from . import provenance
 from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
-from .errors import AipicError
-from .generate import GenerationRequest, resolve_request, run_diffusion, truncation_warnings
-from .images import open_user_image, png_bytes
-from .models import ModelRegistry, image_to_image_pipeline
-from .style import StyleRequest, resolve_style_request, style_transfer
+from .engine import Engine, EngineSettings, Job
+from .errors import BadInput
+from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
+from .images import open_user_image
+from .models import ModelRegistry
+from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, StoreStage, StyleGenerator
+from .style import StyleRequest, resolve_style_request
+
+log = logging.getLogger(__name__)
 
 
 def default_home() -> Path:
@@ -29,11 +34,13 @@ def default_home() -> Path:
 
 @dataclass
 class OutputItem:
-    path: Path  # the signed PNG; serve these bytes as they are
+    path: Path  # the signed file; serve these bytes as they are
     seed: int
     audit: AuditResult
     width: int
     height: int
+    sha256: str = ""
+    mime: str = "image/png"
 
 
 @dataclass
@@ -48,7 +55,7 @@ class Outcome:
 
 
 class AipicPipeline:
-    """Loads models on first use and chains generation, audit and signing."""
+    """Validates requests into jobs and runs them through one engine; loads models on first use."""
 
     def __init__(
         self,
@@ -58,23 +65,29 @@ class AipicPipeline:
         device: str | None = None,
         home: str | Path | None = None,
         output_dir: str | Path | None = None,
+        settings: EngineSettings | None = None,
     ):
         self.catalog = catalog or load_catalog()
         self.attribute_set = attribute_set or load_attribute_set()
-        self.models = ModelRegistry(self.catalog, models_mode, device)
+        self.settings = settings or EngineSettings.from_env()
+        self.models = ModelRegistry(self.catalog, models_mode, device, compile=self.settings.compile)
         self.home = Path(home) if home else default_home()
         self.key_dir = self.home / "keys"
         self.output_dir = Path(output_dir) if output_dir else self.home / "outputs"
         self._identity = None
         self._auditor = None
-        self._lock = threading.Lock()  # one model run at a time; the models are shared
+        self._engine = None
+        self._setup = threading.Lock()
+        self._lock = threading.Lock()  # the model lock: held by the engine's GPU stages only
 
     # ---- shared pieces -------------------------------------------------------------------------------
 
     @property
     def identity(self) -> provenance.SigningIdentity:
         if self._identity is None:
-            self._identity = provenance.ensure_signing_identity(self.key_dir)
+            with self._setup:
+                if self._identity is None:
+                    self._identity = provenance.ensure_signing_identity(self.key_dir)
         return self._identity
 
     @property
@@ -83,6 +96,30 @@ class AipicPipeline:
             clip = self.models.get("clip")
             self._auditor = BiasAuditor(clip.obj, clip.extra["preprocess"], clip.extra["tokenizer"], self.attribute_set, clip.describe())
         return self._auditor
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._setup:
+                if self._engine is None:
+                    self._engine = Engine(self.build_stages(), self.settings, lock=self._lock)
+        return self._engine
+
+    def build_stages(self) -> list:
+        """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
+        buckets = self.settings.buckets if self.settings.compile else None
+        return [
+            GenerateStage([DiffusionGenerator(buckets), StyleGenerator()]),
+            AuditStage(lambda: self.auditor),
+            ReadbackStage(),
+            EncodeSignStage(lambda: self.identity, self.settings.output_format),
+            StoreStage(lambda: self.output_dir),
+        ]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def placeholder_notes(self) -> list[str]:
         """Plain-language notes about any tiny random-weight models in use (loads the default models)."""
@@ -95,77 +132,47 @@ class AipicPipeline:
 
     def _defaults(self, model) -> dict:
         """Request defaults of a text-to-image model; a placeholder uses the tiny model's own."""
-        entry = self.catalog.entry("text_to_image", "tiny-random") if model.placeholder else model.entry
+        entry = self.catalog.entry("text_to_image", "tiny-random") if model.tiny else model.entry
         return dict(entry.defaults or {})
 
-    def _output_path(self, task: str, seed: int) -> Path:
-        day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-        directory = self.output_dir / day
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S")
-        return directory / f"aipic-{task}-{stamp}-{seed}-{uuid.uuid4().hex[:8]}.png"
+    # ---- requests → jobs -------------------------------------------------------------------------------
 
-    def _audit_sign_save(self, images: list[tuple[Image.Image, int]], *, task: str, description: str, model_info: dict, human: dict, ingredients: list) -> list[OutputItem]:
-        """Audit every image, embed a signed manifest, write the signed bytes; returns what was written."""
-        audits = self.auditor.audit([image for image, _ in images])
-        items = []
-        for index, ((image, seed), audit) in enumerate(zip(images, audits)):
-            path = self._output_path(task, seed)
-            manifest = provenance.build_manifest(
-                title=path.name,
-                task=task,
-                description=description,
-                agent=provenance.software_agent(model_info),
-                human=human,
-                models=[model_info],
-                outputs={"seed": seed, "index_in_batch": index, "width": image.width, "height": image.height},
-                audit=audit.to_dict(),
-                ingredients=ingredients,
-            )
-            signed = provenance.sign_png(png_bytes(image), manifest, ingredients, self.identity)
-            provenance.write_atomically(path, signed)
-            items.append(OutputItem(path=path, seed=seed, audit=audit, width=image.width, height=image.height))
-        return items
-
-    # ---- tasks -----------------------------------------------------------------------------------------
-
-    def text_to_image(self, request: GenerationRequest, model_key: str | None = None) -> Outcome:
+    def text_to_image_job(self, request: GenerationRequest, model_key: str | None = None, progress=None) -> Job:
         if request.init_image is not None:
-            raise AipicError("Text-to-image takes no init image; use image-to-image.")
-        return self._diffuse(request, model_key, ingredients=[])
+            raise BadInput("Text-to-image takes no init image; use image-to-image.")
+        return self._diffusion_job(request, model_key, ingredients=[], progress=progress)
 
-    def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image") -> Outcome:
+    def image_to_image_job(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Job:
         image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
         request = GenerationRequest(**{**request.__dict__, "init_image": image})
         ingredient = provenance.make_ingredient(init_image, image, _title(init_image, init_title), "parentOf", "init image")
-        return self._diffuse(request, model_key, ingredients=[ingredient])
+        return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress)
 
-    def _diffuse(self, request: GenerationRequest, model_key: str | None, ingredients: list) -> Outcome:
+    def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None) -> Job:
         model = self.models.get("text_to_image", model_key)
         request = resolve_request(request, self._defaults(model), self.catalog.limits)
         warnings = [model.note] if model.placeholder and model.note else []
-        with self._lock:
-            pipe = model.obj
-            if request.is_img2img:
-                if "img2img" not in model.extra:
-                    model.extra["img2img"] = image_to_image_pipeline(model.obj)
-                pipe = model.extra["img2img"]
-            warnings += truncation_warnings(pipe.tokenizer, request)
-            if request.negative_prompt and request.guidance <= 1.0:
-                warnings.append("The negative prompt has no effect at guidance 1 or below.")
-            generated = run_diffusion(pipe, request)
-            task = "img2img" if request.is_img2img else "text-to-image"
-            items = self._audit_sign_save(
-                [(g.image, g.seed) for g in generated],
-                task=task,
-                description=f"{task} with {model.name}",
-                model_info=model.describe(),
-                human={"prompt": request.prompt, "negative_prompt": request.negative_prompt, "parameters": request.parameters()},
-                ingredients=ingredients,
-            )
-        return Outcome(items=items, warnings=warnings, models=[model.describe()])
+        warnings += truncation_warnings(model.obj.tokenizer, request)
+        if request.negative_prompt and request.guidance <= 1.0:
+            warnings.append("The negative prompt has no effect at guidance 1 or below.")
+        task = "img2img" if request.is_img2img else "text-to-image"
+        return Job(
+            task=task,
+            family="diffusion",
+            request=request,
+            batch_key=batch_key(request, model.entry.key),
+            seeds=[(request.seed + index) % (2**32) for index in range(request.batch)],
+            model=model,
+            human={"prompt": request.prompt, "negative_prompt": request.negative_prompt, "parameters": request.parameters()},
+            description=f"{task} with {model.name}",
+            ingredients=ingredients,
+            output_format=request.output_format,
+            output_dir=self.output_dir,
+            warnings=warnings,
+            progress=progress,
+        )
 
-    def style_transfer(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Outcome:
+    def style_job(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Job:
         limits = self.catalog.limits
         titles = (_title(request.content_image, content_title), _title(request.style_image, style_title))
         content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
@@ -177,18 +184,65 @@ class AipicPipeline:
             provenance.make_ingredient(sources.content_image, content, titles[0], "parentOf", "content image"),
             provenance.make_ingredient(sources.style_image, style, titles[1], "componentOf", "style image"),
         ]
-        warnings = [model.note] if model.placeholder and model.note else []
-        with self._lock:
-            image, losses = style_transfer(model.obj, model.extra["layers"], request, progress=progress)
-            items = self._audit_sign_save(
-                [(image, request.seed)],
-                task="style-transfer",
-                description=f"neural style transfer (Gatys) on {model.name} features",
-                model_info={**model.describe(), "losses": {k: round(v, 6) for k, v in losses.items()}},
-                human={"parameters": request.parameters()},
-                ingredients=ingredients,
-            )
-        return Outcome(items=items, warnings=warnings, models=[model.describe()])
+        job = Job(
+            task="style-transfer",
+            family="style",
+            request=request,
+            batch_key=(),
+            seeds=[request.seed],
+            model=model,
+            human={"parameters": request.parameters()},
+            description=f"neural style transfer (Gatys) on {model.name} features",
+            ingredients=ingredients,
+            output_format=request.output_format,
+            output_dir=self.output_dir,
+            warnings=[model.note] if model.placeholder and model.note else [],
+            progress=progress,
+        )
+        job.batch_key = ("style", job.id)  # an optimisation per image: never merged with another job
+        return job
+
+    # ---- running -----------------------------------------------------------------------------------------
+
+    def warm_up(self) -> float:
+        """Load the default models and run the GPU stages once for each batch size the engine will use
+        (each compiled bucket with --compile), so no user pays for loading or compilation. Stores nothing."""
+        import time
+
+        start = time.perf_counter()
+        limits = self.catalog.limits
+        for size in (self.settings.buckets if self.settings.compile else (1,)):
+            jobs, left = [], size
+            while left > 0:
+                batch = min(left, limits.max_batch)
+                jobs.append(self.text_to_image_job(GenerationRequest(prompt="warm-up", seed=0, batch=batch)))
+                left -= batch
+            self.engine.warm_up(jobs)
+        seconds = time.perf_counter() - start
+        log.info("warm-up done in %.1f s", seconds)
+        return seconds
+
+    def submit(self, job: Job) -> concurrent.futures.Future:
+        return self.engine.submit(job)
+
+    def outcome(self, job: Job, records) -> Outcome:
+        items = [
+            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime)
+            for r in records
+        ]
+        return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()])
+
+    def run(self, job: Job) -> Outcome:
+        return self.outcome(job, self.engine.run(job))
+
+    def text_to_image(self, request: GenerationRequest, model_key: str | None = None, progress=None) -> Outcome:
+        return self.run(self.text_to_image_job(request, model_key, progress))
+
+    def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Outcome:
+        return self.run(self.image_to_image_job(request, init_image, model_key, init_title, progress))
+
+    def style_transfer(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Outcome:
+        return self.run(self.style_job(request, content_title, style_title, progress))
 
     def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def software_agent(model: dict) -> dict:
     return {"name": model["name"], "version": model.get("pretrained") or ("random-weights" if model.get("placeholder") else "")}
 
 
-def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient]) -> dict:
+def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png") -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     if parents:
@@ -75,7 +76,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
     return {
         "claim_generator_info": [{"name": "aipic", "version": __version__}],
         "title": title,
-        "format": "image/png",
+        "format": format,
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": actions}},
             {
@@ -91,9 +92,18 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
     }
 
 
-def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity) -> bytes:
-    """Embed a signed manifest into PNG bytes; returns the signed PNG bytes."""
-    context = c2pa.Context.from_dict(BUILDER_SETTINGS)
+_SIGN_CONTEXT = threading.local()
+
+
+def sign(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], signer: c2pa.Signer) -> bytes:
+    """Embed a signed manifest into encoded image bytes (PNG, JPEG, WebP); returns the signed bytes.
+
+    The signer is reused by the caller (one per worker thread): making one parses the key, which costs more
+    than signing.
+    """
+    context = getattr(_SIGN_CONTEXT, "context", None)
+    if context is None:
+        context = _SIGN_CONTEXT.context = c2pa.Context.from_dict(BUILDER_SETTINGS)
     with c2pa.Builder(manifest, context=context) as builder:
         for ingredient in ingredients:
             builder.add_ingredient(
@@ -101,10 +111,15 @@ def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity
                 ingredient.format,
                 io.BytesIO(ingredient.data),
             )
-        with make_signer(identity) as signer:
-            destination = io.BytesIO()
-            builder.sign(signer, "image/png", io.BytesIO(png), destination)
+        destination = io.BytesIO()
+        builder.sign(signer, mime, io.BytesIO(data), destination)
     return destination.getvalue()
+
+
+def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity) -> bytes:
+    """Embed a signed manifest into PNG bytes with a signer made for this call."""
+    with make_signer(identity) as signer:
+        return sign(png, "image/png", manifest, ingredients, signer)
 
 
 def make_ingredient(source, image, title: str, relationship: str, role: str) -> Ingredient:
@@ -123,9 +138,17 @@ def make_ingredient(source, image, title: str, relationship: str, role: str) -> 
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
+    """Write to a .part file, flush it to disk, then rename: a crash or a full disk never leaves a file that looks whole."""
     temporary = path.with_name(path.name + ".part")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return path
 
 

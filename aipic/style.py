@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .catalog import Limits
-from .errors import AipicError
-from .generate import SIZE_MULTIPLE, _as_float, _as_int, _check_range
+from .errors import BadInput
+from .generate import SIZE_MULTIPLE, _as_float, _as_int, _check_range, check_output_format
 from .images import size_for_aspect
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -27,6 +27,7 @@ class StyleRequest:
     content_weight: float = 1.0
     size: int = 256  # longest side of the output
     seed: int = 0
+    output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
 
     def parameters(self) -> dict:
         return {
@@ -40,17 +41,18 @@ class StyleRequest:
 
 def resolve_style_request(request: StyleRequest, limits: Limits) -> StyleRequest:
     if request.content_image is None:
-        raise AipicError("Please provide a content image.")
+        raise BadInput("Please provide a content image.")
     if request.style_image is None:
-        raise AipicError("Please provide a style image.")
+        raise BadInput("Please provide a style image.")
     steps = _check_range(_as_int(request.steps, "Steps"), 1, limits.max_style_steps, "Steps")
     size = _check_range(_as_int(request.size, "Size"), limits.min_side, limits.max_side, "Size")
     style_weight = _check_range(_as_float(request.style_weight, "Style weight"), 0.0, 1e9, "Style weight")
     content_weight = _check_range(_as_float(request.content_weight, "Content weight"), 0.0, 1e9, "Content weight")
     if style_weight == 0 and content_weight == 0:
-        raise AipicError("Style weight and content weight cannot both be 0.")
+        raise BadInput("Style weight and content weight cannot both be 0.")
     seed = _check_range(_as_int(request.seed, "Seed"), 0, 2**32 - 1, "Seed")
-    return dataclasses.replace(request, steps=steps, size=size, style_weight=style_weight, content_weight=content_weight, seed=seed)
+    output_format = check_output_format(request.output_format)
+    return dataclasses.replace(request, steps=steps, size=size, style_weight=style_weight, content_weight=content_weight, seed=seed, output_format=output_format)
 
 
 def image_to_tensor(image: Image.Image, width: int, height: int, device) -> torch.Tensor:
@@ -98,6 +100,12 @@ def style_transfer(features: torch.nn.Sequential, layers: dict, request: StyleRe
 
     Returns the image and the final losses.  `progress(step, total)` is called after each step if given.
     """
+    pixels, losses = style_transfer_pixels(features, layers, request, progress)
+    return tensor_to_image(pixels.unsqueeze(0)), losses
+
+
+def style_transfer_pixels(features: torch.nn.Sequential, layers: dict, request: StyleRequest, progress=None) -> tuple[torch.Tensor, dict]:
+    """As style_transfer, but returns the result as a CHW float tensor in [0, 1] on the model's device."""
     device = next(features.parameters()).device
     network = VGGFeatures(features, layers).to(device)
     for parameter in network.parameters():
@@ -130,4 +138,4 @@ def style_transfer(features: torch.nn.Sequential, layers: dict, request: StyleRe
         if progress is not None:
             progress(step + 1, request.steps)
     losses["initial_style"] = initial_style
-    return tensor_to_image(result), losses
+    return result.detach().clamp(0, 1)[0], losses

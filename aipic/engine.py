@@ -1,0 +1,358 @@
+"""The engine: one record per image flows through ordered stages.
+
+    generate (GPU, batched) → [watermark] → audit (GPU, batched) → readback → encode + sign (CPU pool) → store
+
+A *job* is one validated request (a person's click, one CLI call, one row of an audit suite); it makes one
+*record* per image.  The engine keeps a queue of jobs.  Its GPU loop (one thread, the only one that touches the
+models, under the model lock) takes the oldest job and every queued job with the same ``batch_key`` (all the
+settings that change the computation) up to ``max_gpu_batch`` images, waiting at most ``batch_wait_s`` for
+company — Triton's dynamic batcher, Ray Serve's ``@serve.batch``.  The batch runs through the GPU stages as one
+batch; then each record goes to a CPU worker pool for the finishing stages (encode, sign, store), so the GPU
+never waits for a PNG encoder and a request never waits for another request's CPU work.  Each job's future
+resolves with exactly its own records, or with its own error: a failure while finishing one job never touches
+another.
+
+Stages are small objects with a ``name``, a ``gpu`` flag and ``process(records)``; they set fields on the
+records, or ``record.error`` for a record they cannot handle.  GPU stages come first (they share the batch and
+the lock); the CPU stages run per record.  ``process_batch(jobs)`` runs the GPU stages on a list of jobs and is
+the whole contract a Ray Serve deployment needs (``@serve.batch`` hands it a list, each caller awaits its own).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .errors import AipicError, ConfigError, StageFailed
+from .metrics import EngineMetrics
+
+log = logging.getLogger(__name__)
+
+
+# ---- settings --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine batches and finishes. Every knob in one place; the app and CLI pass these through.
+
+    ``max_gpu_batch``: most images in one GPU batch (a request's own ``batch`` is limited by the catalog).
+    ``batch_wait_s``: how long the oldest queued job waits for compatible company before it runs alone.
+    ``cpu_workers``: threads that encode, sign and store (PIL, zlib and c2pa release the GIL while they work).
+    ``compile``: torch.compile the UNet and VAE on CUDA, warmed at start for ``buckets`` (padded batch sizes).
+    """
+
+    max_gpu_batch: int = 16
+    batch_wait_s: float = 0.004
+    cpu_workers: int = 0  # 0: one per core, at most 16
+    compile: bool = False
+    buckets: tuple = (1, 4, 16)
+    output_format: str = "png"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "EngineSettings":
+        """Defaults, then AIPIC_* environment variables, then explicit overrides (None means "not given")."""
+        env = os.environ
+        values: dict[str, Any] = {}
+        try:
+            if env.get("AIPIC_MAX_GPU_BATCH"):
+                values["max_gpu_batch"] = int(env["AIPIC_MAX_GPU_BATCH"])
+            if env.get("AIPIC_BATCH_WAIT_MS"):
+                values["batch_wait_s"] = float(env["AIPIC_BATCH_WAIT_MS"]) / 1000
+            if env.get("AIPIC_CPU_WORKERS"):
+                values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
+            if env.get("AIPIC_COMPILE"):
+                values["compile"] = env["AIPIC_COMPILE"].strip().lower() in ("1", "true", "yes", "on")
+            if env.get("AIPIC_OUTPUT_FORMAT"):
+                values["output_format"] = env["AIPIC_OUTPUT_FORMAT"].strip().lower()
+        except ValueError as error:
+            raise ConfigError(f"Bad engine setting in the environment: {error}") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        from .images import OUTPUT_FORMATS
+
+        if self.max_gpu_batch < 1:
+            raise ConfigError(f"max_gpu_batch must be at least 1 (got {self.max_gpu_batch}).")
+        if not 0 <= self.batch_wait_s <= 10:
+            raise ConfigError(f"The batch wait window must be between 0 and 10 000 ms (got {self.batch_wait_s * 1000:g} ms).")
+        if self.cpu_workers < 0:
+            raise ConfigError(f"cpu_workers must be 0 (automatic) or more (got {self.cpu_workers}).")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"Unknown output format {self.output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
+
+    @property
+    def workers(self) -> int:
+        return self.cpu_workers or min(16, os.cpu_count() or 1)
+
+
+# ---- jobs and records --------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Job:
+    """One validated request: what to make (for the generator) and what to record (for the manifest).
+
+    ``batch_key`` holds every parameter that changes the computation (task, model, size, steps, guidance,
+    strength, and each family's own inputs): jobs with equal keys may share one GPU batch.
+    """
+
+    task: str  # "text-to-image" | "img2img" | "style-transfer" | a future family's task
+    family: str  # which generator runs it: "diffusion", "style", …
+    request: Any  # the resolved request of that family
+    batch_key: tuple
+    seeds: list[int]  # one per image: image i of a request uses seed + i
+    model: Any  # the LoadedModel that generates
+    human: dict  # what the person contributed, as recorded
+    description: str
+    ingredients: list = field(default_factory=list)
+    output_format: str = "png"
+    output_dir: Path | None = None
+    warnings: list = field(default_factory=list)
+    progress: Callable[[int, int], None] | None = None  # (step, total) from the GPU loop
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    submitted: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    records: list = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.seeds)
+
+    def cancel(self) -> None:
+        """Stop: a queued job is dropped; a running batch is aborted only when all of its jobs are cancelled."""
+        self.cancelled = True
+        self.future.cancel()
+
+
+@dataclass(eq=False)
+class Record:
+    """One image on its way through the stages."""
+
+    job: Job
+    index: int  # position in its request
+    seed: int
+    pixels: Any = None  # CHW float tensor in [0, 1] on the generating device (GPU stages)
+    array: Any = None  # HWC uint8 numpy array on the host (after readback)
+    model_info: dict = field(default_factory=dict)  # what the generating model reports about this image
+    audit: Any = None
+    data: bytes | None = None  # the encoded, signed file
+    mime: str | None = None
+    sha256: str | None = None
+    path: Path | None = None
+    width: int = 0
+    height: int = 0
+    error: BaseException | None = None
+    timings: dict = field(default_factory=dict)
+
+
+class Stage(Protocol):
+    name: str
+    gpu: bool
+
+    def process(self, records: list[Record]) -> None:
+        """Work on a batch (GPU stages) or one record (CPU stages); set ``record.error`` for a record that fails."""
+
+
+# ---- the engine --------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """A micro-batching GPU loop and a CPU pool over an ordered list of stages."""
+
+    def __init__(self, stages: list[Stage], settings: EngineSettings | None = None, metrics: EngineMetrics | None = None, lock: threading.Lock | None = None):
+        self.settings = settings or EngineSettings()
+        self.metrics = metrics or EngineMetrics()
+        self.lock = lock or threading.Lock()  # the model lock: only GPU stages take it
+        gpu_flags = [stage.gpu for stage in stages]
+        if gpu_flags != sorted(gpu_flags, reverse=True):
+            raise ConfigError("GPU stages must come before CPU stages: " + " → ".join(s.name for s in stages))
+        self.gpu_stages = [stage for stage in stages if stage.gpu]
+        self.cpu_stages = [stage for stage in stages if not stage.gpu]
+        self._queue: list[Job] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers, thread_name_prefix="aipic-finish")
+        self._thread = threading.Thread(target=self._gpu_loop, name="aipic-gpu", daemon=True)
+        self._thread.start()
+
+    # ---- callers --------------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> concurrent.futures.Future:
+        """Queue a job; its future resolves with its records (in order), or with its own error."""
+        self._prepare(job)
+        with self._cond:
+            if self._closed:
+                raise AipicError("The engine is shutting down; please try again.")
+            self._queue.append(job)
+            self.metrics.queue_depth.set(len(self._queue))
+            self._cond.notify_all()
+        return job.future
+
+    def run(self, job: Job, timeout: float | None = None) -> list[Record]:
+        """Submit a job and wait for its records; raises its error."""
+        future = self.submit(job)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            if not future.done():
+                job.cancel()
+            raise
+
+    @staticmethod
+    def _prepare(job: Job) -> None:
+        job.records = [Record(job=job, index=index, seed=seed) for index, seed in enumerate(job.seeds)]
+
+    def warm_up(self, jobs: list[Job]) -> None:
+        """Run the GPU stages once on these jobs (loads models, compiles shapes); nothing is signed or stored."""
+        for job in jobs:
+            self._prepare(job)
+        records = self.process_batch(jobs, observe=False)
+        errors = [record.error for record in records if record.error is not None]
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for job in self._queue:
+                job.future.cancel()
+            self._queue.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True)
+
+    # ---- the GPU loop ----------------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[Job] | None:
+        """Wait for work; return the oldest job and its compatible company (or None when closing)."""
+        with self._cond:
+            while True:
+                self._queue = [job for job in self._queue if not job.future.cancelled()]
+                self.metrics.queue_depth.set(len(self._queue))
+                if self._closed:
+                    return None
+                if not self._queue:
+                    self._cond.wait()
+                    continue
+                head = self._queue[0]
+                chosen, images, full = [], 0, False
+                for job in self._queue:
+                    if job.batch_key != head.batch_key:
+                        continue
+                    if chosen and images + job.count > self.settings.max_gpu_batch:
+                        full = True
+                        break
+                    chosen.append(job)
+                    images += job.count
+                full = full or images >= self.settings.max_gpu_batch
+                left = head.submitted + self.settings.batch_wait_s - time.monotonic()
+                if full or left <= 0:
+                    taken = {id(job) for job in chosen}
+                    self._queue = [job for job in self._queue if id(job) not in taken]
+                    self.metrics.queue_depth.set(len(self._queue))
+                    # A job cancelled after this point still runs with its batch, unless all of them cancel.
+                    return [job for job in chosen if job.future.set_running_or_notify_cancel()]
+                self._cond.wait(left)
+
+    def _gpu_loop(self) -> None:
+        while True:
+            jobs = self._take_batch()
+            if jobs is None:
+                return
+            if not jobs:
+                continue
+            try:
+                self.process_batch(jobs)
+            except BaseException as error:  # noqa: BLE001 - a batch-wide failure: retry each job alone
+                if len(jobs) > 1:
+                    log.warning("a GPU batch of %d jobs failed (%s); retrying each job alone", len(jobs), type(error).__name__)
+                    for job in jobs:
+                        for record in job.records:
+                            record.error = None
+                        try:
+                            self.process_batch([job])
+                        except BaseException as single:  # noqa: BLE001
+                            self._fail_job(job, single)
+                            continue
+                        self._finish(job)
+                    continue
+                self._fail_job(jobs[0], error)
+                continue
+            for job in jobs:
+                self._finish(job)
+
+    def process_batch(self, jobs: list[Job], observe: bool = True) -> list[Record]:
+        """Run the GPU stages on the records of these jobs, as one batch under the model lock."""
+        records = [record for job in jobs for record in job.records]
+        with self.lock:
+            for stage in self.gpu_stages:
+                live = [record for record in records if record.error is None]
+                if not live:
+                    break
+                start = time.perf_counter()
+                stage.process(live)
+                seconds = time.perf_counter() - start
+                if observe:
+                    self.metrics.observe_batch(stage.name, len(live), seconds)
+                for record in live:
+                    record.timings[stage.name] = seconds
+        return records
+
+    # ---- the CPU side ----------------------------------------------------------------------------------
+
+    def _finish(self, job: Job) -> None:
+        """Hand a job's records to the CPU pool; the job resolves when the last of them is done."""
+        remaining = [len(job.records)]
+        guard = threading.Lock()
+
+        def one(record: Record) -> None:
+            try:
+                for stage in self.cpu_stages:
+                    if record.error is not None:
+                        break
+                    start = time.perf_counter()
+                    try:
+                        stage.process([record])
+                    except Exception as error:  # noqa: BLE001 - this record fails, nothing else
+                        record.error = error
+                    seconds = time.perf_counter() - start
+                    self.metrics.observe_stage(stage.name, seconds)
+                    record.timings[stage.name] = seconds
+            finally:
+                with guard:
+                    remaining[0] -= 1
+                    last = remaining[0] == 0
+                if last:
+                    self._resolve(job)
+
+        for record in job.records:
+            self._pool.submit(one, record)
+
+    def _resolve(self, job: Job) -> None:
+        errors = [record.error for record in job.records if record.error is not None]
+        if errors:
+            self._fail_job(job, errors[0])
+            return
+        self.metrics.requests.labels(task=job.task, outcome="ok").inc()
+        job.future.set_result(job.records)
+
+    def _fail_job(self, job: Job, error: BaseException) -> None:
+        outcome = "bad_input" if isinstance(error, AipicError) and error.exit_code == 2 else "error"
+        self.metrics.requests.labels(task=job.task, outcome=outcome).inc()
+        if not isinstance(error, AipicError):
+            log.error("a %s job failed in the engine: %s", job.task, type(error).__name__, exc_info=error)
+            error = StageFailed(f"Making this image failed ({type(error).__name__}). Nothing was published; please try again.")
+        if not job.future.done():
+            job.future.set_exception(error)

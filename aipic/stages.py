@@ -1,0 +1,218 @@
+"""The engine's stages and generator families.
+
+GPU stages (batched, under the model lock):  GenerateStage → AuditStage → ReadbackStage
+CPU stages (one record each, in the pool):   EncodeSignStage → StoreStage
+
+A generator family turns a batch of compatible jobs into pixels.  Diffusion runs them as one diffusers call;
+style transfer is an optimisation per image, so each style job is its own batch.  A new family (a GAN, a VAE
+with a trained prior) is one more class with ``family`` and ``generate(jobs, on_step)``; a new stage (a
+watermark, a registry sink) is one more object in the engine's list.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from . import provenance
+from .engine import Job, Record
+from .errors import AipicError, StageFailed
+from .generate import run_diffusion_batch, to_uint8
+from .images import EXTENSIONS, encode
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    family: str
+
+    def generate(self, jobs: list[Job], on_step: Callable[[int, int], None]) -> list[list[tuple[torch.Tensor, int, dict]]]:
+        """For each job, for each of its images: (CHW float pixels in [0, 1], seed, what the model reports)."""
+
+
+class Cancelled(AipicError):
+    exit_code = 130
+
+
+class DiffusionGenerator:
+    """Text-to-image and img2img with diffusers: a batch of compatible jobs is one pipeline call."""
+
+    family = "diffusion"
+
+    def __init__(self, buckets: tuple | None = None):
+        self.buckets = tuple(sorted(buckets)) if buckets else None  # pad to these batch sizes (compiled graphs)
+
+    def _pad_to(self, images: int) -> int | None:
+        if not self.buckets:
+            return None
+        return next((bucket for bucket in self.buckets if bucket >= images), None)
+
+    def generate(self, jobs, on_step):
+        model = jobs[0].model
+        pipe = model.obj
+        if jobs[0].request.is_img2img:
+            from .models import image_to_image_pipeline
+
+            if "img2img" not in model.extra:
+                model.extra["img2img"] = image_to_image_pipeline(model.obj)
+            pipe = model.extra["img2img"]
+        requests = [job.request for job in jobs]
+        pad_to = self._pad_to(sum(request.batch for request in requests))
+        results = run_diffusion_batch(pipe, requests, on_step=on_step, pad_to=pad_to)
+        return [[(generated.pixels, generated.seed, {}) for generated in images] for images in results]
+
+
+class StyleGenerator:
+    """Gatys style transfer: each job is an optimisation of its own."""
+
+    family = "style"
+
+    def generate(self, jobs, on_step):
+        from .style import style_transfer_pixels
+
+        out = []
+        for job in jobs:
+            model = job.model
+            pixels, losses = style_transfer_pixels(model.obj, model.extra["layers"], job.request, progress=on_step)
+            out.append([(pixels, job.request.seed, {"losses": {key: round(value, 6) for key, value in losses.items()}})])
+        return out
+
+
+class GenerateStage:
+    """Runs the generator family of a batch (all its jobs share one batch key, so one family)."""
+
+    name, gpu = "generate", True
+
+    def __init__(self, generators: list):
+        self.generators = {generator.family: generator for generator in generators}
+
+    def process(self, records: list[Record]) -> None:
+        jobs = list(dict.fromkeys(record.job for record in records))
+        family = jobs[0].family
+        if family not in self.generators:
+            raise AipicError(f"No generator for {family!r} in this deployment.")
+
+        def on_step(step: int, total: int) -> None:
+            if all(job.cancelled for job in jobs):
+                raise Cancelled("Stopped.")
+            for job in jobs:
+                if job.progress is not None:
+                    try:
+                        job.progress(step, total)
+                    except Exception:  # noqa: BLE001 - a progress display never stops the work
+                        log.debug("progress callback failed", exc_info=True)
+
+        try:
+            results = self.generators[family].generate(jobs, on_step)
+        except Cancelled as stopped:
+            for record in records:
+                record.error = stopped
+            return
+        for job, images in zip(jobs, results):
+            for record, (pixels, seed, info) in zip(job.records, images):
+                record.pixels, record.seed, record.model_info = pixels, seed, info
+
+
+class AuditStage:
+    """The CLIP bias audit of the whole batch, on the pixels where they are (the GPU)."""
+
+    name, gpu = "audit", True
+
+    def __init__(self, auditor: Callable):
+        self._auditor = auditor  # a callable returning the BiasAuditor (loaded on first use)
+
+    def process(self, records: list[Record]) -> None:
+        results = self._auditor().audit_pixels([record.pixels for record in records])
+        for record, result in zip(records, results):
+            record.audit = result
+
+
+class ReadbackStage:
+    """Pixels to host memory as uint8 arrays, one transfer per image size; frees the GPU copies."""
+
+    name, gpu = "readback", True
+
+    def process(self, records: list[Record]) -> None:
+        by_shape: dict[tuple, list[Record]] = {}
+        for record in records:
+            by_shape.setdefault(tuple(record.pixels.shape), []).append(record)
+        for group in by_shape.values():
+            arrays = to_uint8(torch.stack([record.pixels for record in group]))
+            for record, array in zip(group, arrays):
+                record.array, record.pixels = array, None
+                record.height, record.width = int(array.shape[0]), int(array.shape[1])
+
+
+class EncodeSignStage:
+    """Encode in the request's format and embed a signed C2PA manifest of what the person and the models did."""
+
+    name, gpu = "encode_sign", False
+
+    def __init__(self, identity: Callable, default_format: str = "png"):
+        self._identity = identity  # a callable returning the SigningIdentity
+        self.default_format = default_format
+        self._local = threading.local()  # one c2pa Signer per worker thread, reused
+
+    def _signer(self):
+        identity = self._identity()
+        cached = getattr(self._local, "signer", None)
+        if cached is None or cached[0] is not identity:
+            cached = (identity, provenance.make_signer(identity))
+            self._local.signer = cached
+        return cached[1]
+
+    def process(self, records: list[Record]) -> None:
+        for record in records:
+            job = record.job
+            output_format = job.output_format or self.default_format
+            data, mime = encode(record.array, output_format)
+            record.path = Path(output_name(job.task, record.seed, output_format))
+            manifest = provenance.build_manifest(
+                title=record.path.name,
+                task=job.task,
+                description=job.description,
+                agent=provenance.software_agent(job.model.describe()),
+                human=job.human,
+                models=[{**job.model.describe(), **record.model_info}],
+                outputs={"seed": record.seed, "index_in_batch": record.index, "width": record.width, "height": record.height},
+                audit=record.audit.to_dict(),
+                ingredients=job.ingredients,
+                format=mime,
+            )
+            record.data = provenance.sign(data, mime, manifest, job.ingredients, self._signer())
+            record.mime = mime
+            record.sha256 = hashlib.sha256(record.data).hexdigest()
+            record.array = None
+
+
+def output_name(task: str, seed: int, output_format: str) -> str:
+    import uuid
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S")
+    return f"aipic-{task}-{stamp}-{seed}-{uuid.uuid4().hex[:8]}.{EXTENSIONS[output_format]}"
+
+
+class StoreStage:
+    """Write each signed file atomically under <output dir>/<UTC day>/; a crash never leaves a half file that looks valid."""
+
+    name, gpu = "store", False
+
+    def __init__(self, default_dir: Callable[[], Path]):
+        self._default_dir = default_dir
+
+    def process(self, records: list[Record]) -> None:
+        for record in records:
+            day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+            directory = Path(record.job.output_dir or self._default_dir()) / day
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                record.path = provenance.write_atomically(directory / record.path.name, record.data)
+            except OSError as error:
+                raise StageFailed(f"Could not save the signed output ({error.strerror or error}); nothing was published.") from None
+            record.data = None
