@@ -84,8 +84,8 @@ class EngineSettings:
 
         if self.max_gpu_batch < 1:
             raise ConfigError(f"max_gpu_batch must be at least 1 (got {self.max_gpu_batch}).")
-        if not 0 <= self.batch_wait_s <= 10:
-            raise ConfigError(f"The batch wait window must be between 0 and 10 000 ms (got {self.batch_wait_s * 1000:g} ms).")
+        if not 0 <= self.batch_wait_s <= 120:
+            raise ConfigError(f"The batch wait window must be between 0 and 120 000 ms (got {self.batch_wait_s * 1000:g} ms).")
         if self.cpu_workers < 0:
             raise ConfigError(f"cpu_workers must be 0 (automatic) or more (got {self.cpu_workers}).")
         if self.output_format not in OUTPUT_FORMATS:

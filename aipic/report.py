@@ -5,6 +5,7 @@ nothing: the report is written from whatever rows exist, and says so.
 """
 
 import csv
+from collections import deque
 import html
 import json
 import math
@@ -205,7 +206,8 @@ def write_report(out_dir: Path, report: dict) -> dict:
 def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True) -> dict:
     """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
 
-    Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.
+    Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.  Jobs go
+    through the same engine as the app's, so the suite's images are batched on the GPU.
     """
     from tqdm import tqdm
 
@@ -218,22 +220,40 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     rows_path = out_dir / "rows.csv"
     if read_rows(rows_path):
         raise AipicError(f"{out_dir} already holds an audit run (rows.csv); choose a new --out folder so nothing is overwritten.")
-    previous_output_dir, pipeline.output_dir = pipeline.output_dir, out_dir / "images"
     writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
     planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
+    # Keep enough jobs in the engine to fill its GPU batches; rows are written in the planned order.
+    in_flight: deque = deque()
+    window = 2 * pipeline.settings.max_gpu_batch
     complete = False
+
+    def write_oldest(bar) -> None:
+        prompt, seed, future = in_flight.popleft()
+        item = future.result()[0]
+        writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
+        bar.update(1)
+
+    bar = tqdm(total=len(planned), desc=f"audit {suite.name}", unit="img", disable=not progress)
     try:
-        with tqdm(total=len(planned), desc=f"audit {suite.name}", unit="img", disable=not progress) as bar:
-            for prompt, seed in planned:
-                outcome = pipeline.text_to_image(GenerationRequest(prompt=prompt, seed=seed), model_key)
-                item = outcome.items[0]
-                writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
-                bar.update(1)
+        for prompt, seed in planned:
+            job = pipeline.text_to_image_job(GenerationRequest(prompt=prompt, seed=seed), model_key)
+            job.output_dir = out_dir / "images"
+            in_flight.append((prompt, seed, pipeline.submit(job)))
+            while len(in_flight) >= window:
+                write_oldest(bar)
+        while in_flight:
+            write_oldest(bar)
         complete = True
     except KeyboardInterrupt:
         pass
     finally:
-        pipeline.output_dir = previous_output_dir
+        # What is already in the engine is finished and recorded: every image made has its row.
+        while in_flight:
+            try:
+                write_oldest(bar)
+            except Exception:  # noqa: BLE001 - the run's own error is already on its way out
+                continue
+        bar.close()
         writer.close()
         rows = read_rows(rows_path)
         t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")

@@ -2,27 +2,17 @@
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from aipic.catalog import REPO_ROOT
 from aipic.provenance import local_trust_anchors, verify_bytes
+from conftest import running_app
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,28 +21,8 @@ def app_url(tmp_path_factory):
         if os.environ.get("AIPIC_REQUIRE_BROWSER"):
             pytest.fail("Chromium is required (AIPIC_REQUIRE_BROWSER is set) but /usr/bin/chromium is missing")
         pytest.skip("Debian chromium is not installed")
-    home = tmp_path_factory.mktemp("app-home")
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "AIPIC_HOME": str(home), "AIPIC_MODELS": "tiny"}
-    log = (home / "app.log").open("w")
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail("app exited early:\n" + (home / "app.log").read_text())
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("app did not start:\n" + (home / "app.log").read_text())
-    yield url, home
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with running_app(tmp_path_factory.mktemp("app-home")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

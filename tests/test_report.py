@@ -56,7 +56,7 @@ def test_suite_run_writes_html_json_csv(tiny_pipeline, tmp_path):
 def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatch):
     suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
     calls = {"n": 0}
-    original = tiny_pipeline.text_to_image
+    original = tiny_pipeline.text_to_image_job
 
     def interrupt_on_third(*args, **kwargs):
         calls["n"] += 1
@@ -64,7 +64,7 @@ def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_pipeline, "text_to_image", interrupt_on_third)
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on_third)
     paths = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "partial", progress=False)
     assert not paths["complete"]
     report = json.loads(paths["json"].read_text())

@@ -1,0 +1,56 @@
+"""The app's API under concurrent use: requests are merged into GPU batches (read from /metrics), each gets its own output."""
+
+import urllib.request
+
+import pytest
+
+from aipic.metrics import parse_text
+from aipic.provenance import local_trust_anchors, verify_bytes
+from conftest import running_app
+
+PROMPTS = ["a photo of a nurse", "a photo of a pilot", "a photo of a chef", "a photo of a teacher"]
+
+
+@pytest.fixture(scope="module")
+def batching_app(tmp_path_factory):
+    # Four one-image requests fill a batch of four exactly; the long window makes that independent of timing.
+    with running_app(tmp_path_factory.mktemp("api-home"), AIPIC_MAX_GPU_BATCH="4", AIPIC_BATCH_WAIT_MS="60000") as started:
+        yield started
+
+
+def metrics(url) -> dict:
+    return parse_text(urllib.request.urlopen(url + "/metrics", timeout=30).read().decode())
+
+
+def test_concurrent_api_requests_share_gpu_batches_and_each_gets_its_own_signed_file(batching_app):
+    from gradio_client import Client
+
+    url, home = batching_app
+    client = Client(url, verbose=False)
+    jobs = [client.submit(prompt, "", 100 + n, 2, 0, 64, 64, 1, "png", api_name="/text_to_image") for n, prompt in enumerate(PROMPTS)]
+    results = [job.result(timeout=300) for job in jobs]
+
+    samples = metrics(url)
+    assert samples["aipic_requests_total"]["outcome=ok,task=text-to-image"] == len(PROMPTS)
+    assert samples["aipic_gpu_batches_total"]["stage=generate"] < len(PROMPTS)
+    assert samples["aipic_gpu_batches_total"]["stage=generate"] == 1
+    anchors = local_trust_anchors(home / "keys")
+    for n, (prompt, (gallery, audit, files)) in enumerate(zip(PROMPTS, results)):
+        [path] = files
+        with open(path, "rb") as handle:
+            result = verify_bytes(handle.read(), anchors)
+        assert result.verdict == "trusted"
+        assert result.contributions["human"]["prompt"] == prompt
+        assert result.contributions["model"]["seed"] == 100 + n
+        assert f"seed {100 + n}" in audit
+
+
+def test_bad_api_input_gets_a_clear_message(batching_app):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, _ = batching_app
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match="Please enter a prompt"):
+        client.predict("   ", "", 1, 2, 0, 64, 64, 1, "png", api_name="/text_to_image")
+    assert metrics(url)["aipic_requests_total"].get("outcome=ok,task=text-to-image", 0) == len(PROMPTS)

@@ -1,0 +1,198 @@
+"""The engine: batching across requests, each request gets exactly its own outputs, failures stay with their request.
+
+CPU and tiny models: these tests check behaviour, not speed (bench/ measures speed on a GPU).
+"""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from aipic.engine import EngineSettings
+from aipic.errors import AipicError, StageFailed
+from aipic.generate import GenerationRequest, resolve_request, run_diffusion, run_diffusion_batch
+from aipic.metrics import parse_text
+from aipic.pipeline import AipicPipeline
+from conftest import make_image
+
+# A long window and a batch limit that the test fills exactly: the batch runs when its last member arrives,
+# so batching does not depend on timing.
+BATCHING = EngineSettings(max_gpu_batch=4, batch_wait_s=30.0, cpu_workers=2)
+
+
+@pytest.fixture
+def batching_pipeline(tmp_path):
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", settings=BATCHING)
+    yield pipeline
+    pipeline.close()
+
+
+def metric(pipeline, name, **labels):
+    samples = parse_text(pipeline.engine.metrics.render().decode())
+    key = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "all"
+    return samples.get(name, {}).get(key, 0.0)
+
+
+def small(prompt, seed, batch=1, **fields):
+    return GenerationRequest(prompt=prompt, seed=seed, batch=batch, width=64, height=64, steps=2, **fields)
+
+
+def test_compatible_requests_share_one_gpu_batch_and_each_gets_its_own_signed_outputs(batching_pipeline):
+    pipeline = batching_pipeline
+    asked = [("a photo of a nurse", 11, 1), ("a photo of a pilot", 500, 2), ("a photo of a chef", 7, 1)]
+    jobs = [pipeline.text_to_image_job(small(prompt, seed, batch)) for prompt, seed, batch in asked]
+    futures = [pipeline.submit(job) for job in jobs]
+    results = [future.result(timeout=120) for future in futures]
+
+    assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 1
+    assert metric(pipeline, "aipic_batch_size_sum", stage="generate") == 4
+    assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 3
+    for (prompt, seed, batch), job, records in zip(asked, jobs, results):
+        outcome = pipeline.outcome(job, records)
+        assert [item.seed for item in outcome.items] == [seed + i for i in range(batch)]
+        for item in outcome.items:
+            result = pipeline.verify(item.path)
+            assert result.verdict == "trusted"
+            assert result.contributions["human"]["prompt"] == prompt
+            assert result.contributions["model"]["seed"] == item.seed
+            assert result.audit == item.audit.to_dict()
+
+
+def test_incompatible_requests_are_not_merged(batching_pipeline):
+    pipeline = batching_pipeline
+    pipeline.settings = EngineSettings(max_gpu_batch=4, batch_wait_s=0.0, cpu_workers=2)
+    pipeline.close()
+    first = pipeline.submit(pipeline.text_to_image_job(small("a cat", 1)))
+    other_size = pipeline.submit(pipeline.text_to_image_job(GenerationRequest(prompt="a cat", seed=1, width=72, height=64, steps=2)))
+    first.result(timeout=120), other_size.result(timeout=120)
+    assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 2
+
+
+def test_a_failure_while_finishing_one_request_fails_that_request_only(batching_pipeline, tmp_path):
+    pipeline = batching_pipeline
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the output folder should be")
+    good = [pipeline.text_to_image_job(small(f"a photo of person {n}", n)) for n in range(3)]
+    bad = pipeline.text_to_image_job(small("a photo of a doomed request", 99))
+    bad.output_dir = blocked
+    futures = [pipeline.submit(job) for job in (good[0], bad, good[1], good[2])]
+
+    with pytest.raises(StageFailed, match="Could not save the signed output"):
+        futures[1].result(timeout=120)
+    for job, future in zip(good, (futures[0], futures[2], futures[3])):
+        [record] = future.result(timeout=120)
+        assert pipeline.verify(record.path).contributions["human"]["prompt"] == job.human["prompt"]
+    assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 1  # they shared the GPU batch
+    assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="error") == 1
+    assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 3
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_failing_stage_slotted_into_the_chain_fails_only_its_record(tmp_path):
+    """A later stage (a watermark, a registry sink) is one more object in the list; its failure stays local."""
+
+    class Refuse:
+        name, gpu = "refuse", False
+
+        def process(self, records):
+            for record in records:
+                if "refuse" in record.job.human["prompt"]:
+                    raise RuntimeError("sink unavailable")
+
+    class Pipeline(AipicPipeline):
+        def build_stages(self):
+            return [*super().build_stages(), Refuse()]
+
+    pipeline = Pipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=BATCHING)
+    try:
+        ok = pipeline.submit(pipeline.text_to_image_job(small("keep me", 1, batch=3)))
+        refused = pipeline.submit(pipeline.text_to_image_job(small("refuse me", 2)))
+        with pytest.raises(StageFailed, match="Nothing was published"):
+            refused.result(timeout=120)
+        assert len(ok.result(timeout=120)) == 3
+        assert metric(pipeline, "aipic_stage_seconds_count", stage="refuse") == 4
+    finally:
+        pipeline.close()
+
+
+def test_a_cancelled_queued_request_is_dropped(batching_pipeline):
+    pipeline = batching_pipeline
+    waiting = pipeline.text_to_image_job(small("never made", 5))
+    future = pipeline.submit(waiting)  # waits for company (30 s window)
+    waiting.cancel()
+    assert future.cancelled()
+    full = pipeline.submit(pipeline.text_to_image_job(small("made", 6, batch=4)))  # fills a batch: runs now
+    assert len(full.result(timeout=120)) == 4
+    assert metric(pipeline, "aipic_batch_size_sum", stage="generate") == 4
+    assert metric(pipeline, "aipic_queue_depth") == 0
+
+
+def test_progress_is_reported_per_request_from_the_batched_call(batching_pipeline):
+    pipeline = batching_pipeline
+    seen = {"a": [], "b": []}
+    lock = threading.Lock()
+
+    def recorder(key):
+        def progress(step, total):
+            with lock:
+                seen[key].append((step, total))
+
+        return progress
+
+    jobs = [pipeline.text_to_image_job(small("a", 1, batch=2), progress=recorder("a")), pipeline.text_to_image_job(small("b", 2, batch=2), progress=recorder("b"))]
+    for future in [pipeline.submit(job) for job in jobs]:
+        future.result(timeout=120)
+    assert seen["a"] == seen["b"] == [(1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("output_format, mime, suffix", [("jpeg", "image/jpeg", ".jpg"), ("webp", "image/webp", ".webp"), ("png", "image/png", ".png")])
+def test_every_output_format_is_signed(tiny_pipeline, fresh_outputs, output_format, mime, suffix):
+    outcome = tiny_pipeline.text_to_image(small("a lighthouse", 3, output_format=output_format))
+    [item] = outcome.items
+    assert item.path.suffix == suffix and item.mime == mime
+    assert tiny_pipeline.verify(item.path).verdict == "trusted"
+
+
+def test_unknown_output_format_is_a_clear_error(tiny_pipeline):
+    with pytest.raises(AipicError, match="Output format must be one of png, jpeg, webp"):
+        tiny_pipeline.text_to_image(small("x", 1, output_format="bmp"))
+
+
+def test_batched_and_single_generation_agree_within_tolerance(tiny_pipeline):
+    sd = tiny_pipeline.models.get("text_to_image").obj
+    defaults = {"steps": 3, "guidance": 5.0, "size": 64}
+    first = resolve_request(GenerationRequest(prompt="a red bicycle", negative_prompt="blurry", seed=3, batch=2), defaults, tiny_pipeline.catalog.limits)
+    second = resolve_request(GenerationRequest(prompt="a blue boat", seed=40), defaults, tiny_pipeline.catalog.limits)
+    batched = run_diffusion_batch(sd, [first, second])
+    alone = run_diffusion(sd, first) + run_diffusion(sd, second)
+    together = [image for images in batched for image in images]
+    assert [g.seed for g in together] == [g.seed for g in alone] == [3, 4, 40]
+    for a, b in zip(together, alone):
+        difference = np.abs(np.asarray(a.image, dtype=int) - np.asarray(b.image, dtype=int))
+        assert difference.max() <= 2 and difference.mean() < 0.05
+    assert not np.array_equal(np.asarray(together[0].image), np.asarray(together[2].image))
+
+
+def test_padding_to_a_bucket_does_not_change_the_images(tiny_pipeline):
+    sd = tiny_pipeline.models.get("text_to_image").obj
+    request = resolve_request(GenerationRequest(prompt="a kite", seed=9), {"steps": 2, "guidance": 0.0, "size": 64}, tiny_pipeline.catalog.limits)
+    [plain] = run_diffusion_batch(sd, [request])[0]
+    [padded] = run_diffusion_batch(sd, [request], pad_to=4)[0]
+    assert np.abs(np.asarray(plain.image, dtype=int) - np.asarray(padded.image, dtype=int)).max() <= 2
+
+
+def test_audit_on_tensors_agrees_with_the_pil_path(tiny_pipeline):
+    auditor = tiny_pipeline.auditor
+    images = [make_image(96, 64, seed=s) for s in range(3)]
+    pixels = [torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255 for image in images]
+    on_tensors = auditor.audit_pixels(pixels)
+    on_pil = auditor.audit(images)
+    for a, b in zip(on_tensors, on_pil):
+        assert abs(a.person_probability - b.person_probability) < 0.02
+
+
+def test_metrics_are_exposed_in_prometheus_format(batching_pipeline):
+    text = batching_pipeline.engine.metrics.render().decode()
+    for name in ("aipic_requests_total", "aipic_gpu_batches_total", "aipic_batch_size", "aipic_stage_seconds", "aipic_queue_depth"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
