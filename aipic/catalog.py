@@ -21,6 +21,7 @@ class ModelEntry:
     label: str
     pretrained: str | None = None
     defaults: dict | None = None
+    tiny_decoder: str | None = None  # an AutoencoderTiny (TAESD) to decode with: much faster, slightly softer images
 
     @property
     def is_tiny_random(self) -> bool:
@@ -75,6 +76,7 @@ def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
                 label=str(spec.get("label", key)),
                 pretrained=spec.get("pretrained"),
                 defaults=dict(spec.get("defaults") or {}),
+                tiny_decoder=spec.get("tiny_decoder"),
             )
             for key, spec in models.items()
         }

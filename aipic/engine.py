@@ -36,6 +36,13 @@ from .metrics import EngineMetrics
 log = logging.getLogger(__name__)
 
 
+def _torch_threads() -> int:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else 0
+
+
 # ---- settings --------------------------------------------------------------------------------------------
 
 
@@ -123,6 +130,7 @@ class Job:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    warm_up: bool = False  # GPU stages only, nothing signed or stored, not counted (start-up compilation)
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     records: list = field(default_factory=list)
 
@@ -184,6 +192,7 @@ class Engine:
         self._cond = threading.Condition()
         self._closed = False
         self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers, thread_name_prefix="aipic-finish")
+        self._torch_threads = _torch_threads()
         self._thread = threading.Thread(target=self._gpu_loop, name="aipic-gpu", daemon=True)
         self._thread.start()
 
@@ -191,14 +200,19 @@ class Engine:
 
     def submit(self, job: Job) -> concurrent.futures.Future:
         """Queue a job; its future resolves with its records (in order), or with its own error."""
-        self._prepare(job)
+        return self.submit_many([job])[0]
+
+    def submit_many(self, jobs: list[Job]) -> list[concurrent.futures.Future]:
+        """Queue several jobs at once: the batcher sees them together, whatever the wait window."""
+        for job in jobs:
+            self._prepare(job)
         with self._cond:
             if self._closed:
                 raise AipicError("The engine is shutting down; please try again.")
-            self._queue.append(job)
+            self._queue.extend(jobs)
             self.metrics.queue_depth.set(len(self._queue))
             self._cond.notify_all()
-        return job.future
+        return [job.future for job in jobs]
 
     def run(self, job: Job, timeout: float | None = None) -> list[Record]:
         """Submit a job and wait for its records; raises its error."""
@@ -215,13 +229,12 @@ class Engine:
         job.records = [Record(job=job, index=index, seed=seed) for index, seed in enumerate(job.seeds)]
 
     def warm_up(self, jobs: list[Job]) -> None:
-        """Run the GPU stages once on these jobs (loads models, compiles shapes); nothing is signed or stored."""
+        """Run the GPU stages once on these jobs as one batch, on the GPU thread (where compiled CUDA graphs
+        must be recorded to be replayed); nothing is signed, stored or counted."""
         for job in jobs:
-            self._prepare(job)
-        records = self.process_batch(jobs, observe=False)
-        errors = [record.error for record in records if record.error is not None]
-        if errors:
-            raise errors[0]
+            job.warm_up = True
+        for future in self.submit_many(jobs):
+            future.result()
 
     def close(self) -> None:
         with self._cond:
@@ -267,11 +280,20 @@ class Engine:
                 self._cond.wait(left)
 
     def _gpu_loop(self) -> None:
+        # A new thread starts with OpenMP's default thread count, not the process's torch setting: on a CPU
+        # device that halves the speed of the model. Carry the caller's setting over.
+        if self._torch_threads:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
         while True:
             jobs = self._take_batch()
             if jobs is None:
                 return
             if not jobs:
+                continue
+            if all(job.warm_up for job in jobs):
+                self._warm(jobs)
                 continue
             try:
                 self.process_batch(jobs)
@@ -292,6 +314,20 @@ class Engine:
                 continue
             for job in jobs:
                 self._finish(job)
+
+    def _warm(self, jobs: list[Job]) -> None:
+        try:
+            records = self.process_batch(jobs, observe=False)
+        except BaseException as error:  # noqa: BLE001
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        errors = [record.error for record in records if record.error is not None]
+        for job in jobs:
+            if errors:
+                job.future.set_exception(errors[0])
+            else:
+                job.future.set_result(job.records)
 
     def process_batch(self, jobs: list[Job], observe: bool = True) -> list[Record]:
         """Run the GPU stages on the records of these jobs, as one batch under the model lock."""

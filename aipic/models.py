@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .catalog import Catalog, ModelEntry
-from .errors import AipicError
+from .errors import ConfigError, ModelUnavailable
 from . import tiny
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class LoadedModel:
 def resolve_mode(mode: str | None) -> str:
     mode = (mode or os.environ.get("AIPIC_MODELS") or "auto").strip().lower()
     if mode not in MODES:
-        raise AipicError(f"Unknown model mode {mode!r}; use one of {', '.join(MODES)}.")
+        raise ConfigError(f"Unknown model mode {mode!r}; use one of {', '.join(MODES)}.")
     return mode
 
 
@@ -72,11 +72,11 @@ def _placeholder_note(entry: ModelEntry, reason: str) -> str:
     return f"Using tiny random weights in place of {entry.label} ({reason}): outputs are noise, not real images or audits."
 
 
-def _hub_snapshot_present(repo_id: str) -> bool:
+def _hub_snapshot_present(repo_id: str, filename: str = "model_index.json") -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
     except ValueError:  # not a valid hub id (e.g. a path that does not exist)
         return False
 
@@ -95,7 +95,9 @@ def prepare_for_gpu(pipe, compile: bool = False):
     pipe.unet.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
     try:
-        pipe.fuse_qkv_projections()
+        from diffusers import AutoencoderKL
+
+        pipe.fuse_qkv_projections(unet=True, vae=isinstance(pipe.vae, AutoencoderKL))
     except Exception as error:  # noqa: BLE001 - an optimisation, not a requirement
         log.info("fused QKV projections not available: %s", error)
     if compile:
@@ -108,7 +110,9 @@ def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device, compi
     if entry.is_tiny_random or mode == "tiny":
         note = "" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")
         return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note or "tiny random weights: outputs are noise", tiny=True)
-    local = Path(entry.source).is_dir() or _hub_snapshot_present(entry.source)
+    local = (Path(entry.source).is_dir() or _hub_snapshot_present(entry.source)) and (
+        not entry.tiny_decoder or Path(entry.tiny_decoder).is_dir() or _hub_snapshot_present(entry.tiny_decoder, "config.json")
+    )
     if mode == "auto" and not local:
         note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real")
         return LoadedModel(entry, tiny.build_tiny_stable_diffusion().to(device), placeholder=True, note=note, tiny=True)
@@ -117,8 +121,12 @@ def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device, compi
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
         pipe = AutoPipelineForText2Image.from_pretrained(entry.source, torch_dtype=dtype, local_files_only=(mode == "auto"))
+        if entry.tiny_decoder:
+            from diffusers import AutoencoderTiny
+
+            pipe.vae = AutoencoderTiny.from_pretrained(entry.tiny_decoder, torch_dtype=dtype, local_files_only=(mode == "auto"))
     except Exception as error:  # noqa: BLE001 - any loading failure becomes a clear message
-        raise AipicError(f"Could not load {entry.label} from {entry.source!r}: {error}") from None
+        raise ModelUnavailable(f"Could not load {entry.label} from {entry.source!r}: {error}") from None
     if hasattr(pipe, "safety_checker"):
         pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
@@ -167,7 +175,7 @@ def load_clip(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(entry.source, pretrained=weights or entry.pretrained, device=device)
     except Exception as error:  # noqa: BLE001
-        raise AipicError(f"Could not load {entry.label}: {error}") from None
+        raise ModelUnavailable(f"Could not load {entry.label}: {error}") from None
     model.eval()
     return LoadedModel(entry, model, placeholder=False, extra={"preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(entry.source)})
 
@@ -198,7 +206,7 @@ def load_style_network(entry: ModelEntry, mode: str, device: torch.device) -> Lo
         else:
             network = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
     except Exception as error:  # noqa: BLE001
-        raise AipicError(f"Could not load {entry.label}: {error}") from None
+        raise ModelUnavailable(f"Could not load {entry.label}: {error}") from None
     features = network.features[: max(VGG19_LAYERS.values()) + 1].eval().to(device)
     return LoadedModel(entry, features, placeholder=False, extra={"layers": VGG19_LAYERS})
 
@@ -249,6 +257,11 @@ def download_weights(catalog: Catalog) -> list[str]:
     if not t2i.is_tiny_random:
         AutoPipelineForText2Image.from_pretrained(t2i.source)
         fetched.append(t2i.source)
+        if t2i.tiny_decoder:
+            from diffusers import AutoencoderTiny
+
+            AutoencoderTiny.from_pretrained(t2i.tiny_decoder)
+            fetched.append(t2i.tiny_decoder)
     clip = catalog.entry("clip")
     if not clip.is_tiny_random:
         open_clip.create_model_and_transforms(clip.source, pretrained=clip.pretrained)

@@ -107,14 +107,21 @@ class AipicPipeline:
 
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
-        buckets = self.settings.buckets if self.settings.compile else None
         return [
-            GenerateStage([DiffusionGenerator(buckets), StyleGenerator()]),
+            GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()]),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
             EncodeSignStage(lambda: self.identity, self.settings.output_format),
             StoreStage(lambda: self.output_dir),
         ]
+
+    @property
+    def buckets(self) -> tuple | None:
+        """Padded GPU batch sizes when compiled (a few captured graphs, reused), else None (no padding)."""
+        if not self.settings.compile:
+            return None
+        largest = self.settings.max_gpu_batch
+        return tuple(sorted({size for size in self.settings.buckets if size < largest} | {largest}))
 
     def close(self) -> None:
         if self._engine is not None:
@@ -211,7 +218,7 @@ class AipicPipeline:
 
         start = time.perf_counter()
         limits = self.catalog.limits
-        for size in (self.settings.buckets if self.settings.compile else (1,)):
+        for size in self.buckets or (1,):
             jobs, left = [], size
             while left > 0:
                 batch = min(left, limits.max_batch)

@@ -42,6 +42,15 @@ def build_sd_turbo_architecture(device, dtype):
     return pipe
 
 
+def build_taesd_architecture(device, dtype):
+    """AutoencoderTiny with TAESD's configuration (diffusers' defaults), random weights."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        return AutoencoderTiny().to(dtype)
+
+
 def build_clip_architecture(device):
     import open_clip
 
@@ -58,13 +67,20 @@ def build_vgg19_features(device):
     return vgg19(weights=None).features[: max(VGG19_LAYERS.values()) + 1].eval().to(device)
 
 
-def install_real_architectures(pipeline, catalog: Catalog) -> None:
-    """Put random-weight real-architecture models into an AipicPipeline's registry, in place of the defaults."""
+def install_real_architectures(pipeline, catalog: Catalog, tiny_decoder: bool = False) -> None:
+    """Put random-weight real-architecture models into an AipicPipeline's registry, in place of the defaults,
+    prepared as aipic prepares loaded weights (the CUDA fast path; torch.compile if the pipeline's settings ask)."""
+    from aipic.models import prepare_for_gpu
+
     device = pipeline.models.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     note = "random weights of the real architecture (benchmark only)"
     t2i = catalog.entry("text_to_image")
-    pipeline.models.register(LoadedModel(t2i, build_sd_turbo_architecture(device, dtype), placeholder=True, note=note))
+    pipe = build_sd_turbo_architecture(device, dtype)
+    if tiny_decoder:
+        pipe.vae = build_taesd_architecture(device, dtype)
+    pipe = prepare_for_gpu(pipe, compile=pipeline.settings.compile)
+    pipeline.models.register(LoadedModel(t2i, pipe, placeholder=True, note=note))
     model, preprocess, tokenizer = build_clip_architecture(device)
     pipeline.models.register(LoadedModel(catalog.entry("clip"), model, placeholder=True, note=note, extra={"preprocess": preprocess, "tokenizer": tokenizer}))
     pipeline.models.register(LoadedModel(catalog.entry("style"), build_vgg19_features(device), placeholder=True, note=note, extra={"layers": VGG19_LAYERS}))
