@@ -170,7 +170,7 @@ class BiasAuditor:
             self.logit_scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
         self.class_embeddings = {
             spec.name: self._class_embeddings(spec) for spec in (attribute_set.person_gate, *attribute_set.attributes)
-        }
+        }  # float32, on the model's device
 
     @torch.no_grad()
     def _class_embeddings(self, spec: AttributeSpec) -> torch.Tensor:
@@ -186,8 +186,7 @@ class BiasAuditor:
     @torch.no_grad()
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
         batch = torch.stack([self.preprocess(image.convert("RGB")) for image in images]).to(self.device)
-        dtype = next(self.model.parameters()).dtype
-        embeddings = self.model.encode_image(batch.to(dtype)).float()
+        embeddings = self.model.encode_image(batch.to(self.input_dtype)).float()
         return embeddings / embeddings.norm(dim=-1, keepdim=True)
 
     def probabilities(self, spec: AttributeSpec, image_embedding: torch.Tensor) -> dict:
@@ -196,24 +195,38 @@ class BiasAuditor:
         return dict(zip(spec.classes, probs))
 
     def audit_embedding(self, image_embedding: torch.Tensor) -> AuditResult:
+        return self.audit_embeddings(image_embedding.unsqueeze(0))[0]
+
+    @torch.no_grad()
+    def audit_embeddings(self, embeddings: torch.Tensor) -> list[AuditResult]:
+        """Audit a batch of normalised image embeddings: every class probability in one GPU pass and one copy."""
+        specs = (self.attribute_set.person_gate, *self.attribute_set.attributes)
+        table = torch.cat([(self.logit_scale * embeddings @ self.class_embeddings[spec.name].T).softmax(dim=-1) for spec in specs], dim=1)
+        rows = table.float().cpu().tolist()
         gate = self.attribute_set.person_gate
-        p_person = self.probabilities(gate, image_embedding)["person"]
-        result = AuditResult(
-            person_present=p_person >= gate.abstain_below,
-            person_probability=p_person,
-            clip_model=self.model_info,
-            attribute_set=self.attribute_set.describe(),
-        )
-        if result.person_present:
-            for spec in self.attribute_set.attributes:
-                result.attributes[spec.name] = decide(spec, self.probabilities(spec, image_embedding))
-        return result
+        results = []
+        for row in rows:
+            probabilities, start = {}, 0
+            for spec in specs:
+                probabilities[spec.name] = dict(zip(spec.classes, row[start : start + len(spec.classes)]))
+                start += len(spec.classes)
+            p_person = probabilities[gate.name]["person"]
+            result = AuditResult(
+                person_present=p_person >= gate.abstain_below,
+                person_probability=p_person,
+                clip_model=self.model_info,
+                attribute_set=self.attribute_set.describe(),
+            )
+            if result.person_present:
+                for spec in self.attribute_set.attributes:
+                    result.attributes[spec.name] = decide(spec, probabilities[spec.name])
+            results.append(result)
+        return results
 
     def audit(self, images: list[Image.Image]) -> list[AuditResult]:
         if not images:
             return []
-        embeddings = self.embed_images(images)
-        return [self.audit_embedding(embedding) for embedding in embeddings]
+        return self.audit_embeddings(self.embed_images(images))
 
     @torch.no_grad()
     def audit_pixels(self, pixels: list[torch.Tensor]) -> list[AuditResult]:
@@ -229,11 +242,25 @@ class BiasAuditor:
 
             arrays = to_uint8(torch.stack([p.float() for p in pixels])) if len({tuple(p.shape) for p in pixels}) == 1 else [to_uint8(p.unsqueeze(0))[0] for p in pixels]
             return self.audit([Image.fromarray(array, "RGB") for array in arrays])
-        batches = [self.tensor_transform(p.unsqueeze(0).to(self.device, torch.float32)) for p in pixels]
-        batch = torch.cat(batches).to(next(self.model.parameters()).dtype)
-        embeddings = self.model.encode_image(batch).float()
-        embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)
-        return [self.audit_embedding(embedding) for embedding in embeddings]
+        groups: dict[tuple, list[int]] = {}  # one resize per image size, not per image
+        for index, p in enumerate(pixels):
+            groups.setdefault(tuple(p.shape), []).append(index)
+        batch = [None] * len(pixels)
+        for indices in groups.values():
+            prepared = self.tensor_transform(torch.stack([pixels[i] for i in indices]).to(self.device, torch.float32))
+            for i, row in zip(indices, prepared):
+                batch[i] = row
+        embeddings = self.model.encode_image(torch.stack(batch).to(self.input_dtype)).float()
+        return self.audit_embeddings(embeddings / embeddings.norm(dim=-1, keepdim=True))
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of the image tower's weights (open_clip's fp16 models keep a few parameters in float32)."""
+        tower = getattr(self.model, "visual", self.model)
+        for module in tower.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                return module.weight.dtype
+        return next(self.model.parameters()).dtype
 
     @property
     def tensor_transform(self):

@@ -32,6 +32,7 @@ def _add_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--model", default=None, help="text_to_image catalog key (see `aipic models`)")
+    parser.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--style-weight", type=float, default=1e5)
     style.add_argument("--content-weight", type=float, default=1.0)
     style.add_argument("--seed", type=int, default=0)
+    style.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
     _add_common(style)
 
     verify = commands.add_parser("verify", help="check the Content Credentials of image files")
@@ -109,7 +111,7 @@ def _generation_request(args, strength=None):
 
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance,
-        width=args.width, height=args.height, batch=args.batch, strength=strength,
+        width=args.width, height=args.height, batch=args.batch, strength=strength, output_format=args.format,
     )
 
 
@@ -128,7 +130,7 @@ def cmd_img2img(args) -> int:
 def cmd_style(args) -> int:
     from .style import StyleRequest
 
-    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed)
+    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format)
     outcome = _pipeline(args).style_transfer(request)
     _print_outcome(outcome, args.json)
     return EXIT_OK
@@ -214,7 +216,7 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except AipicError as error:
         print(f"aipic: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code  # 2 bad input, 3 bad configuration, 4 model unavailable, 1 a stage failed
     except KeyboardInterrupt:
         print("aipic: interrupted", file=sys.stderr)
         return 130

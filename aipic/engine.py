@@ -43,6 +43,14 @@ def _torch_threads() -> int:
     return torch.get_num_threads() if torch is not None else 0
 
 
+def _synchronize() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 # ---- settings --------------------------------------------------------------------------------------------
 
 
@@ -271,7 +279,7 @@ class Engine:
                     images += job.count
                 full = full or images >= self.settings.max_gpu_batch
                 left = head.submitted + self.settings.batch_wait_s - time.monotonic()
-                if full or left <= 0:
+                if full or left <= 0 or head.warm_up:  # warm-up jobs come together and wait for nobody
                     taken = {id(job) for job in chosen}
                     self._queue = [job for job in self._queue if id(job) not in taken]
                     self.metrics.queue_depth.set(len(self._queue))
@@ -339,6 +347,7 @@ class Engine:
                     break
                 start = time.perf_counter()
                 stage.process(live)
+                _synchronize()  # so each GPU stage's time is its own, not the asynchronous tail of the one before
                 seconds = time.perf_counter() - start
                 if observe:
                     self.metrics.observe_batch(stage.name, len(live), seconds)

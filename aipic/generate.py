@@ -58,7 +58,7 @@ class GeneratedImage:
 
 def to_uint8(pixels: torch.Tensor):
     """NCHW floats in [0, 1] → NHWC uint8 numpy on the host, rounded exactly as diffusers' PIL output is."""
-    return (pixels.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return (pixels.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def _as_int(value, name: str) -> int:

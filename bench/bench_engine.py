@@ -129,7 +129,7 @@ def bench_bare(args, device, dtype):
 
 def aipic_pipeline(args, compile_):
     settings = EngineSettings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers,
-                              compile=compile_, output_format=args.format, buckets=tuple(args.buckets))
+                              compile=compile_, output_format=args.formats[0], buckets=tuple(args.buckets))
     pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"), settings=settings)
     if args.real_architectures:
         from real_architectures import install_real_architectures
@@ -138,8 +138,8 @@ def aipic_pipeline(args, compile_):
     return pipeline
 
 
-def request(args, seed):
-    return GenerationRequest(prompt="a photo of a doctor", seed=seed, steps=args.steps, guidance=args.guidance, width=args.size, height=args.size)
+def request(args, seed, output_format=None):
+    return GenerationRequest(prompt="a photo of a doctor", seed=seed, steps=args.steps, guidance=args.guidance, width=args.size, height=args.size, output_format=output_format)
 
 
 def metric_delta(before, after):
@@ -196,23 +196,25 @@ def bench_aipic(args, compile_=False, prefix="aipic"):
     results = {f"{prefix}_warm_up_s": round(time.perf_counter() - start, 1)}
     metrics = pipeline.engine.metrics
 
-    before = metrics.snapshot()
-    reset_memory()
-    latencies = []
-    t0 = time.perf_counter()
-    for r in range(args.repeats):
-        t = time.perf_counter()
-        pipeline.text_to_image(request(args, 1000 + r))
-        latencies.append(time.perf_counter() - t)
-    results[f"{prefix}_b1"] = summary(latencies, args.repeats, time.perf_counter() - t0, peak_memory(), metrics=metric_delta(before, metrics.snapshot()))
-    print(f"  {prefix + '_b1':<22}{results[prefix + '_b1']['p50_ms']:>10.1f} ms p50 {results[prefix + '_b1']['img_per_s']:>9.1f} img/s", flush=True)
+    for number, output_format in enumerate(args.formats):
+        name = prefix if number == 0 else f"{prefix}_{output_format}"  # the first format is the deployment default
+        before = metrics.snapshot()
+        reset_memory()
+        latencies = []
+        t0 = time.perf_counter()
+        for r in range(args.repeats):
+            t = time.perf_counter()
+            pipeline.text_to_image(request(args, 1000 + r, output_format))
+            latencies.append(time.perf_counter() - t)
+        results[f"{name}_b1"] = summary(latencies, args.repeats, time.perf_counter() - t0, peak_memory(), format=output_format, metrics=metric_delta(before, metrics.snapshot()))
+        print(f"  {name + '_b1':<22}{results[name + '_b1']['p50_ms']:>10.1f} ms p50 {results[name + '_b1']['img_per_s']:>9.1f} img/s", flush=True)
 
-    before = metrics.snapshot()
-    reset_memory()
-    latencies, wall = load(lambda seed: pipeline.text_to_image(request(args, seed)), args.concurrency, args.per_client)
-    results[f"{prefix}_load"] = summary(latencies, len(latencies), wall, peak_memory(), clients=args.concurrency, metrics=metric_delta(before, metrics.snapshot()))
-    print(f"  {prefix + '_load':<22}{results[prefix + '_load']['p50_ms']:>10.1f} ms p50 {results[prefix + '_load']['img_per_s']:>9.1f} img/s "
-          f"(mean GPU batch {results[prefix + '_load']['metrics'].get('aipic_batch_size_mean', {}).get('stage=generate', 0):.1f})", flush=True)
+        before = metrics.snapshot()
+        reset_memory()
+        latencies, wall = load(lambda seed: pipeline.text_to_image(request(args, seed, output_format)), args.concurrency, args.per_client)
+        results[f"{name}_load"] = summary(latencies, len(latencies), wall, peak_memory(), clients=args.concurrency, format=output_format, metrics=metric_delta(before, metrics.snapshot()))
+        print(f"  {name + '_load':<22}{results[name + '_load']['p50_ms']:>10.1f} ms p50 {results[name + '_load']['img_per_s']:>9.1f} img/s "
+              f"(mean GPU batch {results[name + '_load']['metrics'].get('aipic_batch_size_mean', {}).get('stage=generate', 0):.1f})", flush=True)
     results[f"{prefix}_warm_up_only_s"] = round(warm, 1)
 
     if args.through_app and not compile_:
@@ -246,7 +248,7 @@ def bench_app(args, pipeline):
 
     def call(seed):
         client = clients[(seed // 100_000) % len(clients)]
-        client.predict("a photo of a doctor", "", seed, args.steps, args.guidance, args.size, args.size, 1, args.format, api_name="/text_to_image")
+        client.predict("a photo of a doctor", "", seed, args.steps, args.guidance, args.size, args.size, 1, args.formats[0], api_name="/text_to_image")
 
     call(0)
     before = pipeline.engine.metrics.snapshot()
@@ -276,7 +278,7 @@ def main(argv=None):
     parser.add_argument("--max-gpu-batch", type=int, default=16)
     parser.add_argument("--wait-ms", type=float, default=4.0)
     parser.add_argument("--cpu-workers", type=int, default=0)
-    parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    parser.add_argument("--formats", nargs="+", default=["png"], choices=("png", "jpeg", "webp"), help="output formats to measure; the first is the default (targets)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--buckets", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--through-app", action="store_true")
@@ -299,7 +301,7 @@ def main(argv=None):
     args.guidance = defaults["guidance"] if args.guidance is None else args.guidance
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     architecture = "random-weight SD-Turbo architecture" + (" + TAESD decoder" if args.tiny_decoder else "") if args.real_architectures else "tiny random-weight SD"
-    print(f"device: {name} · {architecture} · {args.size}², {args.steps} step(s), guidance {args.guidance} · {args.format} · "
+    print(f"device: {name} · {architecture} · {args.size}², {args.steps} step(s), guidance {args.guidance} · {'/'.join(args.formats)} · "
           f"max GPU batch {args.max_gpu_batch}, {args.concurrency} clients × {args.per_client}", flush=True)
 
     import diffusers

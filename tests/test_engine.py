@@ -196,3 +196,15 @@ def test_metrics_are_exposed_in_prometheus_format(batching_pipeline):
     text = batching_pipeline.engine.metrics.render().decode()
     for name in ("aipic_requests_total", "aipic_gpu_batches_total", "aipic_batch_size", "aipic_stage_seconds", "aipic_queue_depth"):
         assert f"# TYPE {name.removesuffix('_total')}" in text
+
+
+def test_warm_up_runs_the_gpu_stages_without_storing_or_counting_and_does_not_wait(batching_pipeline):
+    import time
+
+    pipeline = batching_pipeline
+    start = time.monotonic()
+    pipeline.warm_up()
+    assert time.monotonic() - start < BATCHING.batch_wait_s  # warm-up jobs never wait for company
+    assert not pipeline.output_dir.exists()
+    assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 0
+    assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 0
