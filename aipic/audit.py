@@ -14,10 +14,10 @@ import torch
 import yaml
 from PIL import Image
 
-from .catalog import REPO_ROOT
+from .data import data_dir
 from .errors import AipicError
 
-DEFAULT_ATTRIBUTES_PATH = REPO_ROOT / "audits" / "attributes.yaml"
+DEFAULT_ATTRIBUTES_PATH = data_dir("audits") / "attributes.yaml"
 ABSTAIN = "abstain"
 
 

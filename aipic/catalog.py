@@ -7,8 +7,9 @@ import yaml
 
 from .errors import AipicError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CATALOG_PATH = REPO_ROOT / "models" / "catalog.yaml"
+from .data import REPO_ROOT, data_dir  # noqa: F401 - REPO_ROOT re-exported
+
+DEFAULT_CATALOG_PATH = data_dir("models") / "catalog.yaml"
 SECTIONS = ("text_to_image", "clip", "style")
 TINY_RANDOM = "tiny-random"
 

@@ -29,7 +29,9 @@ class PromptSuite:
 
 
 def load_suite(path: str | Path) -> PromptSuite:
-    path = Path(path)
+    from .data import data_file
+
+    path = data_file(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:

@@ -1,0 +1,26 @@
+"""A built wheel carries the catalog and the audit data: a non-editable install works from anywhere."""
+
+import os
+import subprocess
+import sys
+
+from aipic.catalog import REPO_ROOT
+
+
+def test_the_wheel_carries_models_and_audits(tmp_path):
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO_ROOT), "-w", str(wheels)],
+                   check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    [wheel] = list(wheels.glob("aipic-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    assert (target / "aipic" / "_data" / "models" / "catalog.yaml").is_file()
+    assert (target / "aipic" / "_data" / "audits" / "suites" / "smoke.yaml").is_file()
+
+    env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
+    code = "import aipic, aipic.catalog, aipic.audit, aipic.report; print(aipic.__file__); print(aipic.catalog.DEFAULT_CATALOG_PATH); print(aipic.audit.load_attribute_set().name); print(aipic.report.load_suite('audits/suites/smoke.yaml').name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(str(target)) and lines[1].startswith(str(target))
+    listing = subprocess.run([sys.executable, "-m", "aipic", "models"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert listing.returncode == 0 and "sd-turbo" in listing.stdout, listing.stderr
