@@ -22,8 +22,11 @@ TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trai
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 CONTRIBUTIONS_LABEL = "org.aipic.contributions"
 AUDIT_LABEL = "org.aipic.bias_audit"
-# Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image).
-BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
+# Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image), and the
+# AI disclosure attested by the signer: the actions, contributions and audit are *created* assertions (C2PA 2.x
+# claim v2 requires the actions among them), not gathered ones.
+CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL]
+BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}, "created_assertion_labels": CREATED_ASSERTION_LABELS}}
 
 
 # ---- signing ---------------------------------------------------------------------------------------

@@ -124,3 +124,15 @@ def test_ingredients_keep_their_own_credentials(identity, tmp_path):
     assert len(store["manifests"]) == 2  # the upload's own manifest travels along
     uploads = result.contributions["human"]["uploads"]
     assert uploads[0]["role"] == "init image" and len(uploads[0]["sha256"]) == 64
+
+
+def test_the_ai_disclosure_is_attested_by_the_signer(identity):
+    """Actions, contributions and audit are created assertions (signed by the claim generator), none gathered."""
+    data = signed_png(identity)
+    with c2pa.Reader("image/png", io.BytesIO(data), context=provenance._reader_context([identity.ca_pem])) as reader:
+        detailed = json.loads(reader.detailed_json())
+        assert reader.get_validation_state() == "Trusted"
+    claim = detailed["manifests"][detailed["active_manifest"]]["claim"]
+    created = {entry["url"].rsplit("/", 1)[-1] for entry in claim["created_assertions"]}
+    assert {"c2pa.actions.v2", provenance.CONTRIBUTIONS_LABEL, provenance.AUDIT_LABEL, "c2pa.hash.data"} <= created
+    assert not claim.get("gathered_assertions")
