@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AipicError
+from .errors import AipicError, BadInput
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -137,15 +137,18 @@ def cmd_style(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .pipeline import default_home
-    from .provenance import local_trust_anchors, verify_file
+    # Light imports only: verifying never loads torch or the models.
+    from .data import default_home
+    from .identity import local_trust_anchors
+    from .verify import check_pem_anchors, verify_file
 
     anchors = local_trust_anchors(Path(args.home or default_home()) / "keys")
     for path in args.trust:
         try:
-            anchors.append(Path(path).read_text())
-        except OSError as error:
-            raise AipicError(f"Cannot read trust anchors {path}: {error}") from None
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise BadInput(f"Cannot read trust anchors {path}: {getattr(error, 'strerror', None) or error}") from None
+        anchors.append(check_pem_anchors(text, f"The trust anchor file {path}"))
     results = {path: verify_file(path, anchors) for path in args.files}
     if args.json:
         print(json.dumps({path: result.to_dict() for path, result in results.items()}, indent=2, default=str))

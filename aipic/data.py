@@ -5,6 +5,7 @@ The repository keeps ``models/`` and ``audits/`` at its top level; pyproject.tom
 """
 
 import importlib.util
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +29,8 @@ def data_file(path: str | Path) -> Path:
     if path.exists() or path.is_absolute() or not path.parts:
         return path
     return data_dir(path.parts[0]) / Path(*path.parts[1:])
+
+
+def default_home() -> Path:
+    """Where keys/ and outputs/ live: $AIPIC_HOME, else ~/.aipic."""
+    return Path(os.environ.get("AIPIC_HOME") or Path.home() / ".aipic")

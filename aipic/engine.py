@@ -70,6 +70,7 @@ class EngineSettings:
     compile: bool = False
     buckets: tuple = (1, 4, 16)
     output_format: str = "png"
+    tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
 
     @classmethod
     def from_env(cls, **overrides) -> "EngineSettings":
@@ -85,6 +86,8 @@ class EngineSettings:
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
             if env.get("AIPIC_COMPILE"):
                 values["compile"] = env["AIPIC_COMPILE"].strip().lower() in ("1", "true", "yes", "on")
+            if env.get("AIPIC_TSA_URL"):
+                values["tsa_url"] = env["AIPIC_TSA_URL"].strip()
             if env.get("AIPIC_OUTPUT_FORMAT"):
                 values["output_format"] = env["AIPIC_OUTPUT_FORMAT"].strip().lower()
         except ValueError as error:
@@ -103,6 +106,8 @@ class EngineSettings:
             raise ConfigError(f"The batch wait window must be between 0 and 120 000 ms (got {self.batch_wait_s * 1000:g} ms).")
         if self.cpu_workers < 0:
             raise ConfigError(f"cpu_workers must be 0 (automatic) or more (got {self.cpu_workers}).")
+        if self.tsa_url and not self.tsa_url.startswith(("http://", "https://")):
+            raise ConfigError(f"The time-stamp authority must be an http(s) URL (got {self.tsa_url!r}).")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"Unknown output format {self.output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
 
@@ -165,6 +170,7 @@ class Record:
     audit: Any = None
     data: bytes | None = None  # the encoded, signed file
     mime: str | None = None
+    timestamped: bool = False  # the signature carries an RFC 3161 timestamp
     sha256: str | None = None
     path: Path | None = None
     width: int = 0

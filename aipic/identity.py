@@ -102,7 +102,7 @@ def create_ca(common_name: str = "aipic", days: int = CA_DAYS) -> tuple[str, byt
     return _pem(cert), _key_pem(key)
 
 
-def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", days: int = SIGNER_DAYS, not_before=None) -> tuple[str, bytes]:
+def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", days: float = SIGNER_DAYS, not_before=None, not_after=None) -> tuple[str, bytes]:
     """(chain PEM: signer then CA, private key PEM) of an end-entity claim signer issued by the CA (EKU emailProtection)."""
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
@@ -111,7 +111,7 @@ def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", day
     cert = (
         x509.CertificateBuilder().subject_name(_name(f"{common_name} signer")).issuer_name(ca.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
+        .not_valid_before(start).not_valid_after(not_after or start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from . import provenance
 from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
+from .data import default_home
 from .engine import Engine, EngineSettings, Job
 from .errors import BadInput
 from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
@@ -28,10 +28,6 @@ from .style import StyleRequest, resolve_style_request
 log = logging.getLogger(__name__)
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("AIPIC_HOME") or Path.home() / ".aipic")
-
-
 @dataclass
 class OutputItem:
     path: Path  # the signed file; serve these bytes as they are
@@ -41,6 +37,7 @@ class OutputItem:
     height: int
     sha256: str = ""
     mime: str = "image/png"
+    timestamped: bool = False
 
 
 @dataclass
@@ -111,7 +108,7 @@ class AipicPipeline:
             GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()]),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
-            EncodeSignStage(lambda: self.identity, self.settings.output_format),
+            EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url),
             StoreStage(lambda: self.output_dir),
         ]
 
@@ -234,7 +231,7 @@ class AipicPipeline:
 
     def outcome(self, job: Job, records) -> Outcome:
         items = [
-            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime)
+            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped)
             for r in records
         ]
         return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()])

@@ -154,18 +154,31 @@ class EncodeSignStage:
 
     name, gpu = "encode_sign", False
 
-    def __init__(self, identity: Callable, default_format: str = "png"):
+    def __init__(self, identity: Callable, default_format: str = "png", tsa_url: str | None = None):
         self._identity = identity  # a callable returning the SigningIdentity
         self.default_format = default_format
-        self._local = threading.local()  # one c2pa Signer per worker thread, reused
+        self.tsa_url = tsa_url
+        self._local = threading.local()  # one c2pa Signer per worker thread (and TSA choice), reused
 
-    def _signer(self):
+    def _signer(self, tsa_url):
         identity = self._identity()
-        cached = getattr(self._local, "signer", None)
-        if cached is None or cached[0] is not identity:
-            cached = (identity, provenance.make_signer(identity))
-            self._local.signer = cached
-        return cached[1]
+        key = (id(identity), tsa_url)
+        cache = getattr(self._local, "signers", None)
+        if cache is None:
+            cache = self._local.signers = {}
+        if key not in cache:
+            cache[key] = provenance.make_signer(identity, tsa_url)
+        return cache[key]
+
+    def _sign(self, data, mime, manifest, ingredients) -> tuple[bytes, bool]:
+        """Sign with a timestamp when a TSA is configured; if the TSA cannot be reached, sign without one (the
+        output is still signed; only the independent signing time is missing) and say so in the log."""
+        if self.tsa_url:
+            try:
+                return provenance.sign(data, mime, manifest, ingredients, self._signer(self.tsa_url)), True
+            except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
+                log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
+        return provenance.sign(data, mime, manifest, ingredients, self._signer(None)), False
 
     def process(self, records: list[Record]) -> None:
         for record in records:
@@ -185,7 +198,7 @@ class EncodeSignStage:
                 ingredients=job.ingredients,
                 format=mime,
             )
-            record.data = provenance.sign(data, mime, manifest, job.ingredients, self._signer())
+            record.data, record.timestamped = self._sign(data, mime, manifest, job.ingredients)
             record.mime = mime
             record.sha256 = hashlib.sha256(record.data).hexdigest()
             record.array = None

@@ -109,7 +109,7 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
     result = verify_bytes(_download(page, "#i2i-files", url), anchors)
     assert result.verdict == "trusted"
-    assert result.ingredients == [{"title": "photo.jpg", "relationship": "parentOf"}]
+    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("photo.jpg", "parentOf")]
 
     page.get_by_role("tab", name="Style transfer").click()
     page.locator("#style-content input[type=file]").set_input_files(str(photo))

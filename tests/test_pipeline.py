@@ -33,7 +33,7 @@ def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_output
     assert result.verdict == "trusted"
     assert [a["action"] for a in result.actions] == ["c2pa.opened", "c2pa.edited"]
     assert result.actions[1]["digitalSourceType"] == COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
-    assert result.ingredients == [{"title": "holiday.jpg", "relationship": "parentOf"}]
+    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("holiday.jpg", "parentOf")]
     assert result.contributions["human"]["parameters"]["strength"] == 0.6
 
 

@@ -1,0 +1,333 @@
+"""Verifying Content Credentials: verdicts keyed to the failure class, ingredients' own status, and a verifier
+that a hostile file can neither stall nor exhaust.
+
+Imports only c2pa and the standard library (never torch): ``aipic verify`` starts fast, and the bounded worker
+process that reads untrusted files stays small.
+
+Verdicts, in priority order when several apply (shared/DECISIONS.md): **tampered** (a hash or signature does not
+match) > **expired** (the signer's certificate expired and no valid timestamp proves it signed in time) >
+**untrusted** (intact, signer not on the trust list) > **trusted**. Besides those: **invalid** (other failures
+of the credentials), **unreadable_manifest** (credentials present but not parseable), **no_credentials**,
+**unreadable** (not an image, damaged, took too long) and **too_large**.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import c2pa
+
+log = logging.getLogger(__name__)
+
+CONTRIBUTIONS_LABEL = "org.aipic.contributions"
+AUDIT_LABEL = "org.aipic.bias_audit"
+MAX_VERIFY_BYTES = 50 * 1024 * 1024  # larger files get "too_large" at once, without being read
+VERIFY_SECONDS = 20.0  # wall-clock limit of one verification
+VERIFY_MEMORY_BYTES = 1536 * 1024 * 1024  # address-space limit of the worker process
+
+VERDICT_TEXT = {
+    "trusted": "Valid Content Credentials from a trusted signer.",
+    "untrusted": "The Content Credentials are intact, but the signer is not on your trust list.",
+    "expired": "The Content Credentials are intact, but the signer's certificate has expired and no trusted timestamp shows the file was signed while it was valid.",
+    "tampered": "The Content Credentials do not match this file: it was changed after signing, or the credentials were altered.",
+    "invalid": "The Content Credentials are not valid.",
+    "unreadable_manifest": "The file carries Content Credentials, but they are damaged and cannot be read.",
+    "no_credentials": "No Content Credentials found: the file was never signed, or they were stripped (re-encoding, screenshots and many uploads remove them).",
+    "unreadable": "This is not an image aipic can check.",
+    "too_large": "The file is too large to check here.",
+}
+VERDICT_BADGE = {  # colour and short label for the UI
+    "trusted": ("#1a7f37", "Trusted"),
+    "untrusted": ("#9a6700", "Valid · unknown signer"),
+    "expired": ("#9a6700", "Signer expired"),
+    "tampered": ("#cf222e", "Tampered"),
+    "invalid": ("#cf222e", "Invalid"),
+    "unreadable_manifest": ("#cf222e", "Damaged credentials"),
+    "no_credentials": ("#57606a", "No credentials"),
+    "unreadable": ("#57606a", "Unreadable"),
+    "too_large": ("#57606a", "Too large"),
+}
+# The failure codes that mean the content or the manifest changed after signing.
+CONTENT_CHANGED = ("assertion.dataHash.mismatch", "assertion.boxesHash.mismatch", "assertion.bmffHash.mismatch", "assertion.collectionHash.mismatch")
+MANIFEST_ALTERED = ("claimSignature.mismatch", "assertion.hashedURI.mismatch", "assertion.missing", "assertion.dataHash.missing", "assertion.hashedURI.missing")
+SUPPORTED_INGREDIENT_FORMATS = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/tiff")
+IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    for magic, mime in IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return "image/avif" if data[8:12] == b"avif" else "image/heic"
+    return None
+
+
+@dataclass
+class Verification:
+    verdict: str
+    message: str
+    reason: str = ""  # the specific failure, in plain words
+    codes: list = field(default_factory=list)  # the c2pa failure codes behind the verdict
+    validation_state: str | None = None
+    signer: str | None = None
+    issuer: str | None = None
+    signed_at: str | None = None  # from a trusted timestamp, when there is one
+    timestamp: str = "none"  # none | trusted | valid, time-stamp authority not on your trust list | invalid
+    claim_generator: str | None = None
+    actions: list = field(default_factory=list)
+    ingredients: list = field(default_factory=list)  # title, relationship, status, codes
+    contributions: dict | None = None
+    audit: dict | None = None
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in ("trusted", "untrusted")
+
+    @property
+    def claims_verified(self) -> bool:
+        """Whether what the manifest says can be taken as what the signer said (intact and signed)."""
+        return self.verdict in ("trusted", "untrusted", "expired")
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "ok": self.ok, "claims_verified": self.claims_verified}
+
+    def report(self) -> str:
+        """A human-readable report: the verdict in plain words first, then what the credentials say."""
+        lines = [f"Verdict: {self.verdict.replace('_', ' ').upper()} — {self.message}"]
+        if self.reason:
+            lines.append(f"Why: {self.reason}")
+        claimed = "" if self.claims_verified else "Claimed, not verified — "
+        if self.signer:
+            lines.append(f"{claimed}Signed by: {self.signer}" + (f" (issuer: {self.issuer})" if self.issuer else ""))
+        if self.signed_at:
+            lines.append(f"Signed at: {self.signed_at} (RFC 3161 timestamp: {self.timestamp})")
+        elif self.signer:
+            lines.append("Signing time: not attested (no timestamp)" if self.timestamp == "none" else f"Timestamp: {self.timestamp}")
+        if self.claim_generator:
+            lines.append(f"{claimed}Made with: {self.claim_generator}")
+        for action in self.actions:
+            agent = action.get("softwareAgent")
+            agent = agent.get("name") if isinstance(agent, dict) else agent
+            source = (action.get("digitalSourceType") or "").rsplit("/", 1)[-1]
+            lines.append(f"{claimed}Action: {action.get('action')}" + (f" by {agent}" if agent else "") + (f" [{source}]" if source else ""))
+        for ingredient in self.ingredients:
+            status = ingredient.get("status", "")
+            codes = ", ".join(ingredient.get("codes") or [])
+            lines.append(f"Ingredient: {ingredient.get('title')} ({ingredient.get('relationship')}) — its credentials: {status}" + (f" [{codes}]" if codes else ""))
+        if self.contributions:
+            human = self.contributions.get("human", {})
+            model = self.contributions.get("model", {})
+            if human.get("prompt"):
+                lines.append(f"{claimed}Human contribution — prompt: {human['prompt']!r}")
+            if human.get("prompt_sha256"):
+                lines.append(f"{claimed}Human contribution — prompt kept private (salted sha256 {human['prompt_sha256'][:16]}…)")
+            if human.get("parameters"):
+                lines.append(f"{claimed}Human contribution — parameters: {json.dumps(human['parameters'], sort_keys=True)}")
+            for upload in human.get("uploads", []):
+                lines.append(f"{claimed}Human contribution — upload: {upload.get('role') or upload.get('title')} (sha256 {upload.get('sha256', '')[:16]}…)")
+            for entry in model.get("models", []):
+                lines.append(f"{claimed}Model contribution — {entry.get('label') or entry.get('name')}")
+        if self.audit:
+            lines.append(f"{claimed}Bias audit: " + _audit_line(self.audit))
+        for problem in self.problems:
+            lines.append(f"Problem: {problem}")
+        return "\n".join(lines)
+
+
+def _audit_line(audit: dict) -> str:
+    if not audit.get("person_present"):
+        text = "no person detected"
+    else:
+        readings = [f"{name.replace('_', ' ')}: {result.get('label', '?').replace('_', ' ')}" for name, result in (audit.get("attributes") or {}).items()]
+        text = "person detected; " + "; ".join(readings) if readings else "person detected"
+    if (audit.get("clip_model") or {}).get("placeholder"):
+        text += " (tiny random-weight CLIP: meaningless)"
+    return text
+
+
+def reader_context(trust_anchors: list[str]) -> c2pa.Context:
+    settings: dict = {"verify": {"verify_trust": True}}
+    anchors = "\n".join(anchor.strip() for anchor in trust_anchors if anchor and anchor.strip())
+    if anchors:
+        settings["trust"] = {"user_anchors": anchors + "\n"}
+    return c2pa.Context.from_dict(settings)
+
+
+def check_pem_anchors(text: str, source: str) -> str:
+    """A trust-anchor file must hold PEM certificates; a clear error otherwise."""
+    from cryptography import x509
+
+    from .errors import BadInput
+
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise BadInput(f"{source} holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' blocks).")
+    return text
+
+
+def classify(failure_codes: list[str]) -> tuple[str, str]:
+    """(verdict, reason) from a manifest's failure codes, in the decided priority order."""
+    codes = set(failure_codes)
+    if codes & set(CONTENT_CHANGED):
+        return "tampered", "the image data changed after it was signed"
+    if codes & set(MANIFEST_ALTERED):
+        return "tampered", "the signed manifest was altered (signature or assertion hash mismatch)"
+    if "signingCredential.expired" in codes:
+        return "expired", "the signer's certificate had expired"
+    if codes and codes <= {"signingCredential.untrusted", "signingCredential.ocsp.skipped"}:
+        return "untrusted", "the signer is not on your trust list"
+    if codes:
+        return "invalid", "failed checks: " + ", ".join(sorted(codes))
+    return "trusted", ""
+
+
+def _ingredient_status(ingredient: dict, deltas: dict) -> tuple[str, list]:
+    if not ingredient.get("active_manifest"):
+        return "none (no Content Credentials)", []
+    recorded = [f.get("code") for f in ((ingredient.get("validation_results") or {}).get("activeManifest") or {}).get("failure", [])]
+    recorded += [s.get("code") for s in ingredient.get("validation_status") or [] if s.get("code")]
+    delta = deltas.get(ingredient.get("label"), {})
+    now_trusted = any(s.get("code") == "signingCredential.trusted" for s in delta.get("success", []))
+    codes = [code for code in recorded if code and not (now_trusted and code == "signingCredential.untrusted")]
+    codes += [f.get("code") for f in delta.get("failure", []) if f.get("code") not in codes]
+    verdict, _ = classify(codes)
+    return {"trusted": "valid", "untrusted": "valid, signer not on your trust list"}.get(verdict, f"FAILED ({verdict})"), codes
+
+
+def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
+    """Check a file's Content Credentials in this process. Never raises on bad input: the verdict says what is wrong."""
+    mime = sniff_format(data)
+    if mime is None:
+        return Verification("unreadable", "This file is not a supported image (PNG, JPEG, WebP, GIF, TIFF, AVIF/HEIC).")
+    try:
+        with c2pa.Reader(mime, io.BytesIO(data), context=reader_context(list(trust_anchors))) as reader:
+            store = json.loads(reader.json())
+            state = reader.get_validation_state()
+    except c2pa.C2paError as error:
+        text = str(error)
+        if "ManifestNotFound" in text or "no JUMBF" in text or "JumbfNotFound" in text:
+            return Verification("no_credentials", VERDICT_TEXT["no_credentials"])
+        if "could not be parsed" in text or "out of range" in text:
+            return Verification("unreadable", "The file is damaged or truncated: it could not be parsed as an image.", problems=[text.split("\n")[0]])
+        return Verification("unreadable_manifest", VERDICT_TEXT["unreadable_manifest"], reason=text.split("\n")[0], problems=[text.split("\n")[0]])
+    except Exception as error:  # noqa: BLE001 - the verifier reports, it does not crash
+        return Verification("unreadable", f"This file could not be read as an image ({type(error).__name__}).")
+    manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
+    results = store.get("validation_results") or {}
+    failures = list((results.get("activeManifest") or {}).get("failure") or [])
+    codes = [f.get("code") for f in failures if f.get("code")]
+    verdict, reason = classify(codes)
+    if verdict == "trusted" and state != "Trusted":
+        verdict, reason = "untrusted", "the signer is not on your trust list"
+    deltas = {}
+    for delta in results.get("ingredientDeltas") or []:
+        deltas[(delta.get("ingredientAssertionURI") or "").rsplit("/", 1)[-1]] = delta.get("validationDeltas") or {}
+    ingredients = []
+    for ingredient in manifest.get("ingredients", []):
+        status, ingredient_codes = _ingredient_status(ingredient, deltas)
+        ingredients.append({"title": ingredient.get("title"), "relationship": ingredient.get("relationship"), "status": status, "codes": ingredient_codes})
+    assertions = {assertion.get("label"): assertion.get("data") for assertion in manifest.get("assertions", [])}
+    actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
+    signature = manifest.get("signature_info") or {}
+    generator = ", ".join(f"{g.get('name')} {g.get('version', '')}".strip() for g in manifest.get("claim_generator_info", []) or [])
+    generator = generator or manifest.get("claim_generator")  # legacy manifests: one string
+    active = results.get("activeManifest") or {}
+    seen = {entry.get("code") for kind in ("success", "informational") for entry in active.get(kind) or []}
+    timestamp = "none"
+    if any(code.startswith("timeStamp.") for code in codes):
+        timestamp = "invalid"
+    elif "timeStamp.trusted" in seen:
+        timestamp = "trusted"
+    elif signature.get("time") or "timeStamp.validated" in seen:
+        timestamp = "valid, time-stamp authority not on your trust list"
+    return Verification(
+        verdict=verdict,
+        message=VERDICT_TEXT[verdict],
+        reason=reason,
+        codes=codes,
+        validation_state=state,
+        signer=signature.get("common_name"),
+        issuer=signature.get("issuer"),
+        signed_at=signature.get("time") if timestamp not in ("none", "invalid") else None,
+        timestamp=timestamp,
+        claim_generator=generator or None,
+        actions=actions,
+        ingredients=ingredients,
+        contributions=assertions.get(CONTRIBUTIONS_LABEL),
+        audit=assertions.get(AUDIT_LABEL),
+        problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures],
+    )
+
+
+# ---- the bounded worker ------------------------------------------------------------------------------------
+
+
+def _worker_main() -> None:
+    """``python -m aipic.verify PATH MAX_BYTES MEMORY``, trust anchors as JSON on stdin, the result as JSON on
+    stdout. A fresh interpreter that imports only this module: no torch, no app, no copied threads."""
+    path, max_bytes, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    except (ImportError, ValueError, OSError):
+        pass
+    anchors = json.loads(sys.stdin.read() or "[]")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+        result = verify_bytes(data, anchors)
+    except MemoryError:
+        result = Verification("unreadable", "Checking this file needed more memory than allowed: it is not a well-formed image.")
+    except OSError as error:
+        result = Verification("unreadable", f"Cannot read the file ({error.strerror or error}).")
+    sys.stdout.write(json.dumps(result.to_dict()))
+
+
+def verify_file(path: str | Path, trust_anchors: list[str] = (), *, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True) -> Verification:
+    """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
+
+    The check runs in a separate process with an address-space limit and is killed after ``seconds``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return Verification("unreadable", f"No such file: {path.name}")
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return Verification("unreadable", f"Cannot read {path.name}: {error.strerror or error}")
+    if size > max_bytes:
+        return Verification("too_large", f"{VERDICT_TEXT['too_large']} It is {size / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB are checked.")
+    if not isolate:
+        return verify_bytes(path.read_bytes(), trust_anchors)
+    command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run(command, input=json.dumps(list(trust_anchors)), capture_output=True, text=True, timeout=seconds, env=env)
+    except subprocess.TimeoutExpired:
+        log.warning("verification stopped after %.0f s", seconds)
+        return Verification("unreadable", f"Checking this file took longer than {seconds:.0f} s, so it was stopped: it is not a well-formed image.")
+    try:
+        fields = json.loads(done.stdout)
+    except ValueError:
+        log.warning("verification worker ended without a result (exit %s)", done.returncode)
+        return Verification("unreadable", "Checking this file failed: it is not a well-formed image.")
+    return Verification(**{key: value for key, value in fields.items() if key not in ("ok", "claims_verified")})
+
+
+if __name__ == "__main__":
+    _worker_main()
