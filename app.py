@@ -20,6 +20,7 @@ from aipic.engine import EngineSettings
 from aipic.generate import GenerationRequest
 from aipic.images import OUTPUT_FORMATS
 from aipic.pipeline import AipicPipeline
+from aipic.verify import badge_html, panel_markdown
 from aipic.style import StyleRequest
 
 log = logging.getLogger("aipic.app")
@@ -54,8 +55,16 @@ def audit_markdown(outcome) -> str:
     return "\n\n".join(blocks)
 
 
-def outcome_outputs(outcome):
-    return outcome.paths, audit_markdown(outcome), outcome.paths
+def credentials_view(pipeline, paths, index=0):
+    """The Content Credentials panel (plain language) and the raw manifest of one output."""
+    if not paths:
+        return "", None
+    result = pipeline.credentials(paths[min(index, len(paths) - 1)])
+    return panel_markdown(result), result.manifest
+
+
+def outcome_outputs(pipeline, outcome):
+    return (outcome.paths, audit_markdown(outcome), outcome.paths, *credentials_view(pipeline, outcome.paths), outcome.paths)
 
 
 def _number(value):
@@ -74,14 +83,14 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
     @user_errors
     def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, progress=gr.Progress()):
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None)
-        return outcome_outputs(pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
+        return outcome_outputs(pipeline, pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
 
     @user_errors
     def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, progress=gr.Progress()):
         if not init_file:
             raise AipicError("Please upload an init image.")
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None)
-        return outcome_outputs(pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
+        return outcome_outputs(pipeline, pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
 
     @user_errors
     def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, progress=gr.Progress()):
@@ -89,14 +98,26 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
             raise AipicError("Please upload both a content image and a style image.")
         request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None)
         outcome = pipeline.style_transfer(request, progress=steps_of(progress, "style transfer"))
-        return outcome_outputs(outcome)
+        return outcome_outputs(pipeline, outcome)
 
     @user_errors
     def verify(file):
         if not file:
             raise AipicError("Please upload a file to verify.")
         result = pipeline.verify(file)
-        return f"### {result.verdict.replace('_', ' ').upper()}\n\n" + result.report().replace("\n", "  \n"), result.to_dict()
+        details = result.report().replace("\n", "  \n")
+        codes = f"  \nc2pa codes: `{', '.join(result.codes)}`" if result.codes else ""
+        return f"### {badge_html(result.verdict)} {result.message}\n\n{details}{codes}", result.to_dict()
+
+    def select_credentials(paths, event: gr.SelectData):
+        return credentials_view(pipeline, paths, event.index or 0)
+
+    def credentials_panel(prefix):
+        """Beside every output: its Content Credentials in plain words, the raw manifest one click away."""
+        panel = gr.Markdown(elem_id=f"{prefix}-credentials", label="Content Credentials")
+        with gr.Accordion("Raw manifest", open=False):
+            raw = gr.JSON(label="Active manifest")
+        return panel, raw, gr.State([])
 
     def preview(file):
         return file if file else None
@@ -110,7 +131,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
         gr.Markdown(
             "# aipic\nText-to-image, image-to-image and style transfer. **Every output is bias-audited** (CLIP zero-shot: "
             "perceived attributes, never identity) **and signed with C2PA Content Credentials** that record your contributions "
-            "and the model's. Download the signed PNG to keep its credentials."
+            "and the model's. Download the signed file to keep its credentials."
         )
         if notes:
             gr.Markdown("> ⚠ **Offline placeholder models.** " + "  \n> ".join(notes), elem_id="placeholder-banner")
@@ -133,8 +154,10 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                 with gr.Column():
                     gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
                     audit = gr.Markdown(elem_id="t2i-audit")
-                    files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="t2i-files")
-            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format], [gallery, audit, files], api_name="text_to_image")
+                    files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
+                    t_panel, t_raw, t_paths = credentials_panel("t2i")
+            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
+            gallery.select(select_credentials, t_paths, [t_panel, t_raw], api_name=False)
 
         with gr.Tab("Image to image"):
             with gr.Row():
@@ -154,9 +177,11 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                 with gr.Column():
                     i_gallery = gr.Gallery(label="Signed outputs")
                     i_audit = gr.Markdown(elem_id="i2i-audit")
-                    i_files = gr.File(label="Download signed PNGs", file_count="multiple", elem_id="i2i-files")
+                    i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
+                    i_panel, i_raw, i_paths = credentials_panel("i2i")
             init_file.change(preview, init_file, init_preview)
-            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format], [i_gallery, i_audit, i_files], api_name="image_to_image")
+            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
+            i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
 
         with gr.Tab("Style transfer"):
             with gr.Row():
@@ -176,10 +201,12 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                 with gr.Column():
                     s_gallery = gr.Gallery(label="Signed output")
                     s_audit = gr.Markdown(elem_id="style-audit")
-                    s_files = gr.File(label="Download signed PNG", file_count="multiple", elem_id="style-files")
+                    s_files = gr.File(label="Download signed file", file_count="multiple", elem_id="style-files")
+                    s_panel, s_raw, s_paths = credentials_panel("style")
             content_file.change(preview, content_file, content_preview)
             style_file.change(preview, style_file, style_preview)
-            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files], api_name="style_transfer")
+            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
+            s_gallery.select(select_credentials, s_paths, [s_panel, s_raw], api_name=False)
 
         with gr.Tab("Verify"):
             gr.Markdown("Upload any image to check its Content Credentials: who signed it, what a person and what a model contributed, and its bias audit.")

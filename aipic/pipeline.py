@@ -249,8 +249,13 @@ class AipicPipeline:
         return self.run(self.style_job(request, content_title, style_title, progress))
 
     def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
+        """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
         return provenance.verify_file(path, anchors)
+
+    def credentials(self, path) -> provenance.Verification:
+        """Read back the credentials of an output this pipeline just wrote, as a verifier sees them."""
+        return provenance.verify_file(path, self.identity.trust_anchors, isolate=False)
 
 
 def _title(source, fallback: str) -> str:

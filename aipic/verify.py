@@ -89,6 +89,7 @@ class Verification:
     contributions: dict | None = None
     audit: dict | None = None
     problems: list = field(default_factory=list)
+    manifest: dict | None = None  # the active manifest as the reader gives it (the raw view)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,44 @@ class Verification:
         for problem in self.problems:
             lines.append(f"Problem: {problem}")
         return "\n".join(lines)
+
+
+def badge_html(verdict: str) -> str:
+    colour, label = VERDICT_BADGE.get(verdict, ("#57606a", verdict))
+    return (f"<span class='aipic-badge aipic-verdict-{verdict}' style='background:{colour};color:#fff;border-radius:1em;"
+            f"padding:0.15em 0.8em;font-weight:600'>{label}</span>")
+
+
+def panel_markdown(result: "Verification") -> str:
+    """The Content Credentials of one output in plain language, for the panel beside it."""
+    lines = [f"{badge_html(result.verdict)} {result.message}"]
+    if not result.claims_verified:
+        return "\n\n".join(lines + ["What the file claims cannot be verified."])
+    when = f"signed {result.signed_at} (independent timestamp)" if result.signed_at else "signing time not independently attested"
+    lines.append(f"**Signed by** {result.signer or 'unknown'}" + (f", issued by {result.issuer}" if result.issuer else "") + f" · {when}")
+    human = (result.contributions or {}).get("human") or {}
+    mine = []
+    if human.get("prompt"):
+        mine.append(f"the prompt “{human['prompt']}”")
+    elif human.get("prompt_sha256"):
+        mine.append("a prompt (kept private: only a salted hash is recorded)")
+    if human.get("negative_prompt"):
+        mine.append(f"the negative prompt “{human['negative_prompt']}”")
+    parameters = human.get("parameters") or {}
+    if parameters:
+        mine.append("the settings " + ", ".join(f"{key} {value}" for key, value in parameters.items() if value is not None))
+    for upload in human.get("uploads") or []:
+        mine.append(f"an upload ({upload.get('role') or 'image'})")
+    lines.append("**You contributed** " + ("; ".join(mine) if mine else "nothing recorded"))
+    models = ((result.contributions or {}).get("model") or {}).get("models") or []
+    made = [action for action in result.actions if action.get("digitalSourceType")]
+    kind = "generated the image" if any(a.get("action") == "c2pa.created" for a in made) else "edited your upload"
+    lines.append("**The model contributed** " + (", ".join(m.get("label") or m.get("name", "?") for m in models) or "a model") + f" {kind}")
+    if result.audit:
+        lines.append("**Bias audit** " + _audit_line(result.audit))
+    for ingredient in result.ingredients:
+        lines.append(f"**Ingredient** {ingredient.get('title')}: its own credentials {ingredient.get('status')}")
+    return "\n\n".join(lines)
 
 
 def _audit_line(audit: dict) -> str:
@@ -270,6 +309,7 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
         contributions=assertions.get(CONTRIBUTIONS_LABEL),
         audit=assertions.get(AUDIT_LABEL),
         problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures],
+        manifest=manifest or None,
     )
 
 

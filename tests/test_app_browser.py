@@ -38,7 +38,9 @@ def browser():
 @pytest.fixture
 def page(browser, app_url):
     page = browser.new_page()
-    page.goto(app_url[0], wait_until="networkidle")
+    # Not "networkidle": the app keeps a heartbeat stream open (it holds per-session state). Wait for the app itself.
+    page.goto(app_url[0], wait_until="load")
+    page.wait_for_selector("#t2i-generate", timeout=60_000)
     yield page
     page.close()
 
@@ -51,6 +53,10 @@ def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     page.wait_for_selector("#t2i-audit :text('signed')", timeout=120_000)
     audit = page.locator("#t2i-audit").inner_text()
     assert "Perceived by the model" in audit or "No person detected" in audit
+    page.wait_for_selector("#t2i-credentials :text('You contributed')", timeout=30_000)
+    panel = page.locator("#t2i-credentials").inner_text()
+    assert "Trusted" in panel and "Signed by aipic signer" in panel
+    assert "the prompt “a photo of a lighthouse keeper”" in panel and "The model contributed" in panel
 
     data = _download(page, "#t2i-files", url)
     result = verify_bytes(data, local_trust_anchors(home / "keys"))
@@ -77,7 +83,7 @@ def test_verify_tab_reports_a_non_image(page, tmp_path):
     page.get_by_role("tab", name="Verify").click()
     page.locator("#verify-file input[type=file]").set_input_files(str(junk))
     # The app verifies a file as soon as the server has it: wait on that report, not on Gradio's upload widgets.
-    page.wait_for_selector("#verify-report :text('UNREADABLE')", timeout=60_000)
+    page.wait_for_selector("#verify-report .aipic-verdict-unreadable", timeout=60_000)
     assert "not a supported image" in page.locator("#verify-report").inner_text()
 
 
