@@ -149,13 +149,14 @@ class AipicPipeline:
     def image_to_image_job(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Job:
         image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
         request = GenerationRequest(**{**request.__dict__, "init_image": image})
-        ingredient = provenance.make_ingredient(init_image, image, _title(init_image, init_title), "parentOf", "init image")
+        ingredient = provenance.make_ingredient(init_image, image, _title(init_image, init_title), "parentOf", "init image", self.identity.trust_anchors)
         return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress)
 
     def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None) -> Job:
         model = self.models.get("text_to_image", model_key)
         request = resolve_request(request, self._defaults(model), self.catalog.limits)
         warnings = [model.note] if model.placeholder and model.note else []
+        warnings += [ingredient.notice() for ingredient in ingredients if ingredient.notice()]
         warnings += truncation_warnings(model.obj.tokenizer, request)
         if request.negative_prompt and request.guidance <= 1.0:
             warnings.append("The negative prompt has no effect at guidance 1 or below.")
@@ -185,8 +186,8 @@ class AipicPipeline:
         request = resolve_style_request(StyleRequest(**{**request.__dict__, "content_image": content, "style_image": style}), limits)
         model = self.models.get("style")
         ingredients = [
-            provenance.make_ingredient(sources.content_image, content, titles[0], "parentOf", "content image"),
-            provenance.make_ingredient(sources.style_image, style, titles[1], "componentOf", "style image"),
+            provenance.make_ingredient(sources.content_image, content, titles[0], "parentOf", "content image", self.identity.trust_anchors),
+            provenance.make_ingredient(sources.style_image, style, titles[1], "componentOf", "style image", self.identity.trust_anchors),
         ]
         job = Job(
             task="style-transfer",
@@ -200,7 +201,7 @@ class AipicPipeline:
             ingredients=ingredients,
             output_format=request.output_format,
             output_dir=self.output_dir,
-            warnings=[model.note] if model.placeholder and model.note else [],
+            warnings=([model.note] if model.placeholder and model.note else []) + [i.notice() for i in ingredients if i.notice()],
             progress=progress,
         )
         job.batch_key = ("style", job.id)  # an optimisation per image: never merged with another job

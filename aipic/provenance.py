@@ -48,10 +48,28 @@ class Ingredient:
     data: bytes  # the file as uploaded, so any Content Credentials it has stay in the chain
     format: str = "image/png"
     role: str = ""  # e.g. "init image", "content image", "style image"
+    credentials: str = "no_credentials"  # the upload's own verdict when it arrived (aipic.verify)
+    codes: list = field(default_factory=list)
+    upload_sha256: str = ""  # of the file as uploaded (differs from sha256 when damaged credentials were dropped)
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def failed(self) -> bool:
+        """The upload carried Content Credentials that did not verify."""
+        return self.credentials in ("tampered", "invalid", "expired", "unreadable_manifest")
+
+    def notice(self) -> str:
+        """What to tell the person about this upload's own credentials, or ''."""
+        if self.credentials == "unreadable_manifest":
+            return (f"The {self.role or 'upload'}'s Content Credentials are damaged and cannot be read; it was used without them, "
+                    "and this output's credentials say so.")
+        if self.failed:
+            return (f"The {self.role or 'upload'}'s Content Credentials failed verification ({self.credentials.replace('_', ' ')}); "
+                    "this output records that failure with it.")
+        return ""
 
     @property
     def label(self) -> str:
@@ -75,7 +93,10 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
     components = [ingredient for ingredient in ingredients if ingredient.relationship == "componentOf"]
     if components:
         actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [c.label for c in components]}, "description": "used as a style reference"})
-    uploads = [{"role": i.role, "title": i.title, "sha256": i.sha256, "relationship": i.relationship} for i in ingredients]
+    uploads = [
+        {"role": i.role, "title": i.title, "sha256": i.upload_sha256 or i.sha256, "relationship": i.relationship, "credentials": i.credentials}
+        for i in ingredients
+    ]
     return {
         "claim_generator_info": [{"name": "aipic", "version": __version__}],
         "title": title,
@@ -125,8 +146,13 @@ def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity
         return sign(png, "image/png", manifest, ingredients, signer)
 
 
-def make_ingredient(source, image, title: str, relationship: str, role: str) -> Ingredient:
-    """An ingredient from an upload: its original bytes when it is an image file C2PA reads, else a PNG of it."""
+def make_ingredient(source, image, title: str, relationship: str, role: str, trust_anchors: list[str] = ()) -> Ingredient:
+    """An ingredient from an upload: its original bytes when it is an image file C2PA reads, else a PNG of it.
+
+    The upload's own credentials are checked first (in the bounded verifier). Failed ones stay in the chain with
+    their status recorded; damaged ones (C2PA cannot even parse them) are dropped, because no manifest can
+    reference them, and the upload is recorded as such.
+    """
     from .images import png_bytes
 
     data = None
@@ -136,8 +162,16 @@ def make_ingredient(source, image, title: str, relationship: str, role: str) -> 
         data = bytes(source)
     mime = sniff_format(data) if data else None
     if mime not in SUPPORTED_INGREDIENT_FORMATS:
+        return Ingredient(title=title, relationship=relationship, data=png_bytes(image), format="image/png", role=role)
+    if isinstance(source, (str, Path)):
+        check = verify_file(source, list(trust_anchors))
+    else:
+        check = verify_bytes(data, list(trust_anchors))
+    upload_sha256 = hashlib.sha256(data).hexdigest()
+    if check.verdict == "unreadable_manifest":
         data, mime = png_bytes(image), "image/png"
-    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role)
+    verdict = check.verdict if check.verdict not in ("unreadable", "too_large") else "unchecked"
+    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256)
 
 
 def write_atomically(path: Path, data: bytes) -> Path:

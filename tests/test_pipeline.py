@@ -64,3 +64,67 @@ def test_invalid_request_writes_nothing(tiny_pipeline, fresh_outputs):
     with pytest.raises(AipicError, match="multiple of 8"):
         tiny_pipeline.text_to_image(GenerationRequest(prompt="x", width=100))
     assert not fresh_outputs.exists()
+
+
+def _signed_upload(tiny_pipeline, tmp_path, name="upload.png"):
+    """An aipic output to use as an upload (it carries real Content Credentials)."""
+    [item] = tiny_pipeline.text_to_image(GenerationRequest(prompt="the original", seed=5, width=64, height=64)).items
+    path = tmp_path / name
+    path.write_bytes(item.path.read_bytes())
+    return path
+
+
+def _add_text_chunk(data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    chunk = b"tEXt" + b"Comment\x00edited after signing"
+    end = data.rfind(b"IEND") - 4
+    return data[:end] + struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[end:]
+
+
+def _damage_jumbf(data: bytes) -> bytes:
+    """Junk inside the C2PA manifest store (caBX chunk), with a valid PNG chunk CRC: C2PA cannot parse it."""
+    import struct
+    import zlib
+
+    start = data.find(b"caBX")
+    length = struct.unpack(">I", data[start - 4 : start])[0]
+    body = bytearray(data[start + 4 : start + 4 + length])
+    body[40:120] = b"\xff" * 80
+    chunk = b"caBX" + bytes(body)
+    return data[: start - 4] + struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[start + 4 + length + 4 :]
+
+
+def test_an_upload_whose_credentials_fail_is_used_recorded_and_the_person_told(tiny_pipeline, fresh_outputs, tmp_path):
+    upload = _signed_upload(tiny_pipeline, tmp_path)
+    upload.write_bytes(_add_text_chunk(upload.read_bytes()))  # still a good image, but not what was signed
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
+    assert any("failed verification (tampered)" in warning for warning in outcome.warnings)
+    result = tiny_pipeline.verify(outcome.items[0].path)
+    assert result.verdict == "trusted"
+    assert result.ingredients[0]["status"] == "FAILED (tampered)"
+    assert result.contributions["human"]["uploads"][0]["credentials"] == "tampered"
+
+
+def test_an_upload_with_damaged_credentials_is_used_without_them(tiny_pipeline, fresh_outputs, tmp_path):
+    import hashlib
+
+    upload = _signed_upload(tiny_pipeline, tmp_path, "damaged.png")
+    upload.write_bytes(_damage_jumbf(upload.read_bytes()))
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
+    assert any("damaged and cannot be read" in warning for warning in outcome.warnings)
+    result = tiny_pipeline.verify(outcome.items[0].path)
+    assert result.verdict == "trusted"
+    [recorded] = result.contributions["human"]["uploads"]
+    assert recorded["credentials"] == "unreadable_manifest"
+    assert recorded["sha256"] == hashlib.sha256(upload.read_bytes()).hexdigest()  # the file as uploaded
+
+
+def test_an_aipic_output_used_as_an_upload_reads_trusted(tiny_pipeline, fresh_outputs, tmp_path):
+    upload = _signed_upload(tiny_pipeline, tmp_path)
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="again", seed=4), upload)
+    assert not any("Content Credentials" in warning for warning in outcome.warnings)
+    result = tiny_pipeline.verify(outcome.items[0].path)
+    assert result.contributions["human"]["uploads"][0]["credentials"] == "trusted"
+    assert result.ingredients[0]["status"] == "valid"
