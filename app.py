@@ -52,6 +52,8 @@ def audit_markdown(outcome) -> str:
         blocks.append(f"**Image {index}** — seed {item.seed}, {item.width}×{item.height}, signed  \n{text}")
     for warning in outcome.warnings:
         blocks.append(f"⚠ {warning}")
+    if outcome.prompt_salt:
+        blocks.append(f"🔒 Your prompt is recorded only as a salted hash. Keep this salt to prove later that you wrote it: `{outcome.prompt_salt}`")
     return "\n\n".join(blocks)
 
 
@@ -81,15 +83,15 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, progress=gr.Progress()):
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None)
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, progress=gr.Progress()):
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
         return outcome_outputs(pipeline, pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, progress=gr.Progress()):
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, progress=gr.Progress()):
         if not init_file:
             raise AipicError("Please upload an init image.")
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None)
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
         return outcome_outputs(pipeline, pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
 
     @user_errors
@@ -122,6 +124,9 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
     def preview(file):
         return file if file else None
 
+    def privacy_choice():
+        return gr.Checkbox(label="Keep my prompt private (the signed manifest records only a salted hash; you keep the salt)", value=False)
+
     def format_picker():
         return gr.Radio(list(OUTPUT_FORMATS), value=pipeline.settings.output_format, label="File format (all carry signed credentials)")
 
@@ -150,13 +155,14 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         height = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
                         batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         output_format = format_picker()
+                    private = privacy_choice()
                     generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
                 with gr.Column():
                     gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
                     audit = gr.Markdown(elem_id="t2i-audit")
                     files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
                     t_panel, t_raw, t_paths = credentials_panel("t2i")
-            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
+            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
             gallery.select(select_credentials, t_paths, [t_panel, t_raw], api_name=False)
 
         with gr.Tab("Image to image"):
@@ -173,6 +179,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                         i_guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
                         i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         i_format = format_picker()
+                    i_private = privacy_choice()
                     i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
                 with gr.Column():
                     i_gallery = gr.Gallery(label="Signed outputs")
@@ -180,7 +187,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                     i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
                     i_panel, i_raw, i_paths = credentials_panel("i2i")
             init_file.change(preview, init_file, init_preview)
-            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
+            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
             i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
 
         with gr.Tab("Style transfer"):

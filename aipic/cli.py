@@ -33,6 +33,8 @@ def _add_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--model", default=None, help="text_to_image catalog key (see `aipic models`)")
     parser.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
+    parser.add_argument("--private-prompt", action="store_true", help="record only a salted hash of the prompt; the salt is printed for you to keep")
+    parser.add_argument("--record-upload-names", action="store_true", help="record uploads' file names in the manifest (default: only their role)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--content-weight", type=float, default=1.0)
     style.add_argument("--seed", type=int, default=0)
     style.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
+    style.add_argument("--record-upload-names", action="store_true", help="record uploads' file names in the manifest (default: only their role)")
     _add_common(style)
 
     verify = commands.add_parser("verify", help="check the Content Credentials of image files")
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--trust", action="append", default=[], help="extra PEM file of trust anchors (repeatable); aipic's local CA is always trusted")
     verify.add_argument("--home", default=None)
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--prompt", default=None, help="with --salt: check that a private prompt's recorded hash is this prompt")
+    verify.add_argument("--salt", default=None, help="the salt printed when the output was made with --private-prompt")
 
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
     audit.add_argument("--suite", default="audits/suites/occupations.yaml")
@@ -96,10 +101,13 @@ def _print_outcome(outcome, as_json: bool) -> None:
             "outputs": [{"path": str(i.path), "seed": i.seed, "width": i.width, "height": i.height, "audit": i.audit.to_dict()} for i in outcome.items],
             "warnings": outcome.warnings,
             "models": outcome.models,
+            **({"prompt_salt": outcome.prompt_salt} if outcome.prompt_salt else {}),
         }, indent=2))
         return
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if outcome.prompt_salt:
+        print(f"Your prompt is recorded only as a salted hash. Keep this salt to prove later that you wrote it: {outcome.prompt_salt}")
     for item in outcome.items:
         print(f"{item.path}  (seed {item.seed}, {item.width}x{item.height}, signed)")
         for line in item.audit.summary().splitlines():
@@ -112,6 +120,7 @@ def _generation_request(args, strength=None):
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance,
         width=args.width, height=args.height, batch=args.batch, strength=strength, output_format=args.format,
+        private_prompt=args.private_prompt, record_upload_names=args.record_upload_names,
     )
 
 
@@ -130,7 +139,7 @@ def cmd_img2img(args) -> int:
 def cmd_style(args) -> int:
     from .style import StyleRequest
 
-    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format)
+    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format, record_upload_names=args.record_upload_names)
     outcome = _pipeline(args).style_transfer(request)
     _print_outcome(outcome, args.json)
     return EXIT_OK
@@ -149,7 +158,15 @@ def cmd_verify(args) -> int:
         except (OSError, UnicodeDecodeError) as error:
             raise BadInput(f"Cannot read trust anchors {path}: {getattr(error, 'strerror', None) or error}") from None
         anchors.append(check_pem_anchors(text, f"The trust anchor file {path}"))
+    if (args.prompt is None) != (args.salt is None):
+        raise BadInput("--prompt and --salt go together: the prompt you wrote and the salt printed when the image was made.")
     results = {path: verify_file(path, anchors) for path in args.files}
+    if args.prompt is not None:
+        from .verify import prompt_matches
+
+        for path, result in results.items():
+            matched = result.claims_verified and prompt_matches(result.contributions, args.prompt, args.salt)
+            result.problems.append("private prompt: MATCHES the recorded hash" if matched else "private prompt: does NOT match the recorded hash")
     if args.json:
         print(json.dumps({path: result.to_dict() for path, result in results.items()}, indent=2, default=str))
     else:

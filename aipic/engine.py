@@ -139,6 +139,7 @@ class Job:
     output_format: str = "png"
     output_dir: Path | None = None
     warnings: list = field(default_factory=list)
+    secret: str | None = None  # for the person only, never recorded or logged (a private prompt's salt)
     progress: Callable[[int, int], None] | None = None  # (step, total) from the GPU loop
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted: float = field(default_factory=time.monotonic)

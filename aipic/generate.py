@@ -31,6 +31,8 @@ class GenerationRequest:
     strength: float | None = None  # img2img only
     init_image: Image.Image | None = None  # img2img only
     output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
+    private_prompt: bool = False  # record only a salted hash of the prompts in the public manifest
+    record_upload_names: bool = False  # record the upload's file name (off: only its role, e.g. "init image")
 
     @property
     def is_img2img(self) -> bool:
@@ -39,7 +41,7 @@ class GenerationRequest:
     def parameters(self) -> dict:
         """The parameters as recorded in results and manifests (no image data)."""
         fields = dataclasses.asdict(dataclasses.replace(self, init_image=None))
-        for name in ("init_image", "prompt", "negative_prompt", "output_format"):
+        for name in ("init_image", "prompt", "negative_prompt", "output_format", "private_prompt", "record_upload_names"):
             fields.pop(name)
         if not self.is_img2img:
             fields.pop("strength")

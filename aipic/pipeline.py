@@ -45,6 +45,7 @@ class Outcome:
     items: list[OutputItem]
     warnings: list[str] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
+    prompt_salt: str | None = None  # a private prompt's salt: the person keeps it to prove authorship
 
     @property
     def paths(self) -> list[str]:
@@ -149,7 +150,8 @@ class AipicPipeline:
     def image_to_image_job(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Job:
         image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
         request = GenerationRequest(**{**request.__dict__, "init_image": image})
-        ingredient = provenance.make_ingredient(init_image, image, _title(init_image, init_title), "parentOf", "init image", self.identity.trust_anchors)
+        title = _title(init_image, init_title, request.record_upload_names)
+        ingredient = provenance.make_ingredient(init_image, image, title, "parentOf", "init image", self.identity.trust_anchors)
         return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress)
 
     def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None) -> Job:
@@ -161,6 +163,9 @@ class AipicPipeline:
         if request.negative_prompt and request.guidance <= 1.0:
             warnings.append("The negative prompt has no effect at guidance 1 or below.")
         task = "img2img" if request.is_img2img else "text-to-image"
+        human, secret = {"prompt": request.prompt, "negative_prompt": request.negative_prompt}, None
+        if request.private_prompt:
+            human, secret = provenance.private_prompts(request.prompt, request.negative_prompt)
         return Job(
             task=task,
             family="diffusion",
@@ -168,7 +173,8 @@ class AipicPipeline:
             batch_key=batch_key(request, model.entry.key),
             seeds=[(request.seed + index) % (2**32) for index in range(request.batch)],
             model=model,
-            human={"prompt": request.prompt, "negative_prompt": request.negative_prompt, "parameters": request.parameters()},
+            human={**human, "parameters": request.parameters()},
+            secret=secret,
             description=f"{task} with {model.name}",
             ingredients=ingredients,
             output_format=request.output_format,
@@ -179,7 +185,7 @@ class AipicPipeline:
 
     def style_job(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Job:
         limits = self.catalog.limits
-        titles = (_title(request.content_image, content_title), _title(request.style_image, style_title))
+        titles = (_title(request.content_image, content_title, request.record_upload_names), _title(request.style_image, style_title, request.record_upload_names))
         content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
         style = open_user_image(request.style_image, "style image", limits.max_upload_pixels)
         sources = request
@@ -235,7 +241,7 @@ class AipicPipeline:
             OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped)
             for r in records
         ]
-        return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()])
+        return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()], prompt_salt=job.secret)
 
     def run(self, job: Job) -> Outcome:
         return self.outcome(job, self.engine.run(job))
@@ -259,7 +265,8 @@ class AipicPipeline:
         return provenance.verify_file(path, self.identity.trust_anchors, isolate=False)
 
 
-def _title(source, fallback: str) -> str:
-    if isinstance(source, (str, Path)):
+def _title(source, fallback: str, record_name: bool = False) -> str:
+    """An upload's title in the public manifest: its role, or its file name when the person chose to record it."""
+    if record_name and isinstance(source, (str, Path)):
         return Path(source).name
     return fallback

@@ -6,6 +6,7 @@ bias audit, next to the standard c2pa.actions assertion.
 """
 
 import hashlib
+import secrets
 import io
 import os
 import threading
@@ -74,6 +75,38 @@ class Ingredient:
     @property
     def label(self) -> str:
         return f"ingredient-{self.role.replace(' ', '-') or self.relationship}-{self.sha256[:12]}"
+
+
+def private_prompts(prompt: str, negative_prompt: str = "") -> tuple[dict, str]:
+    """The human record of a private prompt: salted SHA-256 hashes instead of the text, and the salt (hex) that
+    the person keeps to prove later that they wrote it (``aipic verify FILE --prompt … --salt …``)."""
+    salt = secrets.token_hex(16)
+    record = {"prompt_privacy": "salted-sha256", "prompt_sha256": salted_sha256(salt, prompt)}
+    if negative_prompt:
+        record["negative_prompt_sha256"] = salted_sha256(salt, negative_prompt)
+    return record, salt
+
+
+def salted_sha256(salt_hex: str, text: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt_hex) + text.encode("utf-8")).hexdigest()
+
+
+def public_audit(audit: dict, from_upload: bool) -> dict:
+    """What of the bias audit goes into the public manifest.
+
+    Outputs made from an upload (img2img, style transfer) may show a real person: their perceived gender
+    presentation, age and skin tone are not published; the manifest says an audit ran, whether a person was
+    detected, and with which model and attribute set. Text-to-image outputs show no real person: their full
+    audit is published (README: Privacy).
+    """
+    if not from_upload:
+        return audit
+    return {
+        "person_present": audit.get("person_present"),
+        "attributes_withheld": "perceived attributes are not published for outputs made from an upload, which may show a real person",
+        "clip_model": audit.get("clip_model"),
+        "attribute_set": audit.get("attribute_set"),
+    }
 
 
 def software_agent(model: dict) -> dict:

@@ -194,7 +194,7 @@ class EncodeSignStage:
                 human=job.human,
                 models=[{**job.model.describe(), **record.model_info}],
                 outputs={"seed": record.seed, "index_in_batch": record.index, "width": record.width, "height": record.height},
-                audit=record.audit.to_dict(),
+                audit=provenance.public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 format=mime,
             )

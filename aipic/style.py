@@ -28,6 +28,7 @@ class StyleRequest:
     size: int = 256  # longest side of the output
     seed: int = 0
     output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
+    record_upload_names: bool = False  # record the uploads' file names (off: only their roles)
 
     def parameters(self) -> dict:
         return {

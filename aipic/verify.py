@@ -146,6 +146,18 @@ class Verification:
         return "\n".join(lines)
 
 
+def prompt_matches(contributions: dict | None, prompt: str, salt_hex: str) -> bool:
+    """Whether a private prompt's salted hash in the manifest is this prompt with this salt (proof of authorship)."""
+    import hashlib
+
+    recorded = ((contributions or {}).get("human") or {}).get("prompt_sha256")
+    try:
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    return bool(recorded) and hashlib.sha256(salt + prompt.encode("utf-8")).hexdigest() == recorded
+
+
 def badge_html(verdict: str) -> str:
     colour, label = VERDICT_BADGE.get(verdict, ("#57606a", verdict))
     return (f"<span class='aipic-badge aipic-verdict-{verdict}' style='background:{colour};color:#fff;border-radius:1em;"

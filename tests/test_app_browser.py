@@ -115,7 +115,7 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
     result = verify_bytes(_download(page, "#i2i-files", url), anchors)
     assert result.verdict == "trusted"
-    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("photo.jpg", "parentOf")]
+    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("init image", "parentOf")]
 
     page.get_by_role("tab", name="Style transfer").click()
     page.locator("#style-content input[type=file]").set_input_files(str(photo))
@@ -126,4 +126,4 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     page.wait_for_selector("#style-audit :text('signed')", timeout=120_000)
     result = verify_bytes(_download(page, "#style-files", url), anchors)
     assert result.verdict == "trusted"
-    assert [i["title"] for i in result.ingredients] == ["photo.jpg", "pattern.png"]
+    assert [i["title"] for i in result.ingredients] == ["content image", "style image"]

@@ -92,3 +92,14 @@ def test_download_offline_fails_with_a_clear_message(capsys):
     assert main(["download"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("aipic: error: Download failed") and "Traceback" not in err
+
+
+def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):
+    assert main(["generate", "a secret harbour at dawn", "--private-prompt", "--seed", "3", "--width", "64", "--height", "64", "--models", "tiny", "--home", str(tmp_path), "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    path, salt = made["outputs"][0]["path"], made["prompt_salt"]
+    assert main(["verify", path, "--home", str(tmp_path), "--prompt", "a secret harbour at dawn", "--salt", salt]) == 0
+    assert "private prompt: MATCHES" in capsys.readouterr().out
+    main(["verify", path, "--home", str(tmp_path), "--prompt", "another prompt", "--salt", salt])
+    assert "does NOT match" in capsys.readouterr().out
+    assert main(["verify", path, "--home", str(tmp_path), "--prompt", "x"]) == 2

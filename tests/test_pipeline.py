@@ -33,7 +33,7 @@ def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_output
     assert result.verdict == "trusted"
     assert [a["action"] for a in result.actions] == ["c2pa.opened", "c2pa.edited"]
     assert result.actions[1]["digitalSourceType"] == COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
-    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("holiday.jpg", "parentOf")]
+    assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("init image", "parentOf")]  # no file name by default
     assert result.contributions["human"]["parameters"]["strength"] == 0.6
 
 
@@ -128,3 +128,32 @@ def test_an_aipic_output_used_as_an_upload_reads_trusted(tiny_pipeline, fresh_ou
     result = tiny_pipeline.verify(outcome.items[0].path)
     assert result.contributions["human"]["uploads"][0]["credentials"] == "trusted"
     assert result.ingredients[0]["status"] == "valid"
+
+
+def test_upload_names_are_recorded_only_when_the_person_chooses(tiny_pipeline, fresh_outputs, tmp_path):
+    upload = image_file(tmp_path / "my-holiday-in-rome.jpg", 96, 64, fmt="JPEG")
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3, record_upload_names=True), upload)
+    assert tiny_pipeline.verify(outcome.items[0].path).ingredients[0]["title"] == "my-holiday-in-rome.jpg"
+
+
+def test_a_private_prompt_is_recorded_as_a_salted_hash_that_proves_authorship(tiny_pipeline, fresh_outputs):
+    from aipic.verify import prompt_matches
+
+    outcome = tiny_pipeline.text_to_image(GenerationRequest(prompt="my secret recipe for a picture", negative_prompt="blur", seed=2, private_prompt=True, width=64, height=64))
+    [item] = outcome.items
+    assert outcome.prompt_salt and len(outcome.prompt_salt) == 32
+    assert b"secret recipe" not in item.path.read_bytes()
+    result = tiny_pipeline.verify(item.path)
+    human = result.contributions["human"]
+    assert "prompt" not in human and human["prompt_privacy"] == "salted-sha256" and "negative_prompt_sha256" in human
+    assert prompt_matches(result.contributions, "my secret recipe for a picture", outcome.prompt_salt)
+    assert not prompt_matches(result.contributions, "someone else's prompt", outcome.prompt_salt)
+    assert "prompt kept private" in result.report()
+
+
+def test_perceived_attributes_of_an_upload_derived_output_are_not_published(tiny_pipeline, fresh_outputs, tmp_path):
+    upload = image_file(tmp_path / "portrait.png", 96, 64)
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
+    published = tiny_pipeline.verify(outcome.items[0].path).audit
+    assert "attributes" not in published and "attributes_withheld" in published
+    assert published["person_present"] == outcome.items[0].audit.person_present  # the person still sees the whole audit
