@@ -71,6 +71,7 @@ class EngineSettings:
     buckets: tuple = (1, 4, 16)
     output_format: str = "png"
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
+    thumbnail: bool = False  # embed a small claim thumbnail (~3 KB) in every manifest
 
     @classmethod
     def from_env(cls, **overrides) -> "EngineSettings":
@@ -86,6 +87,8 @@ class EngineSettings:
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
             if env.get("AIPIC_COMPILE"):
                 values["compile"] = env["AIPIC_COMPILE"].strip().lower() in ("1", "true", "yes", "on")
+            if env.get("AIPIC_THUMBNAIL"):
+                values["thumbnail"] = env["AIPIC_THUMBNAIL"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
                 values["tsa_url"] = env["AIPIC_TSA_URL"].strip()
             if env.get("AIPIC_OUTPUT_FORMAT"):

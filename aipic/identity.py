@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 CA_FILE, CA_KEY_FILE, CHAIN_FILE, KEY_FILE = "ca.pem", "ca-key.pem", "signer-chain.pem", "signer-key.pem"
 TRUSTED_CAS_DIR, BACKUP_DIR, MARKER_FILE = "trusted-cas", "keys-backup", "signing-ca.json"
 CA_DAYS, SIGNER_DAYS, RENEW_BEFORE_DAYS = 3650, 730, 30
+# C2PA's own claim-signing purpose, beside emailProtection (which current c2pa-rs requires; claimSigning alone
+# is refused at signing): verifiers that look for either find it.
+C2PA_CLAIM_SIGNING = x509.ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def create_ca(common_name: str = "aipic", days: int = CA_DAYS) -> tuple[str, byt
 
 
 def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", days: float = SIGNER_DAYS, not_before=None, not_after=None) -> tuple[str, bytes]:
-    """(chain PEM: signer then CA, private key PEM) of an end-entity claim signer issued by the CA (EKU emailProtection)."""
+    """(chain PEM: signer then CA, private key PEM) of an end-entity claim signer issued by the CA
+    (EKU emailProtection and c2pa-kp-claimSigning)."""
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     start = not_before or datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
@@ -114,7 +118,7 @@ def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", day
         .not_valid_before(start).not_valid_after(not_after or start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, C2PA_CLAIM_SIGNING]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())

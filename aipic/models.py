@@ -38,6 +38,7 @@ class LoadedModel:
     note: str = ""  # why a placeholder was used, for people to read
     extra: dict = field(default_factory=dict)
     tiny: bool = False  # the tiny architecture (its own request defaults), not only random weights
+    revision: str | None = None  # the weights' exact version: the Hub commit of the snapshot that was loaded
 
     @property
     def name(self) -> str:
@@ -50,6 +51,7 @@ class LoadedModel:
             "label": self.entry.label if not self.placeholder else f"tiny random weights in place of {self.entry.label}",
             "source": self.entry.source,
             "pretrained": self.entry.pretrained,
+            "revision": self.revision or ("random-weights" if self.placeholder else None),
             "placeholder": self.placeholder,
             "note": self.note,
         }
@@ -70,6 +72,22 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def _placeholder_note(entry: ModelEntry, reason: str) -> str:
     return f"Using tiny random weights in place of {entry.label} ({reason}): outputs are noise, not real images or audits."
+
+
+def _hub_revision(path) -> str | None:
+    """The commit of a Hugging Face cache snapshot from a file path inside it (…/snapshots/<commit>/…)."""
+    parts = Path(str(path)).parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts) else None
+
+
+def _cached_file(repo_id: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename)
+    except ValueError:  # not a valid hub id (e.g. a path that does not exist)
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _hub_snapshot_present(repo_id: str, filename: str = "model_index.json") -> bool:
@@ -132,7 +150,8 @@ def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device, compi
     if hasattr(pipe, "safety_checker"):
         pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(entry, prepare_for_gpu(pipe.to(device), compile), placeholder=False)
+    revision = None if Path(entry.source).is_dir() else _hub_revision(_cached_file(entry.source, "model_index.json"))
+    return LoadedModel(entry, prepare_for_gpu(pipe.to(device), compile), placeholder=False, revision=revision)
 
 
 def image_to_image_pipeline(text_to_image_pipe):
@@ -180,7 +199,8 @@ def load_clip(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel
     except Exception as error:  # noqa: BLE001
         raise ModelUnavailable(f"Could not load {entry.label}: {error}") from None
     model.eval()
-    return LoadedModel(entry, model, placeholder=False, extra={"preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(entry.source)})
+    revision = _hub_revision(weights) if weights else None
+    return LoadedModel(entry, model, placeholder=False, extra={"preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(entry.source)}, revision=revision or entry.pretrained)
 
 
 # ---- style (VGG features) ------------------------------------------------------------------------

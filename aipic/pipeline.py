@@ -109,7 +109,7 @@ class AipicPipeline:
             GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()]),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
-            EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url),
+            EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail),
             StoreStage(lambda: self.output_dir),
         ]
 

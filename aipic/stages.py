@@ -154,10 +154,11 @@ class EncodeSignStage:
 
     name, gpu = "encode_sign", False
 
-    def __init__(self, identity: Callable, default_format: str = "png", tsa_url: str | None = None):
+    def __init__(self, identity: Callable, default_format: str = "png", tsa_url: str | None = None, thumbnail: bool = False):
         self._identity = identity  # a callable returning the SigningIdentity
         self.default_format = default_format
         self.tsa_url = tsa_url
+        self.thumbnail = thumbnail
         self._local = threading.local()  # one c2pa Signer per worker thread (and TSA choice), reused
 
     def _signer(self, tsa_url):
@@ -175,10 +176,10 @@ class EncodeSignStage:
         output is still signed; only the independent signing time is missing) and say so in the log."""
         if self.tsa_url:
             try:
-                return provenance.sign(data, mime, manifest, ingredients, self._signer(self.tsa_url)), True
+                return provenance.sign(data, mime, manifest, ingredients, self._signer(self.tsa_url), self.thumbnail), True
             except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
                 log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
-        return provenance.sign(data, mime, manifest, ingredients, self._signer(None)), False
+        return provenance.sign(data, mime, manifest, ingredients, self._signer(None), self.thumbnail), False
 
     def process(self, records: list[Record]) -> None:
         for record in records:

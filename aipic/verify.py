@@ -259,6 +259,33 @@ def _ingredient_status(ingredient: dict, deltas: dict) -> tuple[str, list]:
     return {"trusted": "valid", "untrusted": "valid, signer not on your trust list"}.get(verdict, f"FAILED ({verdict})"), codes
 
 
+def signer_issuer(data: bytes, serial: str | None) -> str | None:
+    """The issuer (common name, else the full name) of the signing certificate, read from the x5chain that the
+    COSE signature embeds: the certificate whose serial number c2pa reports is found among the DER
+    certificates after the signature box label. c2pa's own ``issuer`` is the signer's O= field instead."""
+    if not serial:
+        return None
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    start = data.find(b"c2pa.signature")
+    while start != -1:
+        window = data[start : start + 65536]
+        position = window.find(b"\x30\x82")
+        while position != -1:
+            length = int.from_bytes(window[position + 2 : position + 4], "big") + 4
+            try:
+                certificate = x509.load_der_x509_certificate(window[position : position + length])
+            except ValueError:
+                certificate = None
+            if certificate is not None and str(certificate.serial_number) == str(serial):
+                names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+                return str(names[0].value) if names else certificate.issuer.rfc4514_string()
+            position = window.find(b"\x30\x82", position + 1)
+        start = data.find(b"c2pa.signature", start + 1)
+    return None
+
+
 def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
     """Check a file's Content Credentials in this process. Never raises on bad input: the verdict says what is wrong."""
     mime = sniff_format(data)
@@ -312,7 +339,7 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
         codes=codes,
         validation_state=state,
         signer=signature.get("common_name"),
-        issuer=signature.get("issuer"),
+        issuer=signer_issuer(data, signature.get("cert_serial_number")) or signature.get("issuer"),
         signed_at=signature.get("time") if timestamp not in ("none", "invalid") else None,
         timestamp=timestamp,
         claim_generator=generator or None,

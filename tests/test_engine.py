@@ -208,3 +208,19 @@ def test_warm_up_runs_the_gpu_stages_without_storing_or_counting_and_does_not_wa
     assert not pipeline.output_dir.exists()
     assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 0
     assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 0
+
+
+def test_a_small_claim_thumbnail_is_an_option(tmp_path):
+    import io
+
+    import c2pa
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(thumbnail=True, cpu_workers=1))
+    try:
+        [item] = pipeline.text_to_image(small("a kite", 1)).items
+    finally:
+        pipeline.close()
+    with c2pa.Reader("image/png", io.BytesIO(item.path.read_bytes())) as reader:
+        thumbnail = reader.get_active_manifest().get("thumbnail")
+    assert thumbnail and thumbnail["format"] == "image/jpeg"
+    assert pipeline.verify(item.path).verdict == "trusted"

@@ -71,3 +71,13 @@ def test_model_mode_is_validated(monkeypatch):
     assert resolve_mode(None) == "tiny"
     with pytest.raises(AipicError, match="Unknown model mode"):
         resolve_mode("huge")
+
+
+def test_the_weights_revision_is_recorded_as_the_software_agent_version(tiny_pipeline):
+    from aipic.models import _hub_revision
+    from aipic.provenance import software_agent
+
+    assert _hub_revision("/cache/hub/models--stabilityai--sd-turbo/snapshots/1681ed09e0cff58eeb41e878a49893228b78b94c/model_index.json") == "1681ed09e0cff58eeb41e878a49893228b78b94c"
+    assert _hub_revision("/some/local/dir/model_index.json") is None
+    assert software_agent({"name": "stabilityai/sd-turbo", "revision": "1681ed0", "pretrained": None}) == {"name": "stabilityai/sd-turbo", "version": "1681ed0"}
+    assert software_agent(tiny_pipeline.models.get("text_to_image").describe())["version"] == "random-weights"

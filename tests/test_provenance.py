@@ -35,6 +35,7 @@ def test_identity_is_ca_issued_with_private_key_0600_and_reused(identity):
     assert signer.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
     eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION in eku
+    assert x509.ObjectIdentifier("1.3.6.1.4.1.62558.2.1") in eku  # c2pa-kp-claimSigning
     again = provenance.ensure_signing_identity(identity.directory)
     assert again.chain_pem == identity.chain_pem
 
@@ -44,6 +45,7 @@ def test_signed_output_verifies_as_trusted_with_contributions(identity):
     result = provenance.verify_bytes(data, [identity.ca_pem])
     assert result.verdict == "trusted" and result.ok
     assert result.signer == "aipic signer"
+    assert result.issuer == "aipic local CA"  # the CA that issued the signer's certificate, not the signer's own O=
     [action] = result.actions
     assert action["action"] == "c2pa.created"
     assert action["digitalSourceType"] == provenance.TRAINED_ALGORITHMIC_MEDIA
