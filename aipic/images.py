@@ -11,7 +11,11 @@ Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before t
 
 
 def open_user_image(source, what: str = "image", max_pixels: int | None = None) -> Image.Image:
-    """Open a path, bytes or PIL image as an RGB image; a clear error if it is not one."""
+    """Open a path, bytes or PIL image as an RGB image; a clear error if it is not one.
+
+    The size is checked from the header, before any pixel is decoded: a small file that claims 11000×11000
+    pixels is refused without spending memory on it.
+    """
     if source is None:
         raise BadInput(f"Please provide the {what}.")
     try:
@@ -22,16 +26,23 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
         else:
             path = Path(source)
             if not path.is_file():
-                raise BadInput(f"The {what} file {str(path)!r} does not exist.")
+                raise BadInput(f"The {what} file {path.name!r} does not exist.")
             image = Image.open(path)
+        if max_pixels and image.width * image.height > max_pixels:
+            raise BadInput(f"The {what} is {image.width}×{image.height}; at most {max_pixels:,} pixels are accepted.")
         image.load()
     except BadInput:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise BadInput(f"The {what} could not be read as an image ({error}).") from None
-    if max_pixels and image.width * image.height > max_pixels:
-        raise BadInput(f"The {what} is {image.width}x{image.height}; at most {max_pixels:,} pixels are accepted.")
     image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and 32-bit greyscale: scale to 8 bits (converting directly clips everything above 255 to white).
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if image.mode != "RGB":
         background = Image.new("RGB", image.size, (255, 255, 255))
         rgba = image.convert("RGBA")

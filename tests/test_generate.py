@@ -83,3 +83,35 @@ def test_prompt_truncation_is_reported(sd):
     [warning] = truncation_warnings(sd.tokenizer, resolved(prompt=long_prompt))
     assert "the model reads only 77" in warning
     assert truncation_warnings(sd.tokenizer, resolved()) == []
+
+
+def test_an_oversized_image_is_refused_from_its_header_before_decoding(tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
+    from aipic.images import open_user_image
+
+    huge = tmp_path / "huge.png"
+    Image.new("L", (11000, 11000)).save(huge, optimize=False, compress_level=9)  # a small file that decodes to 121 MP
+    assert huge.stat().st_size < 2_000_000
+    tracemalloc.start()
+    with pytest.raises(AipicError, match="11000×11000; at most 16,777,216 pixels"):
+        open_user_image(huge, "init image", 4096 * 4096)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50_000_000
+
+
+def test_sixteen_bit_greyscale_keeps_its_tones(tmp_path):
+    from PIL import Image
+
+    from aipic.images import open_user_image
+
+    data = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(data).save(path)
+    assert Image.open(path).mode.startswith("I")
+    rgb = np.asarray(open_user_image(path))
+    assert rgb.shape == (64, 64, 3)
+    assert rgb.min() < 5 and rgb.max() > 250 and 100 < rgb.mean() < 156  # a ramp, not all white
