@@ -21,6 +21,7 @@ from .engine import Engine, EngineSettings, Job
 from .errors import BadInput
 from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
 from .images import open_user_image
+from .logs import keep_user_text_out_of_logs
 from .models import ModelRegistry
 from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, StoreStage, StyleGenerator
 from .style import StyleRequest, resolve_style_request
@@ -65,6 +66,7 @@ class AipicPipeline:
         output_dir: str | Path | None = None,
         settings: EngineSettings | None = None,
     ):
+        keep_user_text_out_of_logs()
         self.catalog = catalog or load_catalog()
         self.attribute_set = attribute_set or load_attribute_set()
         self.settings = settings or EngineSettings.from_env()

@@ -157,3 +157,22 @@ def test_perceived_attributes_of_an_upload_derived_output_are_not_published(tiny
     published = tiny_pipeline.verify(outcome.items[0].path).audit
     assert "attributes" not in published and "attributes_withheld" in published
     assert published["person_present"] == outcome.items[0].audit.person_present  # the person still sees the whole audit
+
+
+def test_prompts_never_reach_the_logs(tmp_path):
+    """diffusers logs the cut-off part of a long prompt; that record is dropped (the person is told instead)."""
+    long_prompt = " ".join(f"privateword{i}" for i in range(100))
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.DEBUG);"
+        "from aipic.pipeline import AipicPipeline; from aipic.generate import GenerationRequest;"
+        f"p = AipicPipeline(models_mode='tiny', device='cpu', home={str(tmp_path)!r});"
+        "o = p.text_to_image(GenerationRequest(prompt=sys.argv[1], width=64, height=64, steps=1)); p.close();"
+        "print('warned' if any('the model reads only 77' in w for w in o.warnings) else 'silent')"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, long_prompt], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "warned"
+    assert "privateword" not in out.stderr and "privateword" not in out.stdout
