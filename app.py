@@ -20,6 +20,7 @@ from aipic.engine import EngineSettings
 from aipic.generate import GenerationRequest
 from aipic.images import OUTPUT_FORMATS
 from aipic.pipeline import AipicPipeline
+from aipic.ratelimit import RateLimiter
 from aipic.verify import badge_html, panel_markdown
 from aipic.style import StyleRequest
 
@@ -73,7 +74,21 @@ def _number(value):
     return None if value is None or value == "" else value
 
 
-def build_app(pipeline: AipicPipeline) -> gr.Blocks:
+def client_of(request) -> str | None:
+    """The client's address as the server saw it (a proxy in front must be trusted before its headers are)."""
+    return getattr(getattr(request, "client", None), "host", None)
+
+
+def rate_limit_from_env() -> RateLimiter:
+    try:
+        per_minute = float(os.environ.get("AIPIC_RATE_LIMIT", "30"))
+    except ValueError:
+        raise AipicError(f"AIPIC_RATE_LIMIT must be a number of requests per minute (got {os.environ['AIPIC_RATE_LIMIT']!r}).") from None
+    return RateLimiter(per_minute)
+
+
+def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr.Blocks:
+    limiter = limiter or rate_limit_from_env()
     limits = pipeline.catalog.limits
     notes = pipeline.placeholder_notes()
     t2i_defaults = pipeline._defaults(pipeline.models.get("text_to_image"))
@@ -83,19 +98,22 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, progress=gr.Progress()):
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, request: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(request))
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
         return outcome_outputs(pipeline, pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, progress=gr.Progress()):
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, request: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(request))
         if not init_file:
             raise AipicError("Please upload an init image.")
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
         return outcome_outputs(pipeline, pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, progress=gr.Progress()):
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, request: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(request))
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
         request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None)
@@ -103,7 +121,8 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
         return outcome_outputs(pipeline, outcome)
 
     @user_errors
-    def verify(file):
+    def verify(file, request: gr.Request = None):
+        limiter.check(client_of(request))
         if not file:
             raise AipicError("Please upload a file to verify.")
         result = pipeline.verify(file)
@@ -186,7 +205,7 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                     i_audit = gr.Markdown(elem_id="i2i-audit")
                     i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
                     i_panel, i_raw, i_paths = credentials_panel("i2i")
-            init_file.change(preview, init_file, init_preview)
+            init_file.change(preview, init_file, init_preview, api_name=False)
             i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
             i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
 
@@ -210,8 +229,8 @@ def build_app(pipeline: AipicPipeline) -> gr.Blocks:
                     s_audit = gr.Markdown(elem_id="style-audit")
                     s_files = gr.File(label="Download signed file", file_count="multiple", elem_id="style-files")
                     s_panel, s_raw, s_paths = credentials_panel("style")
-            content_file.change(preview, content_file, content_preview)
-            style_file.change(preview, style_file, style_preview)
+            content_file.change(preview, content_file, content_preview, api_name=False)
+            style_file.change(preview, style_file, style_preview, api_name=False)
             s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
             s_gallery.select(select_credentials, s_paths, [s_panel, s_raw], api_name=False)
 
@@ -238,7 +257,8 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks):
 
     # The engine batches across requests: let as many events reach it at once as fit in one GPU batch,
     # instead of Gradio serialising them first (the queue's default is one event at a time).
-    demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64)
+    # api_open=False: every request goes through the queue (and its max_size); /gradio_api/run/… is closed.
+    demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64, api_open=False)
     return gr.mount_gradio_app(
         server,
         demo,
@@ -263,6 +283,13 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model on CUDA, warmed at start ($AIPIC_COMPILE)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as error:
+            raise SystemExit(f"aipic: error: cannot listen on {args.host}:{args.port} ({error.strerror or error}); is another app running there? Choose another with --port.")
     try:
         settings = EngineSettings.from_env(
             max_gpu_batch=args.max_gpu_batch,
@@ -271,6 +298,7 @@ def main(argv=None):
             compile=args.compile,
         )
         pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home, settings=settings)
+        pipeline.check_home()
         pipeline.identity  # make or load the signing identity now, not on the first request
         demo = build_app(pipeline)
         pipeline.warm_up()
@@ -280,7 +308,7 @@ def main(argv=None):
     import uvicorn
 
     log.info("aipic on http://%s:%d (metrics at /metrics)", args.host, args.port)
-    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
 from .data import default_home
 from .engine import Engine, EngineSettings, Job
-from .errors import BadInput
+from .errors import BadInput, ConfigError
 from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
 from .images import open_user_image
 from .logs import keep_user_text_out_of_logs
@@ -123,6 +123,18 @@ class AipicPipeline:
         largest = self.settings.max_gpu_batch
         return tuple(sorted({size for size in self.settings.buckets if size < largest} | {largest}))
 
+    def check_home(self) -> None:
+        """Fail at start, in plain words, when the home or the output folder cannot be written."""
+        import tempfile
+
+        for folder in (self.home, self.output_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                    pass
+            except OSError as error:
+                raise ConfigError(f"aipic cannot write to {folder} ({error.strerror or error}). Choose a writable folder with --home or AIPIC_HOME.") from None
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
@@ -157,6 +169,9 @@ class AipicPipeline:
         return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress)
 
     def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None) -> Job:
+        # Check the request against the catalog before loading anything: bad input fails in milliseconds.
+        entry = self.catalog.entry("text_to_image", "tiny-random" if self.models.mode == "tiny" else model_key)
+        resolve_request(request, dict(entry.defaults or {}), self.catalog.limits)
         model = self.models.get("text_to_image", model_key)
         request = resolve_request(request, self._defaults(model), self.catalog.limits)
         warnings = [model.note] if model.placeholder and model.note else []

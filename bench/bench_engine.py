@@ -238,7 +238,9 @@ def bench_app(args, pipeline):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app_module.make_server_app(pipeline, app_module.build_app(pipeline)), host="127.0.0.1", port=port, log_level="warning"))
+    from aipic.ratelimit import RateLimiter
+
+    server = uvicorn.Server(uvicorn.Config(app_module.make_server_app(pipeline, app_module.build_app(pipeline, RateLimiter(0))), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -56,3 +56,53 @@ def test_bad_api_input_gets_a_clear_message(batching_app):
     with pytest.raises(AppError, match="Please enter a prompt"):
         client.predict("   ", "", 1, 2, 0, 64, 64, 1, "png", api_name="/text_to_image")
     assert metrics(url)["aipic_requests_total"].get("outcome=ok,task=text-to-image", 0) == len(PROMPTS)
+
+
+def test_a_client_over_its_rate_limit_gets_a_clear_message(tmp_path_factory):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    with running_app(tmp_path_factory.mktemp("limited-home"), AIPIC_RATE_LIMIT="2") as (url, _):
+        client = Client(url, verbose=False)
+        junk = tmp_path_factory.mktemp("junk") / "junk.txt"
+        junk.write_text("not an image")
+        from gradio_client import handle_file
+
+        messages = []
+        for _ in range(3):
+            try:
+                client.predict(handle_file(str(junk)), api_name="/verify")
+                messages.append("ok")
+            except AppError as error:
+                messages.append(str(error))
+        assert messages[:2] == ["ok", "ok"]
+        assert "Too many requests from you" in messages[2]
+
+
+def test_direct_posts_cannot_bypass_the_queue(batching_app):
+    import json
+
+    url, _ = batching_app
+    request = urllib.request.Request(url + "/gradio_api/run/text_to_image", data=json.dumps({"data": ["a cat", "", 1, 1, 0, 64, 64, 1, "png", False]}).encode(), headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 404 and b"join the queue" in refused.value.read()
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from aipic.catalog import REPO_ROOT
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "app.py", "--port", str(port), "--home", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "AIPIC_MODELS": "tiny"})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"aipic: error: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,7 @@ import pytest
 
 from aipic.errors import AipicError
 from aipic.generate import GenerationRequest
+from aipic.pipeline import AipicPipeline
 from aipic.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
 from aipic.style import StyleRequest
 from conftest import image_file
@@ -176,3 +177,30 @@ def test_prompts_never_reach_the_logs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "warned"
     assert "privateword" not in out.stderr and "privateword" not in out.stdout
+
+
+def test_bad_input_fails_before_any_model_loads(tmp_path):
+    from aipic.errors import BadInput
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path)
+    with pytest.raises(BadInput, match="Please enter a prompt"):
+        pipeline.text_to_image_job(GenerationRequest(prompt="  "))
+    with pytest.raises(BadInput, match="Width must be between"):
+        pipeline.text_to_image_job(GenerationRequest(prompt="x", width=4000))
+    assert pipeline.models.status() == {}  # nothing was loaded
+
+
+def test_an_unwritable_home_is_a_clear_error_at_start(tmp_path):
+    import os
+
+    from aipic.errors import ConfigError
+
+    if os.geteuid() == 0:
+        blocked = tmp_path / "file-not-folder"
+        blocked.write_text("x")
+        home = blocked / "home"  # cannot be created under a file, even as root
+    else:
+        home = tmp_path / "ro"
+        home.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match="aipic cannot write to .*Choose a writable folder"):
+        AipicPipeline(models_mode="tiny", device="cpu", home=home).check_home()
