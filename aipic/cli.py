@@ -160,7 +160,13 @@ def cmd_verify(args) -> int:
         anchors.append(check_pem_anchors(text, f"The trust anchor file {path}"))
     if (args.prompt is None) != (args.salt is None):
         raise BadInput("--prompt and --salt go together: the prompt you wrote and the salt printed when the image was made.")
-    results = {path: verify_file(path, anchors) for path in args.files}
+    from .registry import default_url
+
+    home = Path(args.home or default_home())
+    registry_url = default_url(home)
+    if registry_url.startswith("sqlite:///") and not (home / "registry.sqlite3").is_file():
+        registry_url = None  # verifying never creates a registry
+    results = {path: verify_file(path, anchors, registry_url=registry_url) for path in args.files}
     if args.prompt is not None:
         from .verify import prompt_matches
 

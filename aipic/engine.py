@@ -168,6 +168,7 @@ class Record:
     job: Job
     index: int  # position in its request
     seed: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # the output's id: the registry's idempotency key
     pixels: Any = None  # CHW float tensor in [0, 1] on the generating device (GPU stages)
     array: Any = None  # HWC uint8 numpy array on the host (after readback)
     model_info: dict = field(default_factory=dict)  # what the generating model reports about this image
@@ -175,6 +176,9 @@ class Record:
     data: bytes | None = None  # the encoded, signed file
     mime: str | None = None
     timestamped: bool = False  # the signature carries an RFC 3161 timestamp
+    fingerprint: str | None = None  # perceptual hash (soft binding)
+    manifest_store: bytes | None = None
+    manifest_label: str | None = None
     sha256: str | None = None
     path: Path | None = None
     width: int = 0

@@ -23,7 +23,7 @@ from .generate import GenerationRequest, batch_key, resolve_request, truncation_
 from .images import open_user_image
 from .logs import keep_user_text_out_of_logs
 from .models import ModelRegistry
-from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, StoreStage, StyleGenerator
+from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, RegistryStage, StoreStage, StyleGenerator
 from .style import StyleRequest, resolve_style_request
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class OutputItem:
     sha256: str = ""
     mime: str = "image/png"
     timestamped: bool = False
+    id: str = ""  # the output's id in the provenance registry
+    fingerprint: str = ""
 
 
 @dataclass
@@ -77,6 +79,7 @@ class AipicPipeline:
         self._identity = None
         self._auditor = None
         self._engine = None
+        self._registry = None
         self._setup = threading.Lock()
         self._lock = threading.Lock()  # the model lock: held by the engine's GPU stages only
 
@@ -98,6 +101,17 @@ class AipicPipeline:
         return self._auditor
 
     @property
+    def registry(self):
+        """The provenance registry (SQLite under the home, or AIPIC_REGISTRY_URL); migrated on first use."""
+        if self._registry is None:
+            with self._setup:
+                if self._registry is None:
+                    from .registry import Registry
+
+                    self._registry = Registry.for_home(self.home)
+        return self._registry
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             with self._setup:
@@ -113,6 +127,7 @@ class AipicPipeline:
             ReadbackStage(),
             EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail),
             StoreStage(lambda: self.output_dir),
+            RegistryStage(lambda: self.registry),
         ]
 
     @property
@@ -139,6 +154,9 @@ class AipicPipeline:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
     def placeholder_notes(self) -> list[str]:
         """Plain-language notes about any tiny random-weight models in use (loads the default models)."""
@@ -255,7 +273,7 @@ class AipicPipeline:
 
     def outcome(self, job: Job, records) -> Outcome:
         items = [
-            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped)
+            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped, id=r.id, fingerprint=r.fingerprint)
             for r in records
         ]
         return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()], prompt_salt=job.secret)
@@ -275,7 +293,7 @@ class AipicPipeline:
     def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
         """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
-        return provenance.verify_file(path, anchors)
+        return provenance.verify_file(path, anchors, registry_url=self.registry.url)
 
     def credentials(self, path) -> provenance.Verification:
         """Read back the credentials of an output this pipeline just wrote, as a verifier sees them."""

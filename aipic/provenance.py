@@ -24,7 +24,8 @@ from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL  # noqa: E402
 # Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image), and the
 # AI disclosure attested by the signer: the actions, contributions and audit are *created* assertions (C2PA 2.x
 # claim v2 requires the actions among them), not gathered ones.
-CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL]
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
+CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL, SOFT_BINDING_LABEL]
 BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}, "created_assertion_labels": CREATED_ASSERTION_LABELS}}
 
 
@@ -115,7 +116,7 @@ def software_agent(model: dict) -> dict:
     return {"name": model["name"], "version": version}
 
 
-def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png") -> dict:
+def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: list[dict] = ()) -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     if parents:
@@ -147,6 +148,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
                 },
             },
             {"label": AUDIT_LABEL, "data": audit},
+            *({"label": SOFT_BINDING_LABEL, "data": binding} for binding in soft_bindings),
         ],
     }
 
@@ -173,6 +175,11 @@ def sign(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], 
     The signer is reused by the caller (one per worker thread): making one parses the key, which costs more
     than signing. ``thumbnail`` embeds a small claim thumbnail.
     """
+    return sign_with_store(data, mime, manifest, ingredients, signer, thumbnail)[0]
+
+
+def sign_with_store(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], signer: c2pa.Signer, thumbnail: bool = False) -> tuple[bytes, bytes]:
+    """As ``sign``, and also the manifest store itself (JUMBF), which the registry keeps."""
     with c2pa.Builder(manifest, context=_sign_context(thumbnail)) as builder:
         for ingredient in ingredients:
             builder.add_ingredient(
@@ -181,8 +188,16 @@ def sign(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], 
                 io.BytesIO(ingredient.data),
             )
         destination = io.BytesIO()
-        builder.sign(signer, mime, io.BytesIO(data), destination)
-    return destination.getvalue()
+        store = builder.sign(signer, mime, io.BytesIO(data), destination)
+    return destination.getvalue(), bytes(store or b"")
+
+
+def store_label(store: bytes) -> str:
+    """The active manifest's label (urn:c2pa:…) of a manifest store."""
+    import json
+
+    with c2pa.Reader("application/c2pa", io.BytesIO(store)) as reader:
+        return json.loads(reader.json()).get("active_manifest") or ""
 
 
 def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity) -> bytes:

@@ -24,6 +24,7 @@ from . import provenance
 from .engine import Job, Record
 from .errors import AipicError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
+from .fingerprint import fingerprint, soft_binding
 from .images import EXTENSIONS, encode
 
 log = logging.getLogger(__name__)
@@ -176,16 +177,17 @@ class EncodeSignStage:
         output is still signed; only the independent signing time is missing) and say so in the log."""
         if self.tsa_url:
             try:
-                return provenance.sign(data, mime, manifest, ingredients, self._signer(self.tsa_url), self.thumbnail), True
+                return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(self.tsa_url), self.thumbnail), True
             except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
                 log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
-        return provenance.sign(data, mime, manifest, ingredients, self._signer(None), self.thumbnail), False
+        return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(None), self.thumbnail), False
 
     def process(self, records: list[Record]) -> None:
         for record in records:
             job = record.job
             output_format = job.output_format or self.default_format
             data, mime = encode(record.array, output_format)
+            record.fingerprint = fingerprint(record.array)
             record.path = Path(output_name(job.task, record.seed, output_format))
             manifest = provenance.build_manifest(
                 title=record.path.name,
@@ -198,8 +200,10 @@ class EncodeSignStage:
                 audit=provenance.public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 format=mime,
+                soft_bindings=[soft_binding(record.fingerprint)],
             )
-            record.data, record.timestamped = self._sign(data, mime, manifest, job.ingredients)
+            (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients)
+            record.manifest_label = provenance.store_label(record.manifest_store)
             record.mime = mime
             record.sha256 = hashlib.sha256(record.data).hexdigest()
             record.array = None
@@ -230,3 +234,31 @@ class StoreStage:
             except OSError as error:
                 raise StageFailed(f"Could not save the signed output ({error.strerror or error}); nothing was published.") from None
             record.data = None
+
+
+class RegistryStage:
+    """Record every output in the provenance registry before anyone gets it. If the record cannot be committed,
+    the file is removed and the request fails: no output exists that the registry does not know."""
+
+    name, gpu = "registry", False
+
+    def __init__(self, registry: Callable):
+        self._registry = registry  # a callable returning the Registry
+
+    def process(self, records: list[Record]) -> None:
+        from .registry import Entry
+
+        for record in records:
+            job = record.job
+            entry = Entry(
+                id=record.id, created_at=datetime.datetime.now(datetime.timezone.utc), task=job.task, model=job.model.name,
+                mime=record.mime, file_sha256=record.sha256, manifest_label=record.manifest_label or "", manifest_store=record.manifest_store or b"",
+                watermark_id=None, fingerprint=record.fingerprint, path=str(record.path), file_deleted_at=None,
+            )
+            try:
+                self._registry().record(entry)
+            except Exception as error:  # noqa: BLE001
+                Path(record.path).unlink(missing_ok=True)
+                log.error("registry commit failed (%s); the output was removed", type(error).__name__)
+                raise StageFailed("The output could not be recorded in the provenance registry, so it was not published. Please try again.") from None
+            record.manifest_store = None

@@ -90,6 +90,7 @@ class Verification:
     audit: dict | None = None
     problems: list = field(default_factory=list)
     manifest: dict | None = None  # the active manifest as the reader gives it (the raw view)
+    recovered: dict | None = None  # when the file's own credentials are missing or broken: the registry's match
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,13 @@ class Verification:
             lines.append(f"{claimed}Bias audit: " + _audit_line(self.audit))
         for problem in self.problems:
             lines.append(f"Problem: {problem}")
+        if self.recovered:
+            found = self.recovered
+            lines.append(
+                f"Recovered: this looks like aipic output {found['output_id']}, signed on {found['signed_on']} "
+                f"({found['task']} with {found['model']}); matched by {found['matched_by']}; "
+                f"its original manifest {found['manifest_label']}: {found['original_manifest']}."
+            )
         return "\n".join(lines)
 
 
@@ -355,10 +363,27 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
 # ---- the bounded worker ------------------------------------------------------------------------------------
 
 
+RECOVER_WHEN = ("no_credentials", "unreadable_manifest", "tampered", "invalid")
+
+
+def check(data: bytes, trust_anchors: list[str], registry_url: str | None) -> Verification:
+    """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry."""
+    result = verify_bytes(data, trust_anchors)
+    if registry_url and result.verdict in RECOVER_WHEN:
+        from .recovery import recover
+
+        try:
+            result.recovered = recover(data, registry_url, trust_anchors)
+        except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands
+            log.warning("registry lookup failed: %s", type(error).__name__)
+    return result
+
+
 def _worker_main() -> None:
-    """``python -m aipic.verify PATH MAX_BYTES MEMORY``, trust anchors as JSON on stdin, the result as JSON on
-    stdout. A fresh interpreter that imports only this module: no torch, no app, no copied threads."""
+    """``python -m aipic.verify PATH MAX_BYTES MEMORY [REGISTRY_URL]``, trust anchors as JSON on stdin, the result
+    as JSON on stdout. A fresh interpreter that imports only what checking needs: no torch, no app, no threads."""
     path, max_bytes, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    registry_url = sys.argv[4] if len(sys.argv) > 4 else None
     try:
         import resource
 
@@ -369,7 +394,7 @@ def _worker_main() -> None:
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
-        result = verify_bytes(data, anchors)
+        result = check(data, anchors, registry_url)
     except MemoryError:
         result = Verification("unreadable", "Checking this file needed more memory than allowed: it is not a well-formed image.")
     except OSError as error:
@@ -377,7 +402,7 @@ def _worker_main() -> None:
     sys.stdout.write(json.dumps(result.to_dict()))
 
 
-def verify_file(path: str | Path, trust_anchors: list[str] = (), *, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True) -> Verification:
+def verify_file(path: str | Path, trust_anchors: list[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True) -> Verification:
     """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
 
     The check runs in a separate process with an address-space limit and is killed after ``seconds``.
@@ -392,8 +417,8 @@ def verify_file(path: str | Path, trust_anchors: list[str] = (), *, max_bytes: i
     if size > max_bytes:
         return Verification("too_large", f"{VERDICT_TEXT['too_large']} It is {size / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB are checked.")
     if not isolate:
-        return verify_bytes(path.read_bytes(), trust_anchors)
-    command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory)]
+        return check(path.read_bytes(), list(trust_anchors), registry_url)
+    command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory), *([registry_url] if registry_url else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(command, input=json.dumps(list(trust_anchors)), capture_output=True, text=True, timeout=seconds, env=env)

@@ -1,0 +1,195 @@
+"""The provenance registry on real databases (SQLite, and a PostgreSQL server the test starts), and recovery of
+stripped copies by their fingerprint."""
+
+import datetime
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aipic.generate import GenerationRequest
+from aipic.pipeline import AipicPipeline
+from aipic.registry import Entry, Registry
+from conftest import free_port, make_image
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def entry(n: int, fingerprint: str = "0123456789abcdef") -> Entry:
+    return Entry(
+        id=f"{n:032x}", created_at=datetime.datetime.now(datetime.timezone.utc), task="text-to-image", model="tiny-random",
+        mime="image/png", file_sha256=hashlib.sha256(str(n).encode()).hexdigest(), manifest_label=f"urn:c2pa:{n}",
+        manifest_store=b"store", watermark_id=None, fingerprint=fingerprint, path=f"/x/{n}.png", file_deleted_at=None,
+    )
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL 15 cluster on 127.0.0.1 (initdb and pg_ctl refuse to run as root: run as postgres)."""
+    if not os.path.exists(f"{PG_BIN}/initdb"):
+        pytest.skip("PostgreSQL is not installed")
+    folder = tempfile.mkdtemp(prefix="aipic-pg-", dir="/tmp")
+    data, port = os.path.join(folder, "data"), free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    subprocess.run([*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o", f"-p {port} -k {folder} -h 127.0.0.1", "start"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    base = request.getfixturevalue("postgres_url")
+    registry = Registry(base)
+    with registry.engine.begin() as connection:  # a clean table for each test
+        connection.exec_driver_sql("DELETE FROM outputs")
+    registry.close()
+    return base
+
+
+def test_records_survive_a_restart_and_a_retried_record_is_not_duplicated(url):
+    first = Registry(url)
+    first.record(entry(1))
+    first.record(entry(1))  # a retried worker: same id
+    first.close()
+    again = Registry(url)
+    assert again.count() == 1 and again.get(f"{1:032x}").manifest_label == "urn:c2pa:1"
+    again.close()
+
+
+def test_concurrent_writers_lose_nothing(url):
+    registries = [Registry(url) for _ in range(4)]
+    errors = []
+
+    def write(number, registry):
+        try:
+            for n in range(25):
+                registry.record(entry(number * 1000 + n))
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(i, r)) for i, r in enumerate(registries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and registries[0].count() == 100
+    for registry in registries:
+        registry.close()
+
+
+def test_processes_starting_together_migrate_once(url):
+    code = "import sys; from aipic.registry import Registry; Registry(sys.argv[1]).close(); print('ok')"
+    starts = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=120) for process in starts]
+    assert all(out.strip() == "ok" for out, _ in outputs), [err for _, err in outputs]
+
+
+def test_nearest_fingerprint_within_the_limit_only(url):
+    registry = Registry(url)
+    registry.record(entry(1, "ffffffffffffffff"))
+    registry.record(entry(2, "0000000000000000"))
+    found, bits = registry.nearest_fingerprint("00000000000000ff", 8)
+    assert found.id == f"{2:032x}" and bits == 8
+    assert registry.nearest_fingerprint("0000000000000fff", 8) is None  # 12 bits from the nearest
+    registry.close()
+
+
+# ---- through the pipeline ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A pipeline with its own registry."""
+    home = tmp_path_factory.mktemp("registry-home")
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home)
+    yield pipeline
+    pipeline.close()
+
+
+def test_every_output_is_recorded_before_it_is_handed_out(recorded):
+    [item] = recorded.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64)).items
+    kept = recorded.registry.get(item.id)
+    assert kept is not None and kept.file_sha256 == hashlib.sha256(item.path.read_bytes()).hexdigest()
+    assert kept.path == str(item.path) and kept.fingerprint == item.fingerprint
+    result = recorded.verify(item.path)
+    assert result.verdict == "trusted"
+    soft = result.manifest["assertions"]
+    assert any(a["label"] == "c2pa.soft-binding" and a["data"]["alg"] == "org.aipic.phash64" for a in soft)
+
+
+def test_a_registry_failure_removes_the_output_and_fails_the_request(tmp_path):
+    from aipic.errors import StageFailed
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", output_dir=tmp_path / "out")
+    try:
+        with pipeline.registry.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE outputs")  # a real database error on commit
+        with pytest.raises(StageFailed, match="could not be recorded in the provenance registry"):
+            pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64))
+        assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # no unrecorded output is left
+    finally:
+        pipeline.close()
+
+
+def _copies(path):
+    image = Image.open(path).convert("RGB")
+
+    def saved(fmt, **options):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    half = io.BytesIO()
+    image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(half, "PNG")
+    return {"jpeg q75": saved("JPEG", quality=75), "jpeg q50": saved("JPEG", quality=50), "png re-save": saved("PNG"), "webp": saved("WEBP", quality=80), "resize 50%": half.getvalue()}
+
+
+def test_stripped_copies_are_recognised_and_unrelated_images_never_are(recorded, tmp_path):
+    [item] = recorded.text_to_image(GenerationRequest(prompt="a lighthouse", seed=7, width=256, height=256)).items
+    for attack, data in _copies(item.path).items():
+        copy = tmp_path / f"copy-{attack.replace(' ', '-').replace('%', '')}"
+        copy.write_bytes(data)
+        result = recorded.verify(copy)
+        assert result.verdict == "no_credentials", attack
+        assert result.recovered is not None, attack
+        assert result.recovered["output_id"] == item.id, attack
+        assert result.recovered["original_manifest"] == "signature valid, trusted signer", attack
+        assert "Recovered: this looks like aipic output" in result.report()
+    rng = np.random.default_rng(0)
+    for n in range(20):
+        unrelated = tmp_path / f"unrelated-{n}.png"
+        if n % 2:
+            Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(unrelated)
+        else:
+            make_image(128, 128, seed=100 + n).resize((8, 8)).resize((128, 128), Image.Resampling.BICUBIC).save(unrelated)
+        assert recorded.verify(unrelated).recovered is None
+
+
+def test_the_cli_recovers_from_the_homes_registry(recorded, tmp_path, capsys):
+    from aipic.cli import main
+
+    [item] = recorded.text_to_image(GenerationRequest(prompt="a kite", seed=3, width=128, height=128)).items
+    stripped = tmp_path / "stripped.jpg"
+    Image.open(item.path).convert("RGB").save(stripped, "JPEG", quality=75)
+    assert main(["verify", str(stripped), "--home", str(recorded.home), "--json"]) == 1
+    import json
+
+    report = json.loads(capsys.readouterr().out)[str(stripped)]
+    assert report["verdict"] == "no_credentials" and report["recovered"]["manifest_label"].startswith("urn:c2pa:")
