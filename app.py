@@ -12,6 +12,7 @@ import argparse
 import functools
 import logging
 import os
+import time
 
 import gradio as gr
 
@@ -245,6 +246,21 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     return demo
 
 
+def start_retention(pipeline: AipicPipeline, every_s: float = 3600) -> None:
+    """Apply the output retention (AIPIC_RETENTION_DAYS) now and then hourly, in the background."""
+    import threading
+
+    def loop():
+        while True:
+            try:
+                pipeline.apply_retention()
+            except Exception:  # noqa: BLE001 - retention must never stop the app
+                log.exception("retention failed")
+            time.sleep(every_s)
+
+    threading.Thread(target=loop, name="aipic-retention", daemon=True).start()
+
+
 def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks):
     """The app's HTTP server: Gradio at /, the engine's Prometheus metrics at /metrics."""
     from fastapi import FastAPI, Response
@@ -305,6 +321,7 @@ def main(argv=None):
     except AipicError as error:
         raise SystemExit(f"aipic: error: {error}")
     server = make_server_app(pipeline, demo)
+    start_retention(pipeline)
     import uvicorn
 
     log.info("aipic on http://%s:%d (metrics at /metrics)", args.host, args.port)

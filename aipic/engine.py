@@ -176,7 +176,8 @@ class Record:
     data: bytes | None = None  # the encoded, signed file
     mime: str | None = None
     timestamped: bool = False  # the signature carries an RFC 3161 timestamp
-    fingerprint: str | None = None  # perceptual hash (soft binding)
+    fingerprint: str | None = None  # perceptual hash of the whole picture (the soft binding)
+    fingerprints: dict | None = None  # and of its centred crops (the registry's lookup keys)
     manifest_store: bytes | None = None
     manifest_label: str | None = None
     sha256: str | None = None

@@ -21,6 +21,23 @@ def fingerprint(image) -> str:
     return str(imagehash.phash(image.convert("RGB")))
 
 
+CROPS = {"full": 1.0, "crop90": 0.9, "crop80": 0.8}  # centred crops: a copy cropped at its edges matches one
+
+
+def fingerprints(image) -> dict:
+    """The fingerprint of the whole picture and of its centred 90% and 80% crops."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image, "RGB")
+    out = {}
+    for name, keep in CROPS.items():
+        if keep == 1.0:
+            out[name] = fingerprint(image)
+            continue
+        dx, dy = round(image.width * (1 - keep) / 2), round(image.height * (1 - keep) / 2)
+        out[name] = fingerprint(image.crop((dx, dy, image.width - dx, image.height - dy)))
+    return out
+
+
 def distance(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,33 @@ class AipicPipeline:
             return None
         largest = self.settings.max_gpu_batch
         return tuple(sorted({size for size in self.settings.buckets if size < largest} | {largest}))
+
+    def apply_retention(self, days: float | None = None) -> int:
+        """Delete output files older than ``days`` (AIPIC_RETENTION_DAYS; unset or 0: keep them) and mark them
+        deleted in the registry, which keeps their manifests: a copy can still be recognised. Returns how many."""
+        import datetime
+
+        if days is None:
+            try:
+                days = float(os.environ.get("AIPIC_RETENTION_DAYS") or 0)
+            except ValueError:
+                raise ConfigError(f"AIPIC_RETENTION_DAYS must be a number of days (got {os.environ['AIPIC_RETENTION_DAYS']!r}).") from None
+        if days <= 0:
+            return 0
+        cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
+        deleted = []
+        for entry in self.registry.older_than(cutoff):
+            path = Path(entry.path) if entry.path else None
+            try:
+                if path is not None:
+                    path.unlink(missing_ok=True)
+                deleted.append(entry.id)
+            except OSError as error:
+                log.warning("retention could not delete an output (%s)", error.strerror or error)
+        if deleted:
+            self.registry.mark_deleted(deleted)
+            log.info("retention: deleted %d output files older than %g days (their manifests stay in the registry)", len(deleted), days)
+        return len(deleted)
 
     def check_home(self) -> None:
         """Fail at start, in plain words, when the home or the output folder cannot be written."""

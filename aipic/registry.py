@@ -40,6 +40,14 @@ outputs = sa.Table(  # mirrors migrations/versions; the migrations create it
 )
 
 
+fingerprints = sa.Table(
+    "fingerprints", metadata,
+    sa.Column("output_id", sa.String(32), primary_key=True),
+    sa.Column("variant", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(16), nullable=False),
+)
+
+
 @dataclass
 class Entry:
     id: str
@@ -120,16 +128,19 @@ class Registry:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
-    def record(self, entry: Entry) -> None:
-        """Commit one output's record. Recording the same id again (a retried worker) changes nothing."""
+    def record(self, entry: Entry, variants: dict | None = None) -> None:
+        """Commit one output's record (and its fingerprint variants) in one transaction. Recording the same id
+        again (a retried worker) changes nothing."""
         values = dict(entry.__dict__)
-        with self.engine.begin() as connection:
-            exists = connection.execute(sa.select(outputs.c.id).where(outputs.c.id == entry.id)).first()
-            if exists is None:
-                try:
-                    connection.execute(outputs.insert().values(**values))
-                except sa.exc.IntegrityError:  # a concurrent retry won the race: the same output, already recorded
-                    log.info("output %s was already recorded", entry.id)
+        variants = variants or {"full": entry.fingerprint}
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(sa.select(outputs.c.id).where(outputs.c.id == entry.id)).first() is not None:
+                    return
+                connection.execute(outputs.insert().values(**values))
+                connection.execute(fingerprints.insert(), [{"output_id": entry.id, "variant": name, "value": value} for name, value in variants.items()])
+        except sa.exc.IntegrityError:  # a concurrent retry won the race: the same output, already recorded
+            log.info("output %s was already recorded", entry.id)
 
     def mark_deleted(self, ids: list[str], when: datetime.datetime | None = None) -> None:
         when = when or datetime.datetime.now(datetime.timezone.utc)
@@ -159,7 +170,7 @@ class Registry:
 
         best = None
         with self.engine.connect() as connection:
-            for output_id, recorded in connection.execute(sa.select(outputs.c.id, outputs.c.fingerprint)).yield_per(10_000):
+            for output_id, recorded in connection.execute(sa.select(fingerprints.c.output_id, fingerprints.c.value)).yield_per(10_000):
                 bits = distance(fingerprint, recorded)
                 if bits <= max_bits and (best is None or bits < best[1]):
                     best = (output_id, bits)

@@ -24,7 +24,7 @@ from . import provenance
 from .engine import Job, Record
 from .errors import AipicError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
-from .fingerprint import fingerprint, soft_binding
+from .fingerprint import fingerprints, soft_binding
 from .images import EXTENSIONS, encode
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ class EncodeSignStage:
             job = record.job
             output_format = job.output_format or self.default_format
             data, mime = encode(record.array, output_format)
-            record.fingerprint = fingerprint(record.array)
+            record.fingerprints = fingerprints(record.array)
+            record.fingerprint = record.fingerprints["full"]
             record.path = Path(output_name(job.task, record.seed, output_format))
             manifest = provenance.build_manifest(
                 title=record.path.name,
@@ -256,7 +257,7 @@ class RegistryStage:
                 watermark_id=None, fingerprint=record.fingerprint, path=str(record.path), file_deleted_at=None,
             )
             try:
-                self._registry().record(entry)
+                self._registry().record(entry, record.fingerprints)
             except Exception as error:  # noqa: BLE001
                 Path(record.path).unlink(missing_ok=True)
                 log.error("registry commit failed (%s); the output was removed", type(error).__name__)

@@ -15,6 +15,7 @@ def test_the_wheel_carries_models_and_audits(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True, timeout=300)
     assert (target / "aipic" / "_data" / "models" / "catalog.yaml").is_file()
     assert (target / "aipic" / "_data" / "audits" / "suites" / "smoke.yaml").is_file()
+    assert (target / "aipic" / "migrations" / "versions" / "0002_fingerprints.py").is_file()  # the registry schema
 
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
     code = "import aipic, aipic.catalog, aipic.audit, aipic.report; print(aipic.__file__); print(aipic.catalog.DEFAULT_CATALOG_PATH); print(aipic.audit.load_attribute_set().name); print(aipic.report.load_suite('audits/suites/smoke.yaml').name)"

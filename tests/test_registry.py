@@ -101,6 +101,32 @@ def test_processes_starting_together_migrate_once(url):
     assert all(out.strip() == "ok" for out, _ in outputs), [err for _, err in outputs]
 
 
+def test_a_registry_from_the_first_schema_is_migrated_with_its_data(tmp_path):
+    """Revision 0001 had one fingerprint per output; 0002 adds the crop variants and carries the old ones over."""
+    from alembic import command
+    from alembic.config import Config
+
+    from aipic.registry import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    old = Registry(url, migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        values = dict(entry(7, "00000000000000ff").__dict__)
+        connection.exec_driver_sql(
+            "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (values["id"], values["created_at"].isoformat(), "text-to-image", "m", "image/png", values["file_sha256"], "urn:c2pa:7", b"s", "00000000000000ff"),
+        )
+    old.close()
+    upgraded = Registry(url)
+    found, bits = upgraded.nearest_fingerprint("00000000000000fe", 8)
+    assert found.id == f"{7:032x}" and bits == 1
+    upgraded.close()
+
+
 def test_nearest_fingerprint_within_the_limit_only(url):
     registry = Registry(url)
     registry.record(entry(1, "ffffffffffffffff"))
@@ -158,7 +184,11 @@ def _copies(path):
 
     half = io.BytesIO()
     image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(half, "PNG")
-    return {"jpeg q75": saved("JPEG", quality=75), "jpeg q50": saved("JPEG", quality=50), "png re-save": saved("PNG"), "webp": saved("WEBP", quality=80), "resize 50%": half.getvalue()}
+    dx, dy = image.width // 20, image.height // 20
+    cropped = io.BytesIO()
+    image.crop((dx, dy, image.width - dx, image.height - dy)).save(cropped, "PNG")
+    return {"jpeg q75": saved("JPEG", quality=75), "jpeg q50": saved("JPEG", quality=50), "png re-save": saved("PNG"), "webp": saved("WEBP", quality=80),
+            "resize 50%": half.getvalue(), "crop 10%": cropped.getvalue()}
 
 
 def test_stripped_copies_are_recognised_and_unrelated_images_never_are(recorded, tmp_path):
@@ -193,3 +223,19 @@ def test_the_cli_recovers_from_the_homes_registry(recorded, tmp_path, capsys):
 
     report = json.loads(capsys.readouterr().out)[str(stripped)]
     assert report["verdict"] == "no_credentials" and report["recovered"]["manifest_label"].startswith("urn:c2pa:")
+
+
+def test_retention_deletes_old_files_but_keeps_their_manifests(recorded, tmp_path):
+    [old, new] = [recorded.text_to_image(GenerationRequest(prompt=f"a boat {n}", seed=n, width=128, height=128)).items[0] for n in (1, 2)]
+    with recorded.registry.engine.begin() as connection:  # the first output was made ten days ago
+        connection.exec_driver_sql("UPDATE outputs SET created_at = ? WHERE id = ?", ((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)).replace(tzinfo=None), old.id))
+    copy = tmp_path / "copy.jpg"
+    Image.open(old.path).convert("RGB").save(copy, "JPEG", quality=75)
+    assert recorded.apply_retention(days=7) == 1
+    assert not old.path.exists() and new.path.exists()
+    kept = recorded.registry.get(old.id)
+    assert kept.file_deleted_at is not None and kept.manifest_store
+    recovered = recorded.verify(copy).recovered
+    assert recovered["output_id"] == old.id and recovered["original_file"] == "deleted (retention)"
+    assert recovered["original_manifest"] == "signature valid, trusted signer"
+    assert recorded.apply_retention(days=0) == 0  # 0: keep everything
