@@ -315,7 +315,7 @@ def main(argv=None):
         )
         pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home, settings=settings)
         pipeline.check_home()
-        pipeline.identity  # make or load the signing identity now, not on the first request
+        _ = pipeline.identity  # make or load the signing identity now, not on the first request
         demo = build_app(pipeline)
         pipeline.warm_up()
     except AipicError as error:

@@ -170,7 +170,7 @@ def cmd_verify(args) -> int:
     if args.prompt is not None:
         from .verify import prompt_matches
 
-        for path, result in results.items():
+        for result in results.values():
             matched = result.claims_verified and prompt_matches(result.contributions, args.prompt, args.salt)
             result.problems.append("private prompt: MATCHES the recorded hash" if matched else "private prompt: does NOT match the recorded hash")
     if args.json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 
-from .fingerprint import MATCH_BITS, distance, fingerprint
+from .fingerprint import MATCH_BITS, fingerprint
 
 
 def recover(data: bytes, registry_url: str, trust_anchors: list[str] = ()) -> dict | None:

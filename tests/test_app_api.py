@@ -35,7 +35,7 @@ def test_concurrent_api_requests_share_gpu_batches_and_each_gets_its_own_signed_
     assert samples["aipic_gpu_batches_total"]["stage=generate"] < len(PROMPTS)
     assert samples["aipic_gpu_batches_total"]["stage=generate"] == 1
     anchors = local_trust_anchors(home / "keys")
-    for n, (prompt, (gallery, audit, files, panel, raw)) in enumerate(zip(PROMPTS, results)):
+    for n, (prompt, (_gallery, audit, files, panel, raw)) in enumerate(zip(PROMPTS, results)):
         [path] = files
         with open(path, "rb") as handle:
             result = verify_bytes(handle.read(), anchors)
