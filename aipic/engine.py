@@ -72,6 +72,7 @@ class EngineSettings:
     output_format: str = "png"
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
     thumbnail: bool = False  # embed a small claim thumbnail (~3 KB) in every manifest
+    watermark: bool = True  # the invisible watermark stage (CPU pool; the GPU targets are measured without it)
 
     @classmethod
     def from_env(cls, **overrides) -> "EngineSettings":
@@ -87,6 +88,8 @@ class EngineSettings:
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
             if env.get("AIPIC_COMPILE"):
                 values["compile"] = env["AIPIC_COMPILE"].strip().lower() in ("1", "true", "yes", "on")
+            if env.get("AIPIC_WATERMARK"):
+                values["watermark"] = env["AIPIC_WATERMARK"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_THUMBNAIL"):
                 values["thumbnail"] = env["AIPIC_THUMBNAIL"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
@@ -178,6 +181,8 @@ class Record:
     timestamped: bool = False  # the signature carries an RFC 3161 timestamp
     fingerprint: str | None = None  # perceptual hash of the whole picture (the soft binding)
     fingerprints: dict | None = None  # and of its centred crops (the registry's lookup keys)
+    watermark_id: str | None = None  # the invisible watermark's id (8 hex digits), when marked
+    watermark_note: str | None = None  # why an output was not marked
     manifest_store: bytes | None = None
     manifest_label: str | None = None
     sha256: str | None = None

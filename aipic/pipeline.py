@@ -24,7 +24,7 @@ from .generate import GenerationRequest, batch_key, resolve_request, truncation_
 from .images import open_user_image
 from .logs import keep_user_text_out_of_logs
 from .models import ModelRegistry
-from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, RegistryStage, StoreStage, StyleGenerator
+from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, RegistryStage, StoreStage, StyleGenerator, WatermarkStage
 from .style import StyleRequest, resolve_style_request
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class OutputItem:
     timestamped: bool = False
     id: str = ""  # the output's id in the provenance registry
     fingerprint: str = ""
+    watermark_id: str | None = None
 
 
 @dataclass
@@ -126,6 +127,7 @@ class AipicPipeline:
             GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()]),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
+            *([WatermarkStage()] if self.settings.watermark else []),
             EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail),
             StoreStage(lambda: self.output_dir),
             RegistryStage(lambda: self.registry),
@@ -301,7 +303,7 @@ class AipicPipeline:
 
     def outcome(self, job: Job, records) -> Outcome:
         items = [
-            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped, id=r.id, fingerprint=r.fingerprint)
+            OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped, id=r.id, fingerprint=r.fingerprint, watermark_id=r.watermark_id)
             for r in records
         ]
         return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()], prompt_salt=job.secret)

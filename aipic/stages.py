@@ -25,6 +25,7 @@ from .engine import Job, Record
 from .errors import AipicError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
 from .fingerprint import fingerprints, soft_binding
+from .watermark import soft_binding as watermark_binding
 from .images import EXTENSIONS, encode
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,24 @@ class ReadbackStage:
                 record.height, record.width = int(array.shape[0]), int(array.shape[1])
 
 
+class WatermarkStage:
+    """Embed an invisible watermark (a random 32-bit id with a CRC) in the pixels, before they are fingerprinted,
+    encoded and signed. Runs in the CPU pool (~140 ms for 512² on one core). Images under 256×256 are left
+    unmarked, and the manifest says why."""
+
+    name, gpu = "watermark", False
+
+    def process(self, records: list[Record]) -> None:
+        from . import watermark
+
+        for record in records:
+            if not watermark.can_mark(record.width, record.height):
+                record.watermark_note = f"not marked: smaller than {watermark.MIN_SIDE}×{watermark.MIN_SIDE}"
+                continue
+            record.watermark_id = watermark.new_id()
+            record.array = watermark.embed(record.array, record.watermark_id)
+
+
 class EncodeSignStage:
     """Encode in the request's format and embed a signed C2PA manifest of what the person and the models did."""
 
@@ -197,11 +216,12 @@ class EncodeSignStage:
                 agent=provenance.software_agent(job.model.describe()),
                 human=job.human,
                 models=[{**job.model.describe(), **record.model_info}],
-                outputs={"seed": record.seed, "index_in_batch": record.index, "width": record.width, "height": record.height},
+                outputs={"seed": record.seed, "index_in_batch": record.index, "width": record.width, "height": record.height,
+                         **({"watermark": record.watermark_note} if record.watermark_note else {})},
                 audit=provenance.public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 format=mime,
-                soft_bindings=[soft_binding(record.fingerprint)],
+                soft_bindings=[soft_binding(record.fingerprint)] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
             )
             (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients)
             record.manifest_label = provenance.store_label(record.manifest_store)
@@ -254,7 +274,7 @@ class RegistryStage:
             entry = Entry(
                 id=record.id, created_at=datetime.datetime.now(datetime.timezone.utc), task=job.task, model=job.model.name,
                 mime=record.mime, file_sha256=record.sha256, manifest_label=record.manifest_label or "", manifest_store=record.manifest_store or b"",
-                watermark_id=None, fingerprint=record.fingerprint, path=str(record.path), file_deleted_at=None,
+                watermark_id=record.watermark_id, fingerprint=record.fingerprint, path=str(record.path), file_deleted_at=None,
             )
             try:
                 self._registry().record(entry, record.fingerprints)

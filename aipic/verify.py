@@ -374,8 +374,9 @@ def check(data: bytes, trust_anchors: list[str], registry_url: str | None) -> Ve
 
         try:
             result.recovered = recover(data, registry_url, trust_anchors)
-        except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands
+        except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
             log.warning("registry lookup failed: %s", type(error).__name__)
+            result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
     return result
 
 

@@ -69,6 +69,15 @@ def unrelated_images(count: int, size: int) -> list:
     return images
 
 
+def watermark_quality(images) -> dict:
+    """PSNR and SSIM of the invisible watermark on images that carry none yet (256² and larger)."""
+    from aipic import watermark
+
+    scores = [watermark.quality(np.asarray(image), watermark.embed(np.asarray(image), watermark.new_id())) for _, image in images if min(image.size) >= watermark.MIN_SIDE]
+    psnr, ssim = [s["psnr_db"] for s in scores], [s["ssim"] for s in scores]
+    return {"images": len(scores), "psnr_db_mean": float(np.mean(psnr)), "psnr_db_min": float(np.min(psnr)), "ssim_mean": float(np.mean(ssim)), "ssim_min": float(np.min(ssim))}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outputs", type=int, default=24)
@@ -93,10 +102,11 @@ def main(argv=None):
             copy = work / f"{item.id}-{attack.replace(' ', '_').replace('%', '')}"
             copy.write_bytes(data)
             recovered = pipeline.verify(copy).recovered
-            row = results.setdefault(attack, {"copies": 0, "recovered": 0, "wrong": 0})
+            row = results.setdefault(attack, {"copies": 0, "recovered": 0, "by_watermark": 0, "by_fingerprint": 0, "wrong": 0})
             row["copies"] += 1
             if recovered and recovered["output_id"] == item.id:
                 row["recovered"] += 1
+                row["by_watermark" if recovered["matched_by"].startswith("watermark") else "by_fingerprint"] += 1
             elif recovered:
                 row["wrong"] += 1
     false_matches, unrelated = 0, unrelated_images(args.unrelated, args.size)
@@ -109,15 +119,17 @@ def main(argv=None):
 
     model = pipeline.models.get("text_to_image").describe()["label"]
     print(f"{args.outputs} outputs ({model}, {args.size}²), fingerprint recovery (pHash ≤ 8 of 64 bits):")
-    print(f"{'attack':<14}{'recovered':>12}{'wrong match':>13}")
+    print(f"{'attack':<14}{'recovered':>12}{'watermark':>11}{'fingerprint':>13}{'wrong match':>13}")
     for attack, row in results.items():
-        print(f"{attack:<14}{row['recovered'] / row['copies']:>12.0%}{row['wrong']:>13}")
+        print(f"{attack:<14}{row['recovered'] / row['copies']:>12.0%}{row['by_watermark']:>11}{row['by_fingerprint']:>13}{row['wrong']:>13}")
+    marks = watermark_quality(unrelated)
+    print(f"watermark quality over {marks['images']} images: PSNR {marks['psnr_db_mean']:.1f} dB (min {marks['psnr_db_min']:.1f}), SSIM {marks['ssim_mean']:.4f} (min {marks['ssim_min']:.4f})")
     print(f"false matches on unrelated images: {false_matches} of {len(unrelated)}")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "outputs": args.outputs, "size": args.size, "model": model, "method": "pHash fingerprint, at most 8 of 64 bits",
+        "outputs": args.outputs, "size": args.size, "model": model, "method": "dwtDctSvd watermark (CRC + fingerprint agreement), else pHash fingerprint within 8 of 64 bits",
         "attacks": {k: {**v, "share": v["recovered"] / v["copies"]} for k, v in results.items()},
-        "unrelated_images": len(unrelated), "false_matches": false_matches,
+        "unrelated_images": len(unrelated), "false_matches": false_matches, "watermark_quality": marks,
     }
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
