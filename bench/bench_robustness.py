@@ -5,7 +5,7 @@ are wrongly matched.
 
 Makes signed outputs through the real pipeline (tiny models unless --models says otherwise), applies each
 attack, strips the credentials that way, and runs the real verifier with registry recovery on every copy.
-Unrelated images: scikit-image's sample images when scikit-image is installed, plus random-noise and smooth
+Unrelated images: scikit-image's bundled sample images (``pip install .[bench]``), plus random-noise and smooth
 random images. Prints a table and writes JSON.
 """
 
@@ -56,8 +56,12 @@ def unrelated_images(count: int, size: int) -> list:
     try:
         from skimage import data
 
-        for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "coins", "moon", "page"):
-            array = getattr(data, name)()
+        for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "coins", "moon", "page",
+                     "cat", "retina", "horse", "logo", "text", "brick", "grass", "gravel", "colorwheel"):
+            try:
+                array = getattr(data, name)()
+            except Exception:  # noqa: BLE001 - a sample that needs a download: skip it offline
+                continue
             image = Image.fromarray(array).convert("RGB").resize((size, size))
             images.append((f"skimage {name}", image))
     except ImportError:
