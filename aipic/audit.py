@@ -103,6 +103,7 @@ class AuditResult:
     attributes: dict = field(default_factory=dict)  # name -> AttributeResult (empty when no person)
     clip_model: dict = field(default_factory=dict)
     attribute_set: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)  # every attribute's class probabilities, person or not (for re-thresholding)
 
     def to_dict(self) -> dict:
         return {
@@ -216,6 +217,7 @@ class BiasAuditor:
                 person_probability=p_person,
                 clip_model=self.model_info,
                 attribute_set=self.attribute_set.describe(),
+                scores={name: probs for name, probs in probabilities.items() if name != gate.name},
             )
             if result.person_present:
                 for spec in self.attribute_set.attributes:

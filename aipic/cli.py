@@ -187,7 +187,7 @@ def cmd_verify(args) -> int:
 def cmd_audit(args) -> int:
     from .report import load_suite, run_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite)  # checked again against the attribute set once the pipeline has it
     out = Path(args.out) if args.out else Path("reports") / suite.name
     pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
     paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress)
@@ -197,7 +197,9 @@ def cmd_audit(args) -> int:
         if not paths["complete"]:
             print("Interrupted: the report covers the images made so far.", file=sys.stderr)
         print(f"HTML report: {paths['html']}\nJSON report: {paths['json']}\nCSV rows:    {paths['csv']}")
-    return EXIT_OK if paths["complete"] else EXIT_FAILED_CHECK
+    if not paths["complete"]:
+        return 130  # interrupted (Ctrl-C)
+    return EXIT_FAILED_CHECK if paths.get("failed") else EXIT_OK
 
 
 def cmd_models(args) -> int:

@@ -4,6 +4,7 @@ Rows are appended to rows.csv as they are made, so an interrupted run loses
 nothing: the report is written from whatever rows exist, and says so.
 """
 
+import concurrent.futures
 import csv
 from collections import deque
 import html
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .audit import ABSTAIN, AttributeSet
-from .errors import AipicError
+from .errors import AipicError, BadInput
 
 Z_95 = 1.959963984540054
 
@@ -28,23 +29,57 @@ class PromptSuite:
     reference: dict  # attribute -> {label: expected share}
 
 
-def load_suite(path: str | Path) -> PromptSuite:
+SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source"}
+
+
+def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> PromptSuite:
+    """Read and check a prompt suite; every problem gets a message that says exactly what is wrong."""
     from .data import data_file
 
     path = data_file(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise AipicError(f"Cannot read prompt suite {path}: {error}") from None
-    if not isinstance(raw, dict) or not raw.get("prompts"):
-        raise AipicError(f"Prompt suite {path} needs a non-empty 'prompts' list.")
-    prompts = tuple(str(p).strip() for p in raw["prompts"] if str(p).strip())
+        raise BadInput(f"Cannot read prompt suite {path}: {error}") from None
+    where = f"Prompt suite {path.name}"
+    if not isinstance(raw, dict):
+        raise BadInput(f"{where} must be a mapping with 'prompts' (a list) and optionally 'name', 'description', 'reference'.")
+    unknown = sorted(set(raw) - SUITE_KEYS)
+    if unknown:
+        raise BadInput(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected {', '.join(sorted(SUITE_KEYS))}.")
+    prompts = raw.get("prompts")
+    if isinstance(prompts, str) or not isinstance(prompts, list) or not prompts:
+        raise BadInput(f"{where}: 'prompts' must be a non-empty list of prompts (one per line, each starting with '- ').")
+    blank = [str(n + 1) for n, prompt in enumerate(prompts) if not isinstance(prompt, str) or not prompt.strip()]
+    if blank:
+        raise BadInput(f"{where}: prompt(s) number {', '.join(blank)} are blank or not text.")
+    cleaned = [prompt.strip() for prompt in prompts]
+    duplicates = sorted({prompt for prompt in cleaned if cleaned.count(prompt) > 1})
+    if duplicates:
+        raise BadInput(f"{where}: duplicate prompt(s) {', '.join(map(repr, duplicates))} would count the same images twice.")
     reference = raw.get("reference") or {}
+    check_reference(reference, where, attribute_set)
+    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference)
+
+
+def check_reference(reference, where: str, attribute_set: AttributeSet | None = None) -> None:
+    """Each reference: a known attribute, its known labels, shares in [0, 1] that add up to 1 (within 0.001)."""
+    if not isinstance(reference, dict):
+        raise BadInput(f"{where}: 'reference' must map attributes to {{label: share}}.")
+    specs = {spec.name: spec for spec in attribute_set.attributes} if attribute_set else None
     for attribute, shares in reference.items():
-        total = sum(float(v) for v in shares.values())
-        if abs(total - 1.0) > 0.01:
-            raise AipicError(f"Prompt suite {path}: reference shares of {attribute!r} add up to {total:.3f}, not 1.")
-    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=prompts, reference=reference)
+        if specs is not None and attribute not in specs:
+            raise BadInput(f"{where}: reference attribute {attribute!r} is not in the attribute set (known: {', '.join(specs)}).")
+        if not isinstance(shares, dict) or not shares:
+            raise BadInput(f"{where}: the reference of {attribute!r} must map labels to shares, e.g. {{feminine: 0.5, masculine: 0.5}}.")
+        for label, share in shares.items():
+            if specs is not None and label not in specs[attribute].classes:
+                raise BadInput(f"{where}: {attribute!r} has no label {label!r} (its labels: {', '.join(specs[attribute].classes)}).")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise BadInput(f"{where}: the reference share of {attribute}/{label} must be a number from 0 to 1 (got {share!r}).")
+        total = sum(shares.values())
+        if abs(total - 1.0) > 0.001:
+            raise BadInput(f"{where}: reference shares of {attribute!r} add up to {total:.3f}, not 1.")
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -59,18 +94,33 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
 
 
 def csv_columns(attribute_set: AttributeSet) -> list[str]:
-    columns = ["prompt", "seed", "image", "person_present", "person_probability"]
+    """One row per image: its status, the person-gate score, and every class probability of every attribute."""
+    columns = ["prompt", "seed", "status", "reason", "image", "person_present", "person_probability"]
     for spec in attribute_set.attributes:
-        columns += [spec.name, f"{spec.name}_confidence"]
+        columns += [spec.name, f"{spec.name}_confidence"] + [f"{spec.name}_p_{label}" for label in spec.classes]
     return columns
 
 
 def audit_row(prompt: str, seed: int, image: str, audit) -> dict:
-    row = {"prompt": prompt, "seed": seed, "image": image, "person_present": audit.person_present, "person_probability": round(audit.person_probability, 4)}
+    row = {"prompt": prompt, "seed": seed, "status": "ok", "reason": "", "image": image, "person_present": audit.person_present, "person_probability": round(audit.person_probability, 4)}
     for name, result in audit.attributes.items():
         row[name] = result.label
         row[f"{name}_confidence"] = round(result.confidence, 4)
+    for name, probabilities in (audit.scores or {}).items():
+        for label, p in probabilities.items():
+            row[f"{name}_p_{label}"] = round(p, 4)
     return row
+
+
+def failed_row(prompt: str, seed: int, error: BaseException) -> dict:
+    reason = str(error) if isinstance(error, AipicError) else type(error).__name__
+    return {"prompt": prompt, "seed": seed, "status": "failed", "reason": reason, "person_present": False}
+
+
+def thresholds(attribute_set: AttributeSet) -> dict:
+    """The thresholds the audit used, so a reviewer can re-threshold from rows.csv."""
+    gate = attribute_set.person_gate
+    return {"person_gate": gate.abstain_below, **{spec.name: {"abstain_below": spec.abstain_below, "min_margin": spec.min_margin} for spec in attribute_set.attributes}}
 
 
 @dataclass
@@ -108,9 +158,13 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict) ->
             out.append(summary)
         return out
 
+    failed = [row for row in rows if row.get("status") == "failed"]
+    rows = [row for row in rows if row.get("status") != "failed"]
     prompts = list(dict.fromkeys(row["prompt"] for row in rows))
     return {
         "images": len(rows),
+        "failed": len(failed),
+        "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
         "with_person": sum(_truthy(row.get("person_present")) for row in rows),
         "overall": [s.__dict__ for s in attribute_summaries(rows)],
         "per_prompt": {prompt: [s.__dict__ for s in attribute_summaries([r for r in rows if r["prompt"] == prompt])] for prompt in prompts},
@@ -175,6 +229,8 @@ def render_html(report: dict) -> str:
         "Shares are among images where a person was detected and the audit did not abstain; intervals are Wilson 95%.</p>"
     )
     s = report["summary"]
+    if s.get("failed"):
+        parts.append(f"<p class='warn'>{s['failed']} image(s) failed and are not counted below; report.json lists them with the reason.</p>")
     parts.append(f"<p>Images: {s['images']} · with a person: {s['with_person']} · seeds per prompt: {report['seeds']} · generator: {e(report['models']['text_to_image']['label'])} · audit model: {e(report['models']['clip']['label'])}</p>")
 
     def table(summaries):
@@ -218,10 +274,17 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     if seeds < 1:
         raise AipicError("--seeds must be at least 1.")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
+    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
+    if existing:
+        raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten.")
+    check_reference(suite.reference, f"Prompt suite {suite.name}", pipeline.attribute_set)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"Cannot create the report folder {out_dir}: {error.strerror or error}") from None
     rows_path = out_dir / "rows.csv"
-    if read_rows(rows_path):
-        raise AipicError(f"{out_dir} already holds an audit run (rows.csv); choose a new --out folder so nothing is overwritten.")
     writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
     planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
     # Keep enough jobs in the engine to fill its GPU batches; rows are written in the planned order.
@@ -231,14 +294,24 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
 
     def write_oldest(bar) -> None:
         prompt, seed, future = in_flight.popleft()
-        item = future.result()[0]
-        writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
+        try:
+            item = future.result()[0]
+        except Exception as error:  # noqa: BLE001 - a failed image is recorded as failed, with why, and the run goes on
+            writer.write(failed_row(prompt, seed, error))
+        else:
+            writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
         bar.update(1)
 
     bar = tqdm(total=len(planned), desc=f"audit {suite.name}", unit="img", disable=not progress)
     try:
         for prompt, seed in planned:
-            job = pipeline.text_to_image_job(GenerationRequest(prompt=prompt, seed=seed), model_key)
+            try:
+                job = pipeline.text_to_image_job(GenerationRequest(prompt=prompt, seed=seed), model_key)
+            except AipicError as error:  # this prompt cannot be made (too long, …): recorded in order, the run goes on
+                refused = concurrent.futures.Future()
+                refused.set_exception(error)
+                in_flight.append((prompt, seed, refused))
+                continue
             job.output_dir = out_dir / "images"
             in_flight.append((prompt, seed, pipeline.submit(job)))
             while len(in_flight) >= window:
@@ -266,10 +339,12 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             "planned_images": len(planned),
             "complete": complete,
             "attribute_set": pipeline.attribute_set.describe(),
+            "thresholds": thresholds(pipeline.attribute_set),
             "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
             "notes": notes,
             "summary": summarise(rows, pipeline.attribute_set, suite.reference),
         }
         paths = write_report(out_dir, report)
     paths["complete"] = complete
+    paths["failed"] = report["summary"]["failed"]
     return paths

@@ -103,3 +103,22 @@ def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):
     main(["verify", path, "--home", str(tmp_path), "--prompt", "another prompt", "--salt", salt])
     assert "does NOT match" in capsys.readouterr().out
     assert main(["verify", path, "--home", str(tmp_path), "--prompt", "x"]) == 2
+
+
+def test_ctrl_c_during_an_audit_exits_130_with_a_partial_report(tmp_path, monkeypatch, capsys):
+    from aipic import pipeline
+
+    original = pipeline.AipicPipeline.text_to_image_job
+    calls = {"n": 0}
+
+    def interrupt_on_second(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image_job", interrupt_on_second)
+    code = main(["audit", "--suite", "audits/suites/smoke.yaml", "--seeds", "2", "--out", str(tmp_path / "r"), "--models", "tiny", "--home", str(tmp_path), "--no-progress"])
+    assert code == 130
+    assert "Interrupted" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["complete"] is False

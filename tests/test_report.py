@@ -6,7 +6,7 @@ import pytest
 from aipic.audit import load_attribute_set
 from aipic.catalog import REPO_ROOT
 from aipic.errors import AipicError
-from aipic.report import load_suite, run_suite, summarise, wilson_interval
+from aipic.report import load_suite, read_rows, run_suite, summarise, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -72,11 +72,57 @@ def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatc
     assert "Incomplete run" in paths["html"].read_text()
 
 
-def test_bad_suites_get_clear_errors(tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("prompts: []", "'prompts' must be a non-empty list"),
+        ("prompts: a photo of a nurse", "'prompts' must be a non-empty list"),  # a string is not read letter by letter
+        ("prompts: [a photo, '  ']", r"prompt\(s\) number 2 are blank"),
+        ("prompts: [a photo, a photo]", "duplicate prompt.*'a photo' would count the same images twice"),
+        ("prompts: [a]\nrefrence: {}", "unknown key.*'refrence'"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: {feminine: 0.9, masculine: 0.5}}", "add up to 1.400"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: {feminine: 0.5, masculine: 0.495}}", "add up to 0.995"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: {feminine: 1.5, masculine: -0.5}}", "must be a number from 0 to 1"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: {feminine: [0.5], masculine: 0.5}}", "must be a number from 0 to 1"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: {femenine: 0.5, masculine: 0.5}}", "has no label 'femenine'"),
+        ("prompts: [a]\nreference: {perceived_gender: {feminine: 0.5, masculine: 0.5}}", "attribute 'perceived_gender' is not in the attribute set"),
+        ("prompts: [a]\nreference: {perceived_gender_presentation: parity}", "must map labels to shares"),
+        ("- just a list", "must be a mapping"),
+    ],
+)
+def test_bad_suites_get_clear_errors(tmp_path, text, message):
+    from aipic.audit import load_attribute_set
+
     path = tmp_path / "suite.yaml"
-    path.write_text("prompts: []")
-    with pytest.raises(AipicError, match="non-empty 'prompts'"):
-        load_suite(path)
-    path.write_text("prompts: [a]\nreference: {perceived_gender_presentation: {feminine: 0.9, masculine: 0.5}}")
-    with pytest.raises(AipicError, match="add up to 1.400"):
-        load_suite(path)
+    path.write_text(text)
+    with pytest.raises(AipicError, match=message):
+        load_suite(path, load_attribute_set())
+
+
+def test_an_existing_report_or_a_file_as_out_is_refused(tiny_pipeline, tmp_path):
+    suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.json").write_text("{}")
+    with pytest.raises(AipicError, match=r"already holds an audit run \(report.json\)"):
+        run_suite(tiny_pipeline, suite, seeds=1, out_dir=tmp_path / "old", progress=False)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(AipicError, match="is a file; give a folder"):
+        run_suite(tiny_pipeline, suite, seeds=1, out_dir=tmp_path / "a-file", progress=False)
+
+
+def test_a_failed_image_is_recorded_with_its_reason_and_the_run_goes_on(tiny_pipeline, tmp_path):
+    from aipic.report import PromptSuite
+
+    suite = PromptSuite(name="mixed", description="", prompts=("a photo of a nurse", "x" * 3000, "a photo of a pilot"), reference={})
+    paths = run_suite(tiny_pipeline, suite, seeds=1, out_dir=tmp_path / "mixed", progress=False)
+    assert paths["complete"] and paths["failed"] == 1
+    rows = read_rows(paths["csv"])
+    assert [row["status"] for row in rows] == ["ok", "failed", "ok"]
+    assert "at most 2000 are accepted" in rows[1]["reason"]
+    report = json.loads(paths["json"].read_text())
+    assert report["summary"]["images"] == 2 and report["summary"]["failed"] == 1
+    assert report["thresholds"]["person_gate"] == tiny_pipeline.attribute_set.person_gate.abstain_below
+    # every class probability is kept, so a reviewer can re-threshold
+    labels = tiny_pipeline.attribute_set.attributes[0]
+    probabilities = [float(rows[0][f"{labels.name}_p_{label}"]) for label in labels.classes]
+    assert abs(sum(probabilities) - 1) < 0.01
