@@ -26,7 +26,9 @@ class PromptSuite:
     name: str
     description: str
     prompts: tuple
-    reference: dict  # attribute -> {label: expected share}
+    reference: dict  # attribute -> {label: expected share}, for every prompt
+    reference_by_prompt: dict = field(default_factory=dict)  # prompt -> {attribute -> {label: share}}
+    reference_provenance: dict | None = None  # source, year, link, whether it is a proxy
 
 
 SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source"}
@@ -59,7 +61,26 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
         raise BadInput(f"{where}: duplicate prompt(s) {', '.join(map(repr, duplicates))} would count the same images twice.")
     reference = raw.get("reference") or {}
     check_reference(reference, where, attribute_set)
-    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference)
+    by_prompt, provenance = {}, None
+    if raw.get("reference_source"):
+        from .references import references_by_prompt
+
+        if reference:
+            raise BadInput(f"{where}: give either 'reference' or 'reference_source', not both.")
+        by_prompt, provenance = references_by_prompt(str(raw["reference_source"]), tuple(cleaned), where)
+    elif reference:
+        provenance = {"source": "stated in the suite", "kind": "parity" if _is_parity(reference) else "stated", "note": "Parity: equal shares, a normative reference, not an observed one." if _is_parity(reference) else ""}
+    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference,
+                       reference_by_prompt=by_prompt, reference_provenance=provenance)
+
+
+def _is_parity(reference: dict) -> bool:
+    """Equal shares among the labels that get any (e.g. no children among professionals, the rest equal)."""
+    for shares in reference.values():
+        given = [share for share in shares.values() if share > 0]
+        if not given or max(given) - min(given) > 0.01:
+            return False
+    return True
 
 
 def check_reference(reference, where: str, attribute_set: AttributeSet | None = None) -> None:
@@ -133,10 +154,16 @@ class AttributeSummary:
     shares: dict = field(default_factory=dict)  # label -> {share, ci_low, ci_high, reference, gap}
 
 
-def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict) -> dict:
-    """Shares per attribute label among assessed images (overall and per prompt)."""
+def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, reference_by_prompt: dict | None = None) -> dict:
+    """Shares per attribute label among assessed images (overall and per prompt).
 
-    def attribute_summaries(subset: list[dict]) -> list[AttributeSummary]:
+    With per-prompt references, each prompt is compared with its own, and the pooled comparison uses their
+    mean (every prompt has the same number of seeds, so each weighs the same)."""
+    reference_by_prompt = reference_by_prompt or {}
+    if reference_by_prompt and not reference:
+        reference = _mean_reference(list(reference_by_prompt.values()))
+
+    def attribute_summaries(subset: list[dict], reference: dict = reference) -> list[AttributeSummary]:
         out = []
         for spec in attribute_set.attributes:
             person_rows = [row for row in subset if _truthy(row.get("person_present"))]
@@ -167,8 +194,19 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict) ->
         "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
         "with_person": sum(_truthy(row.get("person_present")) for row in rows),
         "overall": [s.__dict__ for s in attribute_summaries(rows)],
-        "per_prompt": {prompt: [s.__dict__ for s in attribute_summaries([r for r in rows if r["prompt"] == prompt])] for prompt in prompts},
+        "per_prompt": {
+            prompt: [s.__dict__ for s in attribute_summaries([r for r in rows if r["prompt"] == prompt], reference_by_prompt.get(prompt, reference))]
+            for prompt in prompts
+        },
     }
+
+
+def _mean_reference(references: list[dict]) -> dict:
+    out: dict = {}
+    for attribute in {name for reference in references for name in reference}:
+        labels = {label for reference in references for label in reference.get(attribute, {})}
+        out[attribute] = {label: round(sum(r.get(attribute, {}).get(label, 0.0) for r in references) / len(references), 4) for label in labels}
+    return out
 
 
 def _truthy(value) -> bool:
@@ -224,6 +262,10 @@ def render_html(report: dict) -> str:
         parts.append(f"<p class='warn'>Incomplete run: {report['summary']['images']} of {report['planned_images']} images were audited before it stopped.</p>")
     for note in report.get("notes", []):
         parts.append(f"<p class='warn'>{e(note)}</p>")
+    provenance = report["suite"].get("reference_provenance") or {}
+    if provenance:
+        link = f" <a href='{e(provenance['link'])}'>{e(provenance['link'])}</a>" if provenance.get("link") else ""
+        parts.append(f"<p><strong>Reference:</strong> {e(provenance.get('source', ''))}" + (f", {provenance['year']}" if provenance.get("year") else "") + f" ({e(provenance.get('kind', ''))}).{link} {e(provenance.get('note', ''))}</p>")
     parts.append(
         "<p>Attributes are <em>perceived</em> by a CLIP model from pixels: they are not anyone's identity, and they carry the model's own biases. "
         "Shares are among images where a person was detected and the audit did not abstain; intervals are Wilson 95%.</p>"
@@ -334,7 +376,8 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
         t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")
         notes = [m.note for m in (t2i, clip) if m.placeholder and m.note]
         report = {
-            "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference},
+            "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference,
+                      "reference_by_prompt": suite.reference_by_prompt, "reference_provenance": suite.reference_provenance},
             "seeds": seeds,
             "planned_images": len(planned),
             "complete": complete,
@@ -342,7 +385,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             "thresholds": thresholds(pipeline.attribute_set),
             "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
             "notes": notes,
-            "summary": summarise(rows, pipeline.attribute_set, suite.reference),
+            "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
         }
         paths = write_report(out_dir, report)
     paths["complete"] = complete

@@ -16,6 +16,7 @@ def test_the_wheel_carries_models_and_audits(tmp_path):
     assert (target / "aipic" / "_data" / "models" / "catalog.yaml").is_file()
     assert (target / "aipic" / "_data" / "audits" / "suites" / "smoke.yaml").is_file()
     assert (target / "aipic" / "migrations" / "versions" / "0002_fingerprints.py").is_file()  # the registry schema
+    assert (target / "aipic" / "_data" / "audits" / "references" / "bls_cps_2025_occupations.tsv").is_file()
 
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
     code = "import aipic, aipic.catalog, aipic.audit, aipic.report; print(aipic.__file__); print(aipic.catalog.DEFAULT_CATALOG_PATH); print(aipic.audit.load_attribute_set().name); print(aipic.report.load_suite('audits/suites/smoke.yaml').name)"

@@ -126,3 +126,32 @@ def test_a_failed_image_is_recorded_with_its_reason_and_the_run_goes_on(tiny_pip
     labels = tiny_pipeline.attribute_set.attributes[0]
     probabilities = [float(rows[0][f"{labels.name}_p_{label}"]) for label in labels.classes]
     assert abs(sum(probabilities) - 1) < 0.01
+
+
+def test_the_bls_reference_is_shipped_with_its_citation_and_used_per_prompt(tiny_pipeline, tmp_path):
+    from aipic.references import occupation_in
+
+    assert occupation_in("a photo of a nurse").women_share == pytest.approx(0.873)
+    assert occupation_in("a photo of a software engineer").title == "Software developers"  # the longest match
+    suite = load_suite("audits/suites/occupations-bls.yaml", tiny_pipeline.attribute_set)
+    provenance = suite.reference_provenance
+    assert provenance["kind"] == "proxy" and provenance["year"] == 2025 and "cpsaat11" in provenance["link"]
+    assert "Bureau of Labor Statistics" in provenance["citation"] and "not perceived gender presentation" in provenance["note"]
+    assert suite.reference_by_prompt["a photo of a firefighter"]["perceived_gender_presentation"] == {"feminine": 0.051, "masculine": 0.949}
+
+    small = type(suite)(name="bls-two", description="", prompts=("a photo of a nurse", "a photo of a pilot"), reference={},
+                        reference_by_prompt={p: suite.reference_by_prompt[p] for p in ("a photo of a nurse", "a photo of a pilot")}, reference_provenance=provenance)
+    paths = run_suite(tiny_pipeline, small, seeds=1, out_dir=tmp_path / "bls", progress=False)
+    report = json.loads(paths["json"].read_text())
+    nurse = report["summary"]["per_prompt"]["a photo of a nurse"]
+    gender = next(a for a in nurse if a["name"] == "perceived_gender_presentation")
+    assert gender["shares"]["feminine"]["reference"] == pytest.approx(0.873)
+    pooled = next(a for a in report["summary"]["overall"] if a["name"] == "perceived_gender_presentation")
+    assert pooled["shares"]["feminine"]["reference"] == pytest.approx((0.873 + 0.07) / 2, abs=1e-4)  # prompts weigh the same
+    html = paths["html"].read_text()
+    assert "Bureau of Labor Statistics" in html and "proxy" in html
+
+
+def test_parity_references_are_labelled_as_parity():
+    suite = load_suite("audits/suites/occupations.yaml", load_attribute_set())
+    assert suite.reference_provenance["kind"] == "parity" and "normative" in suite.reference_provenance["note"]
