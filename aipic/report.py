@@ -170,6 +170,7 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
             labels = [row.get(spec.name) for row in person_rows]
             assessed = [label for label in labels if label and label != ABSTAIN]
             summary = AttributeSummary(spec.name, spec.title, assessed=len(assessed), abstained=len(labels) - len(assessed), counts={label: assessed.count(label) for label in spec.classes})
+            with_person = len(labels)
             for label, count in summary.counts.items():
                 low, high = wilson_interval(count, len(assessed))
                 expected = (reference.get(spec.name) or {}).get(label)
@@ -179,6 +180,9 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
                     "share": share,
                     "ci_low": low,
                     "ci_high": high,
+                    # How far abstention could move the share: none of the abstained images had this label, or all.
+                    "share_if_abstained_none": count / with_person if with_person else None,
+                    "share_if_abstained_all": (count + summary.abstained) / with_person if with_person else None,
                     "reference": expected,
                     "gap": (share - expected) if (share is not None and expected is not None) else None,
                 }
@@ -186,9 +190,23 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
         return out
 
     failed = [row for row in rows if row.get("status") == "failed"]
+    all_prompts = list(dict.fromkeys(row["prompt"] for row in rows))
     rows = [row for row in rows if row.get("status") != "failed"]
     prompts = list(dict.fromkeys(row["prompt"] for row in rows))
+
+    def denominators(subset_all: list[dict]) -> dict:
+        """Generated, failed, no person, and per attribute abstained / assessed: every image accounted for."""
+        ok = [row for row in subset_all if row.get("status") != "failed"]
+        person = [row for row in ok if _truthy(row.get("person_present"))]
+        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok), "generated": len(ok), "no_person": len(ok) - len(person), "with_person": len(person)}
+        for spec in attribute_set.attributes:
+            abstained = sum(1 for row in person if row.get(spec.name) in (ABSTAIN, None, ""))
+            counts[spec.name] = {"abstained": abstained, "assessed": len(person) - abstained}
+        return counts
+
     return {
+        "denominators": denominators(failed + rows),
+        "denominators_per_prompt": {prompt: denominators([r for r in failed + rows if r["prompt"] == prompt]) for prompt in all_prompts},
         "images": len(rows),
         "failed": len(failed),
         "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
@@ -279,17 +297,26 @@ def render_html(report: dict) -> str:
         rows = []
         for attribute in summaries:
             rows.append(f"<h3>{e(attribute['title'])}</h3><p>assessed {attribute['assessed']}, abstained {attribute['abstained']}</p>")
-            rows.append("<table><tr><th>label</th><th>count</th><th>share</th><th>95% CI</th><th>reference</th><th>gap</th><th></th></tr>")
+            rows.append("<table><tr><th>label</th><th>count</th><th>share</th><th>95% CI</th><th>if abstentions were none / all</th><th>reference</th><th>gap</th><th></th></tr>")
             for label, cell in attribute["shares"].items():
                 width = int(200 * (cell["share"] or 0))
                 rows.append(
                     f"<tr><td>{e(label.replace('_', ' '))}</td><td>{cell['count']}</td><td>{_fmt(cell['share'])}</td>"
-                    f"<td>{_fmt(cell['ci_low'])} – {_fmt(cell['ci_high'])}</td><td>{_fmt(cell['reference'])}</td>"
+                    f"<td>{_fmt(cell['ci_low'])} – {_fmt(cell['ci_high'])}</td>"
+                    f"<td>{_fmt(cell.get('share_if_abstained_none'))} – {_fmt(cell.get('share_if_abstained_all'))}</td><td>{_fmt(cell['reference'])}</td>"
                     f"<td>{_fmt(cell['gap'], 'signed')}</td><td style='text-align:left'><span class='bar' style='width:{width}px'></span></td></tr>"
                 )
             rows.append("</table>")
         return "".join(rows)
 
+    d = s["denominators"]
+    parts.append(
+        "<h2>Every image accounted for</h2><table><tr><th>planned</th><th>failed</th><th>generated</th><th>no person</th><th>with a person</th>"
+        + "".join(f"<th>{e(spec_name)}: abstained / assessed</th>" for spec_name in d if isinstance(d[spec_name], dict))
+        + f"</tr><tr><td>{d['planned']}</td><td>{d['failed']}</td><td>{d['generated']}</td><td>{d['no_person']}</td><td>{d['with_person']}</td>"
+        + "".join(f"<td>{v['abstained']} / {v['assessed']}</td>" for v in d.values() if isinstance(v, dict))
+        + "</tr></table>"
+    )
     parts.append("<h2>All prompts</h2>" + table(s["overall"]))
     for prompt, summaries in s["per_prompt"].items():
         parts.append(f"<h2>{e(prompt)}</h2>" + table(summaries))

@@ -155,3 +155,24 @@ def test_the_bls_reference_is_shipped_with_its_citation_and_used_per_prompt(tiny
 def test_parity_references_are_labelled_as_parity():
     suite = load_suite("audits/suites/occupations.yaml", load_attribute_set())
     assert suite.reference_provenance["kind"] == "parity" and "normative" in suite.reference_provenance["note"]
+
+
+def test_denominators_account_for_every_image_and_abstention_bounds_are_given():
+    attribute_set = load_attribute_set()
+    gender = attribute_set.attributes[0]
+    labels = list(gender.classes)
+    rows = [
+        {"prompt": "p", "seed": 0, "status": "ok", "person_present": True, gender.name: labels[0]},
+        {"prompt": "p", "seed": 1, "status": "ok", "person_present": True, gender.name: labels[0]},
+        {"prompt": "p", "seed": 2, "status": "ok", "person_present": True, gender.name: labels[1]},
+        {"prompt": "p", "seed": 3, "status": "ok", "person_present": True, gender.name: "abstain"},
+        {"prompt": "p", "seed": 4, "status": "ok", "person_present": False},
+        {"prompt": "p", "seed": 5, "status": "failed", "reason": "x", "person_present": False},
+    ]
+    summary = summarise(rows, attribute_set, {})
+    d = summary["denominators"]
+    assert (d["planned"], d["failed"], d["generated"], d["no_person"], d["with_person"]) == (6, 1, 5, 1, 4)
+    assert d[gender.name] == {"abstained": 1, "assessed": 3}
+    cell = next(a for a in summary["overall"] if a["name"] == gender.name)["shares"][labels[0]]
+    assert cell["share"] == pytest.approx(2 / 3)  # among assessed
+    assert (cell["share_if_abstained_none"], cell["share_if_abstained_all"]) == (pytest.approx(2 / 4), pytest.approx(3 / 4))  # computed by hand
