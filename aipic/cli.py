@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--prompt", default=None, help="with --salt: check that a private prompt's recorded hash is this prompt")
     verify.add_argument("--salt", default=None, help="the salt printed when the output was made with --private-prompt")
 
+    compare = commands.add_parser("audit-compare", help="compare two audit reports: differences with intervals and tests (also: aipic audit compare A B)")
+    compare.add_argument("report_a", help="a report folder or its report.json")
+    compare.add_argument("report_b")
+    compare.add_argument("--out", default=None, help="folder for compare.json and compare.html")
+    compare.add_argument("--json", action="store_true")
+
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
     audit.add_argument("--suite", default="audits/suites/occupations.yaml")
     audit.add_argument("--seeds", type=int, default=4)
@@ -235,10 +241,33 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "models": cmd_models, "download": cmd_download}
+def cmd_audit_compare(args) -> int:
+    from .compare import compare, load_report, render_html
+
+    result = compare(load_report(args.report_a), load_report(args.report_b), Path(args.report_a).name, Path(args.report_b).name)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(result, indent=2))
+        (out / "compare.html").write_text(render_html(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    significant = [row for row in result["comparisons"] if row["significant"]]
+    print(f"{len(result['comparisons'])} comparisons ({result['method']}); {len(significant)} significant at {result['alpha']} after Holm:")
+    for row in significant:
+        print(f"  {row['scope']}: {row['attribute']} = {row['label']}: {row['share_a']:.1%} vs {row['share_b']:.1%} "
+              f"(difference {row['difference']:+.1%}, 95% CI {row['ci_low']:+.1%} to {row['ci_high']:+.1%}, p_holm {row['p_holm']:.4f})")
+    return EXIT_OK
+
+
+COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "models": cmd_models, "download": cmd_download}
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["audit", "compare"]:  # `aipic audit compare A B` reads naturally; it is audit-compare
+        argv = ["audit-compare", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
