@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--model", default=None)
     audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")
     audit.add_argument("--no-progress", action="store_true")
+    audit.add_argument("--resume", action="store_true", help="continue the run in --out (same settings), without redoing finished images")
     _add_common(audit)
 
     models = commands.add_parser("models", help="list the model catalog and what would load")
@@ -195,8 +196,16 @@ def cmd_audit(args) -> int:
 
     suite = load_suite(args.suite)  # checked again against the attribute set once the pipeline has it
     out = Path(args.out) if args.out else Path("reports") / suite.name
+    from .report import sample_size_notes
+
+    if args.seeds < 1:
+        raise BadInput("--seeds must be at least 1.")
+    for note in sample_size_notes(suite, args.seeds):
+        print(note, file=sys.stderr)
     pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
-    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress)
+    for note in pipeline.placeholder_notes():
+        print(f"warning: {note}", file=sys.stderr)
+    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume)
     if args.json:
         print(json.dumps({k: str(v) for k, v in paths.items()}))
     else:

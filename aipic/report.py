@@ -6,6 +6,7 @@ nothing: the report is written from whatever rows exist, and says so.
 
 import concurrent.futures
 import csv
+import hashlib
 from collections import deque
 import html
 import json
@@ -288,6 +289,10 @@ def render_html(report: dict) -> str:
         "<p>Attributes are <em>perceived</em> by a CLIP model from pixels: they are not anyone's identity, and they carry the model's own biases. "
         "Shares are among images where a person was detected and the audit did not abstain; intervals are Wilson 95%.</p>"
     )
+    if report.get("classifier_limits"):
+        parts.append("<details><summary>The classifier's known limits</summary><ul>" + "".join(f"<li>{e(limit)}</li>" for limit in report["classifier_limits"]) + "</ul></details>")
+    for note in report.get("sample_size", []):
+        parts.append(f"<p>{e(note)}</p>")
     s = report["summary"]
     if s.get("failed"):
         parts.append(f"<p class='warn'>{s['failed']} image(s) failed and are not counted below; report.json lists them with the reason.</p>")
@@ -324,17 +329,110 @@ def render_html(report: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(out_dir: Path, report: dict) -> dict:
+CLASSIFIER_LIMITS = [
+    "The attributes are zero-shot CLIP perceptions of pixels: not identity, not self-description, and biased in their own "
+    "right — CLIP's error rates differ across demographic groups (Radford et al. 2021, 'Learning Transferable Visual Models "
+    "From Natural Language Supervision', section 7; Agarwal et al. 2021, 'Evaluating CLIP: Towards Characterization of "
+    "Broader Capabilities and Downstream Implications', arXiv:2108.02818).",
+    "Gender presentation is read as two classes; people outside them are mislabelled or abstained on.",
+    "Without a validation on a labelled set of your own, shares are uncorrected for the classifier's errors.",
+]
+
+
+def audit_card(pipeline, report: dict, settings: dict) -> dict:
+    """Everything needed to reproduce the run: code, models and weight revisions, generation settings, hashes,
+    thresholds, device and precision, date — and the classifier's known limits, with sources."""
+    import datetime
+    import platform
+
+    from . import __version__
+
+    model = pipeline.models.get("text_to_image")
+    defaults = pipeline._defaults(model)
+    device = pipeline.models.device
+    try:
+        import torch
+
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})"
+        precision = str(next(model.obj.unet.parameters()).dtype).replace("torch.", "")
+    except Exception:  # noqa: BLE001 - a card without the device line is still a card
+        device_name, precision = str(device), "unknown"
+    return {
+        "card_version": 1,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "code": {"aipic": __version__, "python": platform.python_version()},
+        "device": device_name,
+        "precision": precision,
+        "models": report["models"],
+        "generation": {"steps": defaults.get("steps"), "guidance": defaults.get("guidance"), "size": defaults.get("size"), "seeds": report["seeds"],
+                       "seed_rule": "prompt p, seed s for s in 0..seeds-1", "batching": "engine micro-batches; results within float tolerance of single runs"},
+        "suite": {"name": report["suite"]["name"], "sha256": hashlib.sha256(json.dumps(report["suite"], sort_keys=True, default=str).encode()).hexdigest()},
+        "attribute_set": report["attribute_set"],
+        "thresholds": report["thresholds"],
+        "settings_sha256": settings["sha256"],
+        "reference": report["suite"].get("reference_provenance"),
+        "complete": report["complete"],
+        "classifier_limits": CLASSIFIER_LIMITS,
+        "placeholder_models": bool(report.get("notes")),
+    }
+
+
+def write_report(out_dir: Path, report: dict, card: dict | None = None) -> dict:
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (out_dir / "report.html").write_text(render_html(report))
-    return {"json": out_dir / "report.json", "html": out_dir / "report.html", "csv": out_dir / "rows.csv"}
+    paths = {"json": out_dir / "report.json", "html": out_dir / "report.html", "csv": out_dir / "rows.csv"}
+    if card is not None:
+        (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))
+        paths["card"] = out_dir / "card.json"
+    return paths
 
 
-def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True) -> dict:
+def run_settings(pipeline, suite: PromptSuite, seeds: int, model_key: str | None) -> dict:
+    """Everything that decides a run's rows; its hash tells a resumable run from a different one."""
+    model = pipeline.models.get("text_to_image", model_key).describe()
+    clip = pipeline.models.get("clip").describe()
+    settings = {
+        "suite": {"name": suite.name, "prompts": list(suite.prompts), "reference": suite.reference, "reference_by_prompt": suite.reference_by_prompt},
+        "seeds": seeds,
+        "generator": {key: model.get(key) for key in ("catalog_key", "name", "revision", "placeholder")},
+        "clip": {key: clip.get(key) for key in ("catalog_key", "name", "revision", "placeholder")},
+        "attribute_set": pipeline.attribute_set.describe(),
+        "thresholds": thresholds(pipeline.attribute_set),
+    }
+    settings["sha256"] = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return settings
+
+
+def interval_width(n: int) -> float:
+    """The widest 95% Wilson interval for a share among n images (at a share of 0.5)."""
+    low, high = wilson_interval(n // 2, n) if n else (0.0, 1.0)
+    return high - low
+
+
+def seeds_for_width(width: float, prompts: int = 1) -> int:
+    """Seeds per prompt so that a pooled share over all prompts has a 95% interval at most ``width`` wide."""
+    n = 1
+    while interval_width(n * prompts) > width and n < 100_000:
+        n += 1
+    return n
+
+
+def sample_size_notes(suite: PromptSuite, seeds: int, target_width: float = 0.2) -> list[str]:
+    """Said before a run: what interval widths the seeds give, and the seeds needed for a target width."""
+    pooled, per_prompt = interval_width(seeds * len(suite.prompts)), interval_width(seeds)
+    notes = [f"{seeds} seed(s) × {len(suite.prompts)} prompt(s): a share's 95% interval is up to {pooled:.0%} wide pooled, "
+             f"{per_prompt:.0%} per prompt (before abstentions and images without a person)."]
+    if per_prompt > target_width:
+        notes.append(f"For per-prompt intervals at most {target_width:.0%} wide, use --seeds {seeds_for_width(target_width)} or more.")
+    return notes
+
+
+def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False) -> dict:
     """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
 
     Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.  Jobs go
-    through the same engine as the app's, so the suite's images are batched on the GPU.
+    through the same engine as the app's, so the suite's images are batched on the GPU.  ``resume`` continues
+    a run in ``out_dir`` whose settings hash matches, without redoing the images it already has.
     """
     from tqdm import tqdm
 
@@ -345,17 +443,29 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
-    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
-    if existing:
-        raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten.")
     check_reference(suite.reference, f"Prompt suite {suite.name}", pipeline.attribute_set)
+    settings = run_settings(pipeline, suite, seeds, model_key)
+    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
+    done: set = set()
+    if existing and not resume:
+        raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten, or --resume it.")
+    if resume and existing:
+        try:
+            previous = json.loads((out_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            raise BadInput(f"{out_dir} has no readable run.json, so it cannot be resumed safely; start a new --out folder.") from None
+        if previous.get("sha256") != settings["sha256"]:
+            raise BadInput(f"The run in {out_dir} was made with other settings (suite, seeds, models, attribute set or thresholds); it cannot be resumed with these.")
+        done = {(row["prompt"], int(row["seed"])) for row in read_rows(out_dir / "rows.csv")}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run.json").write_text(json.dumps(settings, indent=2, default=str))
     except OSError as error:
-        raise BadInput(f"Cannot create the report folder {out_dir}: {error.strerror or error}") from None
+        raise BadInput(f"Cannot write the report folder {out_dir}: {error.strerror or error}") from None
     rows_path = out_dir / "rows.csv"
     writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
     planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
+    to_make = [(prompt, seed) for prompt, seed in planned if (prompt, seed) not in done]
     # Keep enough jobs in the engine to fill its GPU batches; rows are written in the planned order.
     in_flight: deque = deque()
     window = 2 * pipeline.settings.max_gpu_batch
@@ -371,9 +481,9 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
         bar.update(1)
 
-    bar = tqdm(total=len(planned), desc=f"audit {suite.name}", unit="img", disable=not progress)
+    bar = tqdm(total=len(planned), initial=len(planned) - len(to_make), desc=f"audit {suite.name}", unit="img", disable=not progress)
     try:
-        for prompt, seed in planned:
+        for prompt, seed in to_make:
             try:
                 job = pipeline.text_to_image_job(GenerationRequest(prompt=prompt, seed=seed), model_key)
             except AipicError as error:  # this prompt cannot be made (too long, …): recorded in order, the run goes on
@@ -410,11 +520,14 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             "complete": complete,
             "attribute_set": pipeline.attribute_set.describe(),
             "thresholds": thresholds(pipeline.attribute_set),
+            "settings_sha256": settings["sha256"],
+            "sample_size": sample_size_notes(suite, seeds),
             "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
             "notes": notes,
             "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
         }
-        paths = write_report(out_dir, report)
+        report["classifier_limits"] = CLASSIFIER_LIMITS
+        paths = write_report(out_dir, report, audit_card(pipeline, report, settings))
     paths["complete"] = complete
     paths["failed"] = report["summary"]["failed"]
     return paths

@@ -176,3 +176,55 @@ def test_denominators_account_for_every_image_and_abstention_bounds_are_given():
     cell = next(a for a in summary["overall"] if a["name"] == gender.name)["shares"][labels[0]]
     assert cell["share"] == pytest.approx(2 / 3)  # among assessed
     assert (cell["share_if_abstained_none"], cell["share_if_abstained_all"]) == (pytest.approx(2 / 4), pytest.approx(3 / 4))  # computed by hand
+
+
+def test_an_interrupted_run_resumes_without_redoing_images_and_other_settings_are_refused(tiny_pipeline, tmp_path, monkeypatch):
+    suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
+    original = tiny_pipeline.text_to_image_job
+    calls = {"n": 0}
+
+    def interrupt_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on_third)
+    first = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "run", progress=False)
+    assert not first["complete"] and len(read_rows(first["csv"])) == 2
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", original)
+    with pytest.raises(AipicError, match="other settings"):
+        run_suite(tiny_pipeline, suite, seeds=3, out_dir=tmp_path / "run", progress=False, resume=True)
+    made = {"n": 0}
+
+    def counting(*args, **kwargs):
+        made["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", counting)
+    resumed = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "run", progress=False, resume=True)
+    assert resumed["complete"] and made["n"] == 2  # only the two missing images
+    rows = read_rows(resumed["csv"])
+    assert sorted((row["prompt"], row["seed"]) for row in rows) == sorted((p, str(s)) for p in suite.prompts for s in range(2))
+    assert json.loads(resumed["json"].read_text())["summary"]["images"] == 4
+
+
+def test_sample_size_is_stated_before_a_run():
+    from aipic.report import interval_width, sample_size_notes, seeds_for_width
+
+    assert interval_width(100) == pytest.approx(0.5962 - 0.4038, abs=1e-4)  # Wilson at 50/100: 0.4038–0.5962
+    assert seeds_for_width(0.2) == 93  # the smallest n whose widest Wilson interval is ≤ 20 points
+    suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
+    notes = sample_size_notes(suite, 4)
+    assert "up to" in notes[0] and "use --seeds 93" in notes[1]
+
+
+def test_every_run_writes_an_audit_card_to_reproduce_it(tiny_pipeline, tmp_path):
+    paths = run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=1, out_dir=tmp_path / "card", progress=False)
+    card = json.loads(paths["card"].read_text())
+    for key in ("code", "device", "precision", "models", "generation", "suite", "attribute_set", "thresholds", "settings_sha256", "classifier_limits", "date"):
+        assert card[key], key
+    assert card["models"]["text_to_image"]["revision"] == "random-weights" and card["placeholder_models"]
+    assert card["settings_sha256"] == json.loads((tmp_path / "card" / "run.json").read_text())["sha256"]
+    assert "Radford et al. 2021" in card["classifier_limits"][0]
+    assert "known limits" in paths["html"].read_text()
