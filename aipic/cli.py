@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, help="folder for compare.json and compare.html")
     compare.add_argument("--json", action="store_true")
 
+    validate = commands.add_parser("audit-validate", help="the classifier's accuracy, abstentions and calibration on a labelled image set (also: aipic audit validate)")
+    validate.add_argument("--images", required=True, help="folder of images")
+    validate.add_argument("--labels", required=True, help="CSV: a 'file' column and one column per attribute with the true label")
+    validate.add_argument("--attributes", default=None)
+    validate.add_argument("--out", default=None, help="write the result as JSON here (use it with aipic audit --validation)")
+    validate.add_argument("--models", choices=("auto", "real", "tiny"), default=None)
+    validate.add_argument("--device", default=None)
+    validate.add_argument("--home", default=None)
+    validate.add_argument("--json", action="store_true")
+
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
     audit.add_argument("--suite", default="audits/suites/occupations.yaml")
     audit.add_argument("--seeds", type=int, default=4)
@@ -84,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")
     audit.add_argument("--no-progress", action="store_true")
     audit.add_argument("--resume", action="store_true", help="continue the run in --out (same settings), without redoing finished images")
+    audit.add_argument("--validation", default=None, help="a result of aipic audit validate: also report shares corrected for misclassification")
     _add_common(audit)
 
     models = commands.add_parser("models", help="list the model catalog and what would load")
@@ -205,7 +216,12 @@ def cmd_audit(args) -> int:
     pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
     for note in pipeline.placeholder_notes():
         print(f"warning: {note}", file=sys.stderr)
-    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume)
+    validation = None
+    if args.validation:
+        from .validate import load_validation
+
+        validation = load_validation(args.validation)
+    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume, validation=validation)
     if args.json:
         print(json.dumps({k: str(v) for k, v in paths.items()}))
     else:
@@ -250,6 +266,28 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
+def cmd_audit_validate(args) -> int:
+    from .validate import validate
+
+    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
+    result = validate(pipeline, args.images, args.labels)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return EXIT_OK
+    for note in pipeline.placeholder_notes():
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"{result['images']} labelled images; correction method: {result['correction_method']}")
+    for name, entry in result["attributes"].items():
+        ece = "—" if entry["ece"] is None else f"{entry['ece']:.3f}"
+        print(f"{name}: accuracy {entry['accuracy']:.1%} over {entry['n']} labelled images, calibration error {ece}")
+        for group, numbers in entry["per_group"].items():
+            accuracy = "—" if numbers["accuracy"] is None else f"{numbers['accuracy']:.1%}"
+            print(f"  {group}: n {numbers['n']}, accuracy {accuracy}, abstained {numbers['abstain_rate']:.1%}")
+    return EXIT_OK
+
+
 def cmd_audit_compare(args) -> int:
     from .compare import compare, load_report, render_html
 
@@ -270,13 +308,13 @@ def cmd_audit_compare(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "models": cmd_models, "download": cmd_download}
+COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "models": cmd_models, "download": cmd_download}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["audit", "compare"]:  # `aipic audit compare A B` reads naturally; it is audit-compare
-        argv = ["audit-compare", *argv[2:]]
+    if argv[:2] in (["audit", "compare"], ["audit", "validate"]):  # `aipic audit compare A B` reads naturally
+        argv = [f"audit-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

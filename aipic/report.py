@@ -427,7 +427,7 @@ def sample_size_notes(suite: PromptSuite, seeds: int, target_width: float = 0.2)
     return notes
 
 
-def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False) -> dict:
+def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False, validation: dict | None = None) -> dict:
     """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
 
     Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.  Jobs go
@@ -444,6 +444,8 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
     check_reference(suite.reference, f"Prompt suite {suite.name}", pipeline.attribute_set)
+    if validation is not None and (validation.get("attribute_set") or {}).get("sha256") != pipeline.attribute_set.sha256:
+        raise BadInput("The validation result was made with another attribute set; its error rates do not apply to this run.")
     settings = run_settings(pipeline, suite, seeds, model_key)
     existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
     done: set = set()
@@ -527,6 +529,17 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
         }
         report["classifier_limits"] = CLASSIFIER_LIMITS
+        if validation is not None:
+            from .validate import CORRECTION_METHOD, corrected_shares
+
+            corrected = {}
+            for attribute in report["summary"]["overall"]:
+                if attribute["name"] in validation.get("attributes", {}):
+                    try:
+                        corrected[attribute["name"]] = corrected_shares(attribute["counts"], validation, attribute["name"])
+                    except AipicError as error:
+                        corrected[attribute["name"]] = {"not corrected": str(error)}
+            report["corrected_shares"] = {"method": CORRECTION_METHOD, "validation_images": validation.get("images"), "shares": corrected}
         paths = write_report(out_dir, report, audit_card(pipeline, report, settings))
     paths["complete"] = complete
     paths["failed"] = report["summary"]["failed"]
