@@ -49,9 +49,41 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> dict:
+def compare_summaries(scope: str, left: list, right: list) -> tuple[list, list]:
+    """Per label: difference with Newcombe's interval and Fisher's exact p; per attribute: a chi-square test.
+    ``left`` and ``right`` are lists of attribute summaries (report.json's "overall" or one prompt's)."""
     from scipy.stats import chi2_contingency, fisher_exact
 
+    rows, attribute_tests = [], []
+    by_name = {attribute["name"]: attribute for attribute in right}
+    for attribute in left:
+        other = by_name.get(attribute["name"])
+        n_a, n_b = attribute["assessed"], (other or {}).get("assessed", 0)
+        if not other or not n_a or not n_b:
+            continue
+        table = [[attribute["counts"][label] for label in attribute["counts"]], [other["counts"].get(label, 0) for label in attribute["counts"]]]
+        kept = [i for i in range(len(table[0])) if table[0][i] + table[1][i] > 0]
+        if len(kept) > 1:
+            chi2, p_chi2, dof, _ = chi2_contingency([[row[i] for i in kept] for row in table])
+            attribute_tests.append({"scope": scope, "attribute": attribute["name"], "chi2": float(chi2), "dof": int(dof), "p": float(p_chi2)})
+        for label, count_a in attribute["counts"].items():
+            count_b = other["counts"].get(label, 0)
+            difference, low, high = newcombe(count_a, n_a, count_b, n_b)
+            _, p = fisher_exact([[count_a, n_a - count_a], [count_b, n_b - count_b]])
+            rows.append({"scope": scope, "attribute": attribute["name"], "label": label, "count_a": count_a, "n_a": n_a, "count_b": count_b, "n_b": n_b,
+                         "share_a": count_a / n_a, "share_b": count_b / n_b, "difference": difference, "ci_low": low, "ci_high": high, "p": float(p)})
+    return rows, attribute_tests
+
+
+def with_holm(rows: list, tests: list) -> None:
+    for row, adjusted in zip(rows, holm([row["p"] for row in rows])):
+        row["p_holm"] = adjusted
+        row["significant"] = adjusted < ALPHA
+    for test, adjusted in zip(tests, holm([test["p"] for test in tests])):
+        test["p_holm"] = adjusted
+
+
+def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> dict:
     sha_a, sha_b = a.get("attribute_set", {}).get("sha256"), b.get("attribute_set", {}).get("sha256")
     if sha_a != sha_b:
         raise BadInput(f"{name_a} and {name_b} used different attribute sets ({(sha_a or '?')[:12]}… vs {(sha_b or '?')[:12]}…): their labels are not comparable.")
@@ -61,28 +93,10 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> dict:
             scopes.append((prompt, summaries, b["summary"]["per_prompt"][prompt]))
     rows, attribute_tests = [], []
     for scope, left, right in scopes:
-        by_name = {attribute["name"]: attribute for attribute in right}
-        for attribute in left:
-            other = by_name.get(attribute["name"])
-            n_a, n_b = attribute["assessed"], (other or {}).get("assessed", 0)
-            if not other or not n_a or not n_b:
-                continue
-            table = [[attribute["counts"][label] for label in attribute["counts"]], [other["counts"].get(label, 0) for label in attribute["counts"]]]
-            kept = [i for i in range(len(table[0])) if table[0][i] + table[1][i] > 0]
-            if len(kept) > 1:
-                chi2, p_chi2, dof, _ = chi2_contingency([[row[i] for i in kept] for row in table])
-                attribute_tests.append({"scope": scope, "attribute": attribute["name"], "chi2": chi2, "dof": int(dof), "p": float(p_chi2)})
-            for label, count_a in attribute["counts"].items():
-                count_b = other["counts"].get(label, 0)
-                difference, low, high = newcombe(count_a, n_a, count_b, n_b)
-                _, p = fisher_exact([[count_a, n_a - count_a], [count_b, n_b - count_b]])
-                rows.append({"scope": scope, "attribute": attribute["name"], "label": label, "count_a": count_a, "n_a": n_a, "count_b": count_b, "n_b": n_b,
-                             "share_a": count_a / n_a, "share_b": count_b / n_b, "difference": difference, "ci_low": low, "ci_high": high, "p": float(p)})
-    for row, adjusted in zip(rows, holm([row["p"] for row in rows])):
-        row["p_holm"] = adjusted
-        row["significant"] = adjusted < ALPHA
-    for test, adjusted in zip(attribute_tests, holm([test["p"] for test in attribute_tests])):
-        test["p_holm"] = adjusted
+        scope_rows, scope_tests = compare_summaries(scope, left, right)
+        rows += scope_rows
+        attribute_tests += scope_tests
+    with_holm(rows, attribute_tests)
     return {
         "a": {"name": name_a, "suite": a["suite"]["name"], "models": a.get("models")},
         "b": {"name": name_b, "suite": b["suite"]["name"], "models": b.get("models")},

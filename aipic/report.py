@@ -28,11 +28,12 @@ class PromptSuite:
     description: str
     prompts: tuple
     reference: dict  # attribute -> {label: expected share}, for every prompt
+    pairs: tuple = ()  # counterfactual prompt pairs, e.g. ("a photo of a nurse", "a photo of a male nurse")
     reference_by_prompt: dict = field(default_factory=dict)  # prompt -> {attribute -> {label: share}}
     reference_provenance: dict | None = None  # source, year, link, whether it is a proxy
 
 
-SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source"}
+SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source", "pairs"}
 
 
 def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> PromptSuite:
@@ -60,6 +61,14 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
     duplicates = sorted({prompt for prompt in cleaned if cleaned.count(prompt) > 1})
     if duplicates:
         raise BadInput(f"{where}: duplicate prompt(s) {', '.join(map(repr, duplicates))} would count the same images twice.")
+    pairs = raw.get("pairs") or []
+    if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p.strip() for p in pair) for pair in pairs):
+        raise BadInput(f"{where}: 'pairs' must be a list of [prompt, counterfactual prompt] pairs.")
+    pairs = tuple((a.strip(), b.strip()) for a, b in pairs)
+    for pair in pairs:  # a pair's prompts are made like the others; listed ones are not made twice
+        for prompt in pair:
+            if prompt not in cleaned:
+                cleaned.append(prompt)
     reference = raw.get("reference") or {}
     check_reference(reference, where, attribute_set)
     by_prompt, provenance = {}, None
@@ -72,7 +81,7 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
     elif reference:
         provenance = {"source": "stated in the suite", "kind": "parity" if _is_parity(reference) else "stated", "note": "Parity: equal shares, a normative reference, not an observed one." if _is_parity(reference) else ""}
     return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference,
-                       reference_by_prompt=by_prompt, reference_provenance=provenance)
+                       pairs=pairs, reference_by_prompt=by_prompt, reference_provenance=provenance)
 
 
 def _is_parity(reference: dict) -> bool:
@@ -205,6 +214,7 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
             counts[spec.name] = {"abstained": abstained, "assessed": len(person) - abstained}
         return counts
 
+    per_prompt = {prompt: attribute_summaries([r for r in rows if r["prompt"] == prompt], reference_by_prompt.get(prompt, reference)) for prompt in prompts}
     return {
         "denominators": denominators(failed + rows),
         "denominators_per_prompt": {prompt: denominators([r for r in failed + rows if r["prompt"] == prompt]) for prompt in all_prompts},
@@ -213,11 +223,68 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
         "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
         "with_person": sum(_truthy(row.get("person_present")) for row in rows),
         "overall": [s.__dict__ for s in attribute_summaries(rows)],
-        "per_prompt": {
-            prompt: [s.__dict__ for s in attribute_summaries([r for r in rows if r["prompt"] == prompt], reference_by_prompt.get(prompt, reference))]
-            for prompt in prompts
-        },
+        "pooled_equal_weight": equal_weight(per_prompt),
+        "intersections": intersections(rows, attribute_set),
+        "per_prompt": {prompt: [summary.__dict__ for summary in summaries] for prompt, summaries in per_prompt.items()},
     }
+
+
+MIN_CELL = 10  # a cell with fewer assessed images supports no claim
+
+
+def counterfactual_pairs(summary: dict, pairs: tuple) -> dict:
+    """Each pair's prompts side by side: differences with intervals and tests, Holm across all the pairs."""
+    from .compare import compare_summaries, with_holm
+
+    rows, tests = [], []
+    for first, second in pairs:
+        left, right = summary["per_prompt"].get(first), summary["per_prompt"].get(second)
+        if left and right:
+            pair_rows, pair_tests = compare_summaries(f"{first} vs {second}", left, right)
+            rows += pair_rows
+            tests += pair_tests
+    with_holm(rows, tests)
+    return {"method": "Newcombe 95% interval, Fisher exact per label, chi-square per attribute, Holm across the pairs", "comparisons": rows, "attribute_tests": tests}
+
+
+def equal_weight(per_prompt: dict) -> dict:
+    """Pooled shares that weigh every prompt the same (the mean of per-prompt shares), whatever its count of
+    assessed images; prompts with none are left out and listed."""
+    out = {}
+    for index, attribute in enumerate(next(iter(per_prompt.values()), [])):
+        shares, left_out = {}, []
+        for prompt, summaries in per_prompt.items():
+            if summaries[index].assessed:
+                for label, cell in summaries[index].shares.items():
+                    shares.setdefault(label, []).append(cell["share"])
+            else:
+                left_out.append(prompt)
+        out[attribute.name] = {"shares": {label: sum(v) / len(v) for label, v in shares.items()}, "prompts": len(per_prompt) - len(left_out), "left_out": left_out}
+    return out
+
+
+def intersections(rows: list[dict], attribute_set: AttributeSet) -> dict:
+    """Cross-tables of every pair of attributes (and all three together) among images assessed on all of them,
+    with a warning for each cell under MIN_CELL images."""
+    from itertools import combinations
+
+    names = [spec.name for spec in attribute_set.attributes]
+    person = [row for row in rows if _truthy(row.get("person_present"))]
+    tables = {}
+    for size in (2, 3):
+        for group in combinations(names, size):
+            assessed = [row for row in person if all(row.get(name) not in (None, "", ABSTAIN) for name in group)]
+            cells: dict = {}
+            for row in assessed:
+                key = " × ".join(str(row[name]) for name in group)
+                cells[key] = cells.get(key, 0) + 1
+            small = sorted(key for key, count in cells.items() if count < MIN_CELL)
+            tables[" × ".join(group)] = {
+                "assessed": len(assessed),
+                "cells": {key: {"count": count, "share": count / len(assessed)} for key, count in sorted(cells.items())},
+                "warning": f"{len(small)} cell(s) have fewer than {MIN_CELL} images: too few to support a claim" if small else "",
+            }
+    return tables
 
 
 def _mean_reference(references: list[dict]) -> dict:
@@ -529,6 +596,8 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
         }
         report["classifier_limits"] = CLASSIFIER_LIMITS
+        if suite.pairs:
+            report["counterfactual_pairs"] = counterfactual_pairs(report["summary"], suite.pairs)
         if validation is not None:
             from .validate import CORRECTION_METHOD, corrected_shares
 

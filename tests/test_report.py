@@ -228,3 +228,36 @@ def test_every_run_writes_an_audit_card_to_reproduce_it(tiny_pipeline, tmp_path)
     assert card["settings_sha256"] == json.loads((tmp_path / "card" / "run.json").read_text())["sha256"]
     assert "Radford et al. 2021" in card["classifier_limits"][0]
     assert "known limits" in paths["html"].read_text()
+
+
+def test_equal_weight_pooling_and_intersections_with_small_cell_warnings():
+    attribute_set = load_attribute_set()
+    gender, age = attribute_set.attributes[0], attribute_set.attributes[1]
+    g, a = list(gender.classes), list(age.classes)
+    rows = [{"prompt": "p1", "seed": n, "status": "ok", "person_present": True, gender.name: g[0], age.name: a[1]} for n in range(9)]
+    rows += [{"prompt": "p1", "seed": 9, "status": "ok", "person_present": True, gender.name: g[1], age.name: a[1]}]
+    rows += [{"prompt": "p2", "seed": 0, "status": "ok", "person_present": True, gender.name: g[1], age.name: "abstain"}]
+    summary = summarise(rows, attribute_set, {})
+    # pooled over images: 9/11; pooled with every prompt weighing the same: (9/10 + 0/1) / 2
+    pooled = next(x for x in summary["overall"] if x["name"] == gender.name)["shares"][g[0]]["share"]
+    assert pooled == pytest.approx(9 / 11)
+    assert summary["pooled_equal_weight"][gender.name]["shares"][g[0]] == pytest.approx((0.9 + 0.0) / 2)
+    table = summary["intersections"][f"{gender.name} × {age.name}"]
+    assert table["assessed"] == 10  # the p2 image abstained on age
+    assert table["cells"][f"{g[0]} × {a[1]}"] == {"count": 9, "share": 0.9}
+    assert "fewer than 10 images" in table["warning"]
+
+
+def test_counterfactual_pairs_are_run_and_compared(tiny_pipeline, tmp_path):
+    path = tmp_path / "pairs.yaml"
+    path.write_text("name: pairs\nprompts: [a photo of a nurse]\npairs:\n  - [a photo of a nurse, a photo of a male nurse]\n")
+    suite = load_suite(path, tiny_pipeline.attribute_set)
+    assert suite.prompts == ("a photo of a nurse", "a photo of a male nurse") and suite.pairs == (("a photo of a nurse", "a photo of a male nurse"),)
+    paths = run_suite(tiny_pipeline, suite, seeds=1, out_dir=tmp_path / "pairs", progress=False)
+    pairs = json.loads(paths["json"].read_text())["counterfactual_pairs"]
+    assert "Holm" in pairs["method"]
+    for row in pairs["comparisons"]:  # present when both prompts had assessed images (tiny CLIP decides)
+        assert row["scope"] == "a photo of a nurse vs a photo of a male nurse" and 0 <= row["p_holm"] <= 1
+    path.write_text("prompts: [a]\npairs: [a, b]\n")
+    with pytest.raises(AipicError, match="'pairs' must be a list of"):
+        load_suite(path)
