@@ -389,11 +389,52 @@ def render_html(report: dict) -> str:
         + "".join(f"<td>{v['abstained']} / {v['assessed']}</td>" for v in d.values() if isinstance(v, dict))
         + "</tr></table>"
     )
-    parts.append("<h2>All prompts</h2>" + table(s["overall"]))
+    parts.append("<h2>All prompts</h2>")
+    for attribute in s["overall"]:
+        parts.append(f"<h3>{e(attribute['title'])}</h3>" + shares_chart(attribute))
+    parts.append("<h2>Per prompt</h2>")
+    for index, attribute in enumerate(s["overall"]):
+        parts.append(f"<h3>{e(attribute['title'])}</h3>" + heat_map(attribute, {prompt: summaries[index] for prompt, summaries in s["per_prompt"].items()}))
+    parts.append("<details><summary>All the numbers, as tables</summary><h2>All prompts</h2>" + table(s["overall"]))
     for prompt, summaries in s["per_prompt"].items():
         parts.append(f"<h2>{e(prompt)}</h2>" + table(summaries))
-    parts.append("</body></html>")
+    parts.append("</details></body></html>")
     return "\n".join(parts)
+
+
+def shares_chart(attribute: dict, width: int = 640) -> str:
+    """An inline SVG: each label's share as a bar with its 95% interval as a whisker and the reference as a mark."""
+    labels = list(attribute["shares"])
+    row, left, scale = 26, 150, width - 170
+    parts = [f"<svg class='chart' width='{width}' height='{row * len(labels) + 24}' role='img' aria-label='shares of {html.escape(attribute['title'])}'>"]
+    for i, label in enumerate(labels):
+        cell, y = attribute["shares"][label], 8 + i * row
+        parts.append(f"<text x='{left - 8}' y='{y + 13}' text-anchor='end' font-size='12'>{html.escape(label.replace('_', ' '))}</text>")
+        if cell["share"] is not None:
+            parts.append(f"<rect x='{left}' y='{y + 3}' width='{cell['share'] * scale:.1f}' height='14' fill='#4a7bd0'><title>{cell['share']:.1%}</title></rect>")
+            x1, x2 = left + cell["ci_low"] * scale, left + cell["ci_high"] * scale
+            parts.append(f"<line x1='{x1:.1f}' x2='{x2:.1f}' y1='{y + 10}' y2='{y + 10}' stroke='#222'/><line x1='{x1:.1f}' x2='{x1:.1f}' y1='{y + 5}' y2='{y + 15}' stroke='#222'/><line x1='{x2:.1f}' x2='{x2:.1f}' y1='{y + 5}' y2='{y + 15}' stroke='#222'/>")
+        if cell["reference"] is not None:
+            xr = left + cell["reference"] * scale
+            parts.append(f"<line class='reference' x1='{xr:.1f}' x2='{xr:.1f}' y1='{y}' y2='{y + 20}' stroke='#d0342c' stroke-width='3'><title>reference {cell['reference']:.1%}</title></line>")
+    parts.append(f"<text x='{left}' y='{row * len(labels) + 20}' font-size='11' fill='#555'>bar: share among assessed · whisker: Wilson 95% · red: reference</text></svg>")
+    return "".join(parts)
+
+
+def heat_map(attribute: dict, per_prompt: dict) -> str:
+    """Prompts × labels, each cell shaded by its share (n shown); an empty cell had no assessed image."""
+    labels = list(attribute["shares"])
+    head = "".join(f"<th>{html.escape(label.replace('_', ' '))}</th>" for label in labels)
+    body = []
+    for prompt, summary in per_prompt.items():
+        summary = summary if isinstance(summary, dict) else summary.__dict__
+        cells = []
+        for label in labels:
+            share = summary["shares"][label]["share"]
+            shade = "" if share is None else f" style='background:rgba(74,123,208,{share:.2f})'"
+            cells.append(f"<td class='heat'{shade}>{'—' if share is None else f'{share:.0%}'}</td>")
+        body.append(f"<tr><td>{html.escape(prompt)}</td>{''.join(cells)}<td>{summary['assessed']}</td></tr>")
+    return f"<table class='heatmap'><tr><th>prompt</th>{head}<th>n</th></tr>{''.join(body)}</table>"
 
 
 CLASSIFIER_LIMITS = [

@@ -261,3 +261,11 @@ def test_counterfactual_pairs_are_run_and_compared(tiny_pipeline, tmp_path):
     path.write_text("prompts: [a]\npairs: [a, b]\n")
     with pytest.raises(AipicError, match="'pairs' must be a list of"):
         load_suite(path)
+
+
+def test_the_html_report_draws_charts_with_whiskers_and_reference_marks(tiny_pipeline, tmp_path):
+    paths = run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=1, out_dir=tmp_path / "charts", progress=False)
+    page = paths["html"].read_text()
+    assert page.count("<svg class='chart'") == len(tiny_pipeline.attribute_set.attributes)
+    assert "class='reference'" in page  # the smoke suite's gender reference (parity) is marked
+    assert page.count("class='heatmap'") == len(tiny_pipeline.attribute_set.attributes)
