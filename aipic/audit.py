@@ -175,14 +175,22 @@ class BiasAuditor:
 
     @torch.no_grad()
     def _class_embeddings(self, spec: AttributeSpec) -> torch.Tensor:
+        """One embedding per class (its phrases averaged over the templates). The person gate instead keeps one
+        embedding per *concept* (phrase): averaging "a landscape", "an animal" and "a page of text" into one
+        "no person" vector gives a point that resembles none of them."""
         rows = []
-        for phrases in spec.classes.values():
+        groups = [[phrase] for phrases in spec.classes.values() for phrase in phrases] if spec is self.attribute_set.person_gate else list(spec.classes.values())
+        for phrases in groups:
             texts = [template.format(phrase) for phrase in phrases for template in self.attribute_set.templates]
             embeddings = self.model.encode_text(self.tokenizer(texts).to(self.device)).float()
             embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)
             mean = embeddings.mean(dim=0)
             rows.append(mean / mean.norm())
         return torch.stack(rows)
+
+    def _gate_columns(self) -> list[str]:
+        """The class of each person-gate concept, in the order of its embeddings."""
+        return [label for label, phrases in self.attribute_set.person_gate.classes.items() for _ in phrases]
 
     @torch.no_grad()
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
@@ -206,9 +214,15 @@ class BiasAuditor:
         rows = table.float().cpu().tolist()
         gate = self.attribute_set.person_gate
         results = []
+        gate_columns = self._gate_columns()
         for row in rows:
             probabilities, start = {}, 0
             for spec in specs:
+                if spec is gate:  # the softmax runs over every concept; a class's probability is its concepts' sum
+                    concepts = row[start : start + len(gate_columns)]
+                    probabilities[spec.name] = {label: sum(p for p, column in zip(concepts, gate_columns) if column == label) for label in spec.classes}
+                    start += len(gate_columns)
+                    continue
                 probabilities[spec.name] = dict(zip(spec.classes, row[start : start + len(spec.classes)]))
                 start += len(spec.classes)
             p_person = probabilities[gate.name]["person"]

@@ -113,7 +113,7 @@ def test_decide_abstains_on_small_margin():
 def test_default_attribute_set_loads():
     attribute_set = load_attribute_set()
     names = [spec.name for spec in attribute_set.attributes]
-    assert names == ["perceived_gender_presentation", "age_group", "skin_tone_group"]
+    assert names == ["perceived_gender_presentation", "age_group", "skin_tone_group", "people_count"]
     assert set(attribute_set.person_gate.classes) == {"person", "no_person"}
     assert all("{}" in template for template in attribute_set.templates)
 
@@ -141,3 +141,18 @@ def test_tiny_clip_audit_gives_probability_distributions(tiny_pipeline):
     assert "meaningless" in result.summary()
     for attribute in result.attributes.values():
         assert abs(sum(attribute.probabilities.values()) - 1) < 1e-4
+
+
+def test_the_person_gate_weighs_each_concept_on_its_own(tmp_path):
+    """An image close to one no-person concept ("object") but unlike another ("elderly", standing in for
+    "landscape") is not a person. Averaging the two concepts into one vector would have called it a person."""
+    path = tmp_path / "gate.yaml"
+    path.write_text(
+        "templates: ['{}']\nperson_gate: {threshold: 0.5, classes: {person: [person], no_person: [object, elderly]}}\n"
+        "attributes: {g: {classes: {feminine: [woman], masculine: [man]}}}\n"
+    )
+    image = torch.nn.functional.normalize(0.8 * vector(object=1) + 0.6 * vector(person=1), dim=0)
+    colour_of = lambda picture: torch.tensor(picture.getpixel((0, 0)))  # noqa: E731
+    auditor = BiasAuditor(KeywordCLIP({(1, 2, 3): image}), colour_of, Texts, load_attribute_set(path))
+    [result] = auditor.audit([Image.new("RGB", (8, 8), (1, 2, 3))])
+    assert not result.person_present and result.person_probability < 0.01
