@@ -195,6 +195,9 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
                     "share_if_abstained_all": (count + summary.abstained) / with_person if with_person else None,
                     "reference": expected,
                     "gap": (share - expected) if (share is not None and expected is not None) else None,
+                    # Exact binomial test of the count against the reference share (Holm-corrected across the report below).
+                    "p_reference": _binomial_p(count, len(assessed), expected),
+                    "small": 0 < len(assessed) < MIN_CELL,
                 }
             out.append(summary)
         return out
@@ -208,21 +211,27 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
         """Generated, failed, no person, and per attribute abstained / assessed: every image accounted for."""
         ok = [row for row in subset_all if row.get("status") != "failed"]
         person = [row for row in ok if _truthy(row.get("person_present"))]
-        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok), "generated": len(ok), "no_person": len(ok) - len(person), "with_person": len(person)}
+        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok), "generated": len(ok),
+                  "safety_filtered": 0,  # no safety filter runs yet (the public-demo work adds one); counted here when it does
+                  "no_person": len(ok) - len(person), "with_person": len(person)}
         for spec in attribute_set.attributes:
             abstained = sum(1 for row in person if row.get(spec.name) in (ABSTAIN, None, ""))
             counts[spec.name] = {"abstained": abstained, "assessed": len(person) - abstained}
         return counts
 
     per_prompt = {prompt: attribute_summaries([r for r in rows if r["prompt"] == prompt], reference_by_prompt.get(prompt, reference)) for prompt in prompts}
+    overall = attribute_summaries(rows)
+    _holm_against_reference([overall, *per_prompt.values()])
+    small = [f"{prompt}: {summary.title}" for prompt, summaries in per_prompt.items() for summary in summaries if 0 < summary.assessed < MIN_CELL]
     return {
+        "warnings": [f"{len(small)} prompt × attribute cell(s) have fewer than {MIN_CELL} assessed images: too few to support a claim (e.g. {small[0]})."] if small else [],
         "denominators": denominators(failed + rows),
         "denominators_per_prompt": {prompt: denominators([r for r in failed + rows if r["prompt"] == prompt]) for prompt in all_prompts},
         "images": len(rows),
         "failed": len(failed),
         "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
         "with_person": sum(_truthy(row.get("person_present")) for row in rows),
-        "overall": [s.__dict__ for s in attribute_summaries(rows)],
+        "overall": [summary.__dict__ for summary in overall],
         "pooled_equal_weight": equal_weight(per_prompt),
         "intersections": intersections(rows, attribute_set),
         "per_prompt": {prompt: [summary.__dict__ for summary in summaries] for prompt, summaries in per_prompt.items()},
@@ -245,6 +254,23 @@ def counterfactual_pairs(summary: dict, pairs: tuple) -> dict:
             tests += pair_tests
     with_holm(rows, tests)
     return {"method": "Newcombe 95% interval, Fisher exact per label, chi-square per attribute, Holm across the pairs", "comparisons": rows, "attribute_tests": tests}
+
+
+def _binomial_p(count: int, n: int, expected: float | None) -> float | None:
+    if expected is None or not n:
+        return None
+    from scipy.stats import binomtest
+
+    return float(binomtest(count, n, expected).pvalue)
+
+
+def _holm_against_reference(groups: list) -> None:
+    """Holm's correction across every share-vs-reference test in the report (overall and per prompt)."""
+    from .compare import holm
+
+    cells = [cell for summaries in groups for summary in summaries for cell in summary.shares.values() if cell["p_reference"] is not None]
+    for cell, adjusted in zip(cells, holm([cell["p_reference"] for cell in cells])):
+        cell["p_reference_holm"] = adjusted
 
 
 def equal_weight(per_prompt: dict) -> dict:
@@ -361,6 +387,8 @@ def render_html(report: dict) -> str:
     for note in report.get("sample_size", []):
         parts.append(f"<p>{e(note)}</p>")
     s = report["summary"]
+    for warning in s.get("warnings", []):
+        parts.append(f"<p class='warn'>{e(warning)}</p>")
     if s.get("failed"):
         parts.append(f"<p class='warn'>{s['failed']} image(s) failed and are not counted below; report.json lists them with the reason.</p>")
     parts.append(f"<p>Images: {s['images']} · with a person: {s['with_person']} · seeds per prompt: {report['seeds']} · generator: {e(report['models']['text_to_image']['label'])} · audit model: {e(report['models']['clip']['label'])}</p>")

@@ -269,3 +269,20 @@ def test_the_html_report_draws_charts_with_whiskers_and_reference_marks(tiny_pip
     assert page.count("<svg class='chart'") == len(tiny_pipeline.attribute_set.attributes)
     assert "class='reference'" in page  # the smoke suite's gender reference (parity) is marked
     assert page.count("class='heatmap'") == len(tiny_pipeline.attribute_set.attributes)
+
+
+def test_shares_are_tested_against_the_reference_with_holm_and_small_cells_are_flagged():
+    from scipy.stats import binomtest
+
+    attribute_set = load_attribute_set()
+    gender = attribute_set.attributes[0]
+    g = list(gender.classes)
+    rows = [{"prompt": "p", "seed": n, "status": "ok", "person_present": True, gender.name: g[0] if n < 8 else g[1]} for n in range(10)]
+    rows += [{"prompt": "q", "seed": 0, "status": "ok", "person_present": True, gender.name: g[0]}]
+    summary = summarise(rows, attribute_set, {gender.name: {g[0]: 0.5, g[1]: 0.5}})
+    cell = next(a for a in summary["per_prompt"]["p"] if a["name"] == gender.name)["shares"][g[0]]
+    assert cell["p_reference"] == pytest.approx(binomtest(8, 10, 0.5).pvalue)  # 0.109375
+    assert cell["p_reference"] == pytest.approx(0.109375)
+    assert cell["p_reference_holm"] >= cell["p_reference"]
+    assert summary["denominators"]["safety_filtered"] == 0
+    assert summary["warnings"] and "fewer than 10 assessed images" in summary["warnings"][0]
