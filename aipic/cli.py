@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--home", default=None)
     validate.add_argument("--json", action="store_true")
 
+    flips = commands.add_parser("audit-flips", help="how often img2img or style transfer changes perceived attributes (also: aipic audit flips)")
+    flips.add_argument("--images", required=True, help="folder of input images")
+    flips.add_argument("--task", choices=("img2img", "style"), default="img2img")
+    flips.add_argument("--prompt", default="", help="the img2img edit applied to every input")
+    flips.add_argument("--style", default=None, help="the style image, for --task style")
+    flips.add_argument("--seed", type=int, default=0)
+    _add_common(flips)
+
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
     audit.add_argument("--suite", default="audits/suites/occupations.yaml")
     audit.add_argument("--seeds", type=int, default=4)
@@ -288,6 +296,26 @@ def cmd_audit_validate(args) -> int:
     return EXIT_OK
 
 
+def cmd_audit_flips(args) -> int:
+    from .flips import run_flips
+
+    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}))
+    result = run_flips(pipeline, args.images, args.task, args.prompt, args.style, args.seed, args.out)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "flips.json").write_text(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return EXIT_OK
+    for note in pipeline.placeholder_notes():
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"{result['inputs']} inputs through {result['task']}; {len(result['failed'])} failed")
+    for name, entry in result["attributes"].items():
+        rate = "—" if entry["flip_rate"] is None else f"{entry['flip_rate']:.1%} (95% CI {entry['ci_low']:.1%}–{entry['ci_high']:.1%})"
+        print(f"  {name}: {entry['flips']} flips of {entry['compared']} compared, {rate}; {entry['not_compared']} not compared (abstained or no person)")
+    return EXIT_FAILED_CHECK if result["failed"] else EXIT_OK
+
+
 def cmd_audit_compare(args) -> int:
     from .compare import compare, load_report, render_html
 
@@ -308,12 +336,12 @@ def cmd_audit_compare(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "models": cmd_models, "download": cmd_download}
+COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "audit-flips": cmd_audit_flips, "models": cmd_models, "download": cmd_download}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] in (["audit", "compare"], ["audit", "validate"]):  # `aipic audit compare A B` reads naturally
+    if argv[:2] in (["audit", "compare"], ["audit", "validate"], ["audit", "flips"]):  # `aipic audit compare A B` reads naturally
         argv = [f"audit-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
