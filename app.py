@@ -9,7 +9,9 @@ credentials stay in the provenance chain.
 """
 
 import argparse
+import concurrent.futures
 import functools
+import threading
 import logging
 import os
 import time
@@ -94,32 +96,58 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     notes = pipeline.placeholder_notes()
     t2i_defaults = pipeline._defaults(pipeline.models.get("text_to_image"))
 
+    running: dict = {}  # session → its jobs in the engine, so Stop can cancel them
+    running_lock = threading.Lock()
+
+    def run(job, http):
+        """Run a job in the engine, registered under the person's session so that Stop reaches it."""
+        session = getattr(http, "session_hash", None) or "anonymous"
+        with running_lock:
+            running.setdefault(session, set()).add(job)
+        try:
+            return pipeline.run(job)
+        except concurrent.futures.CancelledError:
+            raise AipicError("Stopped.") from None
+        finally:
+            with running_lock:
+                running.get(session, set()).discard(job)
+
+    def stop(request: gr.Request = None):
+        """Stop: a queued request is dropped; a running batch is aborted once all of its requests have stopped."""
+        session = getattr(request, "session_hash", None) or "anonymous"
+        with running_lock:
+            jobs = list(running.get(session, ()))
+        for job in jobs:
+            job.cancel()
+
     def steps_of(progress, what):
         """Step progress from the engine's GPU loop (diffusers' callback, the style optimiser) to the person's bar."""
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, request: gr.Request = None, progress=gr.Progress()):
-        limiter.check(client_of(request))
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, http: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(http))
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
-        return outcome_outputs(pipeline, pipeline.text_to_image(request, progress=steps_of(progress, "generating")))
+        job = pipeline.text_to_image_job(request, progress=steps_of(progress, "generating"))
+        return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, request: gr.Request = None, progress=gr.Progress()):
-        limiter.check(client_of(request))
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, http: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(http))
         if not init_file:
             raise AipicError("Please upload an init image.")
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
-        return outcome_outputs(pipeline, pipeline.image_to_image(request, init_file, progress=steps_of(progress, "transforming")))
+        job = pipeline.image_to_image_job(request, init_file, progress=steps_of(progress, "transforming"))
+        return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, request: gr.Request = None, progress=gr.Progress()):
-        limiter.check(client_of(request))
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, http: gr.Request = None, progress=gr.Progress()):
+        limiter.check(client_of(http))
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
         request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None)
-        outcome = pipeline.style_transfer(request, progress=steps_of(progress, "style transfer"))
-        return outcome_outputs(pipeline, outcome)
+        job = pipeline.style_job(request, progress=steps_of(progress, "style transfer"))
+        return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
     def verify(file, request: gr.Request = None):
@@ -176,13 +204,16 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         output_format = format_picker()
                     private = privacy_choice()
-                    generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+                    with gr.Row():
+                        generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+                        t_stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
                 with gr.Column():
                     gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
                     audit = gr.Markdown(elem_id="t2i-audit")
                     files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
                     t_panel, t_raw, t_paths = credentials_panel("t2i")
-            generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
+            t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
+            t_stop.click(stop, None, None, cancels=[t_event], api_name=False)
             gallery.select(select_credentials, t_paths, [t_panel, t_raw], api_name=False)
 
         with gr.Tab("Image to image"):
@@ -200,14 +231,17 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         i_format = format_picker()
                     i_private = privacy_choice()
-                    i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
+                    with gr.Row():
+                        i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
+                        i_stop = gr.Button("Stop", variant="stop", elem_id="i2i-stop")
                 with gr.Column():
                     i_gallery = gr.Gallery(label="Signed outputs")
                     i_audit = gr.Markdown(elem_id="i2i-audit")
                     i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
                     i_panel, i_raw, i_paths = credentials_panel("i2i")
             init_file.change(preview, init_file, init_preview, api_name=False)
-            i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
+            i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
+            i_stop.click(stop, None, None, cancels=[i_event], api_name=False)
             i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
 
         with gr.Tab("Style transfer"):
@@ -224,7 +258,9 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         s_weight = gr.Number(label="Style weight", value=1e5)
                         s_seed = gr.Number(label="Seed", value=0, precision=0)
                         s_format = format_picker()
-                    s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
+                    with gr.Row():
+                        s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
+                        s_stop = gr.Button("Stop", variant="stop", elem_id="style-stop")
                 with gr.Column():
                     s_gallery = gr.Gallery(label="Signed output")
                     s_audit = gr.Markdown(elem_id="style-audit")
@@ -232,7 +268,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                     s_panel, s_raw, s_paths = credentials_panel("style")
             content_file.change(preview, content_file, content_preview, api_name=False)
             style_file.change(preview, style_file, style_preview, api_name=False)
-            s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
+            s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
+            s_stop.click(stop, None, None, cancels=[s_event], api_name=False)
             s_gallery.select(select_credentials, s_paths, [s_panel, s_raw], api_name=False)
 
         with gr.Tab("Verify"):

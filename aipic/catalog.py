@@ -39,6 +39,10 @@ class Limits:
     max_prompt_chars: int = 2000
     max_upload_pixels: int = 4096 * 4096
     max_style_steps: int = 500
+    # A cost budget per request, in million pixel-steps (width × height × steps × images; style transfer:
+    # its pixels × optimisation steps): one request may not hold the GPU for everyone else.
+    max_cost_mpx_steps: float = 120.0
+    max_seconds: float = 300.0  # a request still running after this is stopped and told so
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,16 @@ def _check_side(value, name: str, limits: Limits) -> int:
     return value
 
 
+def check_cost(pixel_steps: int, limits: Limits) -> None:
+    """Refuse a request whose work (pixels × steps × images) is over the per-request budget, saying what fits."""
+    cost = pixel_steps / 1e6
+    if cost > limits.max_cost_mpx_steps:
+        raise BadInput(
+            f"This request is too large for one go: {cost:.0f} million pixel-steps (width × height × steps × images); "
+            f"at most {limits.max_cost_mpx_steps:g} are accepted. Use fewer steps, fewer images or a smaller size."
+        )
+
+
 def check_output_format(value) -> str | None:
     """None (the deployment's default) or one of images.OUTPUT_FORMATS; 'jpg' means 'jpeg'."""
     if value is None or value == "":
@@ -147,6 +157,7 @@ def resolve_request(request: GenerationRequest, defaults: dict, limits: Limits) 
     height = _check_side(request.height if request.height is not None else default_height, "Height", limits)
 
     output_format = check_output_format(request.output_format)
+    check_cost(width * height * (int(steps * strength) if strength else steps) * batch, limits)
 
     return dataclasses.replace(
         request, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance,

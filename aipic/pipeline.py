@@ -124,7 +124,7 @@ class AipicPipeline:
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
         return [
-            GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()]),
+            GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()], self.catalog.limits.max_seconds),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
             *([WatermarkStage()] if self.settings.watermark else []),

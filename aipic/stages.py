@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -91,8 +92,9 @@ class GenerateStage:
 
     name, gpu = "generate", True
 
-    def __init__(self, generators: list):
+    def __init__(self, generators: list, max_seconds: float | None = None):
         self.generators = {generator.family: generator for generator in generators}
+        self.max_seconds = max_seconds  # the per-request time limit (checked at every step)
 
     def process(self, records: list[Record]) -> None:
         jobs = list(dict.fromkeys(record.job for record in records))
@@ -100,9 +102,13 @@ class GenerateStage:
         if family not in self.generators:
             raise AipicError(f"No generator for {family!r} in this deployment.")
 
+        started = time.monotonic()
+
         def on_step(step: int, total: int) -> None:
             if all(job.cancelled for job in jobs):
                 raise Cancelled("Stopped.")
+            if self.max_seconds and time.monotonic() - started > self.max_seconds:
+                raise Cancelled(f"Stopped: this took longer than {self.max_seconds:g} s, the limit for one request. Try fewer steps or a smaller size.")
             for job in jobs:
                 if job.progress is not None:
                     try:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from .catalog import Limits
 from .errors import BadInput
-from .generate import SIZE_MULTIPLE, _as_float, _as_int, _check_range, check_output_format
+from .generate import SIZE_MULTIPLE, _as_float, _as_int, _check_range, check_cost, check_output_format
 from .images import size_for_aspect
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -53,6 +53,7 @@ def resolve_style_request(request: StyleRequest, limits: Limits) -> StyleRequest
         raise BadInput("Style weight and content weight cannot both be 0.")
     seed = _check_range(_as_int(request.seed, "Seed"), 0, 2**32 - 1, "Seed")
     output_format = check_output_format(request.output_format)
+    check_cost(size * size * steps, limits)  # the longest side squared bounds the optimised pixels
     return dataclasses.replace(request, steps=steps, size=size, style_weight=style_weight, content_weight=content_weight, seed=seed, output_format=output_format)
 
 

@@ -224,3 +224,46 @@ def test_a_small_claim_thumbnail_is_an_option(tmp_path):
         thumbnail = reader.get_active_manifest().get("thumbnail")
     assert thumbnail and thumbnail["format"] == "image/jpeg"
     assert pipeline.verify(item.path).verdict == "trusted"
+
+
+def test_a_request_over_the_cost_budget_is_refused_before_it_runs(tiny_pipeline):
+    with pytest.raises(AipicError, match="too large for one go: 419 million pixel-steps.*at most 120"):
+        tiny_pipeline.text_to_image_job(GenerationRequest(prompt="x", width=1024, height=1024, steps=100, batch=4))
+
+
+def test_a_request_running_past_the_time_limit_is_stopped_and_the_engine_goes_on(tmp_path):
+    import dataclasses
+
+    from aipic.catalog import load_catalog
+    from aipic.style import StyleRequest
+    from conftest import make_image
+
+    catalog = load_catalog()
+    catalog = dataclasses.replace(catalog, limits=dataclasses.replace(catalog.limits, max_seconds=0.5))
+    pipeline = AipicPipeline(catalog=catalog, models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(cpu_workers=1))
+    try:
+        slow = pipeline.style_job(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96))
+        with pytest.raises(AipicError, match="took longer than 0.5 s"):
+            pipeline.run(slow)
+        assert len(pipeline.text_to_image(small("next", 1)).items) == 1  # the engine is free again
+    finally:
+        pipeline.close()
+
+
+def test_stop_aborts_a_running_request_once_all_of_its_batch_has_stopped(tmp_path):
+    from aipic.style import StyleRequest
+    from conftest import make_image
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(cpu_workers=1))
+    started = threading.Event()
+    try:
+        job = pipeline.style_job(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96),
+                                 progress=lambda step, total: started.set())
+        future = pipeline.submit(job)
+        assert started.wait(60)
+        job.cancel()  # running: the future cannot be cancelled, the batch is aborted at its next step
+        with pytest.raises(AipicError, match="Stopped"):
+            future.result(timeout=60)
+        assert not list(tmp_path.rglob("outputs/**/*.png"))
+    finally:
+        pipeline.close()
