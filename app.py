@@ -365,5 +365,15 @@ def main(argv=None):
     uvicorn.run(server, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
 
 
+def __getattr__(name):
+    """``app.demo``: the Blocks, built on first access from the environment (Gradio's reload mode, Spaces)."""
+    if name == "demo":
+        global demo
+        pipeline = AipicPipeline(settings=EngineSettings.from_env())
+        demo = build_app(pipeline)
+        return demo
+    raise AttributeError(name)
+
+
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AipicError, BadInput
+from .errors import AipicError, BadInput, ModelUnavailable
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -166,7 +166,15 @@ def cmd_style(args) -> int:
     from .style import StyleRequest
 
     request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format, record_upload_names=args.record_upload_names)
-    outcome = _pipeline(args).style_transfer(request)
+    from tqdm import tqdm
+
+    with tqdm(total=args.steps, desc="style transfer", unit="step", disable=args.json, file=sys.stderr) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        outcome = _pipeline(args).style_transfer(request, progress=progress)
     _print_outcome(outcome, args.json)
     return EXIT_OK
 
@@ -266,10 +274,20 @@ def cmd_download(args) -> int:
     from .catalog import load_catalog
     from .models import download_weights
 
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+        raise ModelUnavailable("No network: HF_HUB_OFFLINE is set, so the model hub is not contacted. Unset it on a machine with network access, then run aipic download again.")
     try:
         fetched = download_weights(load_catalog())
     except Exception as error:  # noqa: BLE001
-        raise AipicError(f"Download failed (is there network access to the model hub?): {error}") from None
+        text = str(error)
+        chain, seen = [], error
+        while seen is not None and len(chain) < 10:  # the hub clients wrap the connection error in others
+            chain.append(seen)
+            seen = seen.__cause__ or seen.__context__
+        words = ("connection", "resolve", "offline", "network", "timed out", "max retries", "refused")
+        if any(isinstance(e, ConnectionError) or any(w in str(e).lower() for w in words) or "connect" in type(e).__name__.lower() for e in chain):
+            raise ModelUnavailable("No network: the model hub could not be reached, so nothing was downloaded. Connect to the internet and run aipic download again.") from None
+        raise ModelUnavailable(f"Download failed: {text.splitlines()[0] if text else type(error).__name__}") from None
     print("fetched: " + ", ".join(fetched))
     return EXIT_OK
 

@@ -88,10 +88,16 @@ def test_unexpected_failures_are_one_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "aipic: unexpected error (RuntimeError): CUDA out of memory. Set AIPIC_DEBUG=1 for details."
 
 
-def test_download_offline_fails_with_a_clear_message(capsys):
-    assert main(["download"]) == 2
+def test_download_offline_says_plainly_there_is_no_network(capsys, monkeypatch):
+    assert main(["download"]) == 4  # HF_HUB_OFFLINE is set for the tests
     err = capsys.readouterr().err
-    assert err.startswith("aipic: error: Download failed") and "Traceback" not in err
+    assert err.startswith("aipic: error: No network:") and "Traceback" not in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: a real connection failure
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "2")
+    assert main(["download"]) == 4
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # the hub client logs its retries before
+    assert last.startswith("aipic: error: No network: the model hub could not be reached"), last
 
 
 def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):

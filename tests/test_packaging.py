@@ -26,3 +26,32 @@ def test_the_wheel_carries_models_and_audits(tmp_path):
     assert lines[0].startswith(str(target)) and lines[1].startswith(str(target))
     listing = subprocess.run([sys.executable, "-m", "aipic", "models"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert listing.returncode == 0 and "sd-turbo" in listing.stdout, listing.stderr
+
+
+def test_dockerfile_compose_and_spaces_front_matter_hold_together():
+    """Docker cannot run here: check the files' structure instead of building them."""
+    import re
+
+    import yaml
+
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    instructions = [line.split()[0] for line in dockerfile.splitlines() if line and not line.startswith("#") and not line.startswith(" ")]
+    assert instructions[0] == "FROM" and "nvidia/cuda" in dockerfile.splitlines()[[i for i, l in enumerate(dockerfile.splitlines()) if l.startswith("FROM")][0]]
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY"):
+            for source in line.split()[1:-1]:
+                assert (REPO_ROOT / source).exists(), source
+    port = re.search(r"GRADIO_SERVER_PORT=(\d+)", dockerfile).group(1)
+    assert f"EXPOSE {port}" in dockerfile and 'CMD ["/venv/bin/python", "app.py"]' in dockerfile
+
+    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    app, db = compose["services"]["app"], compose["services"]["db"]
+    assert f"{port}:{port}" in app["ports"]
+    assert "@db:5432/" in app["environment"]["AIPIC_REGISTRY_URL"] and db["image"].startswith("postgres:")
+    assert app["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    front = yaml.safe_load(readme.split("---")[1])
+    assert front["sdk"] == "gradio" and (REPO_ROOT / front["app_file"]).is_file()
+    pinned = re.search(r"^gradio==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert front["sdk_version"] == pinned
