@@ -178,8 +178,10 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     def format_picker():
         return gr.Radio(list(OUTPUT_FORMATS), value=pipeline.settings.output_format, label="File format (all carry signed credentials)")
 
-    # Gradio keeps byte-identical copies of served files in its cache; drop those older than a day, hourly.
-    # The signed originals stay in the pipeline's output folder.
+    # The signed outputs are served straight from the output folder (one copy on disk, the signed bytes
+    # themselves); Gradio's cache holds only uploads, dropped after a day.
+    pipeline.output_dir.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([str(pipeline.output_dir)])
     with gr.Blocks(title="aipic", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# aipic\nText-to-image, image-to-image and style transfer. **Every output is bias-audited** (CLIP zero-shot: "

@@ -70,7 +70,7 @@ def running_app(home, **env_overrides):
     from aipic.catalog import REPO_ROOT
 
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "AIPIC_HOME": str(home), "AIPIC_MODELS": "tiny", "AIPIC_RATE_LIMIT": "0", **env_overrides}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "AIPIC_HOME": str(home), "AIPIC_MODELS": "tiny", "AIPIC_RATE_LIMIT": "0", "GRADIO_TEMP_DIR": str(home / "gradio-cache"), **env_overrides}
     log_path = home / "app.log"
     with log_path.open("w") as log:
         process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

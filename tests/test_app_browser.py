@@ -67,6 +67,10 @@ def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     gallery_src = gallery_image.get_attribute("src")
     shown = urllib.request.urlopen(gallery_src if gallery_src.startswith("http") else url + gallery_src, timeout=30).read()
     assert shown == data  # the gallery shows the signed file itself, not a re-encoded copy
+    # …and it is stored once: Gradio's cache holds no copy of it (the output folder is served directly)
+    cache = home / "gradio-cache"
+    copies = [p for p in cache.rglob("*") if p.is_file() and p.read_bytes() == data] if cache.exists() else []
+    assert copies == []
 
 
 def test_empty_prompt_shows_a_clear_error(page):
