@@ -292,18 +292,27 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
+def _emit_json(result: dict, args, pipeline, out_file: Path | None) -> bool:
+    """Write the result to out_file if given; print it as JSON with --json (then True); else warn about
+    placeholder models before the plain-text summary (False)."""
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return True
+    for note in pipeline.placeholder_notes():
+        print(f"warning: {note}", file=sys.stderr)
+    return False
+
+
 def cmd_audit_validate(args) -> int:
     from .validate import validate
 
     pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
     result = validate(pipeline, args.images, args.labels)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
+    if _emit_json(result, args, pipeline, Path(args.out) if args.out else None):
         return EXIT_OK
-    for note in pipeline.placeholder_notes():
-        print(f"warning: {note}", file=sys.stderr)
     print(f"{result['images']} labelled images; correction method: {result['correction_method']}")
     for name, entry in result["attributes"].items():
         ece = "—" if entry["ece"] is None else f"{entry['ece']:.3f}"
@@ -319,14 +328,8 @@ def cmd_audit_flips(args) -> int:
 
     pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}))
     result = run_flips(pipeline, args.images, args.task, args.prompt, args.style, args.seed, args.out)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "flips.json").write_text(json.dumps(result, indent=2, default=str))
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-        return EXIT_OK
-    for note in pipeline.placeholder_notes():
-        print(f"warning: {note}", file=sys.stderr)
+    if _emit_json(result, args, pipeline, Path(args.out) / "flips.json" if args.out else None):
+        return EXIT_FAILED_CHECK if result["failed"] else EXIT_OK
     print(f"{result['inputs']} inputs through {result['task']}; {len(result['failed'])} failed")
     for name, entry in result["attributes"].items():
         rate = "—" if entry["flip_rate"] is None else f"{entry['flip_rate']:.1%} (95% CI {entry['ci_low']:.1%}–{entry['ci_high']:.1%})"

@@ -94,3 +94,16 @@ def running_app(home, **env_overrides):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def interrupt_on(call_number: int, original):
+    """A stand-in for a method that raises KeyboardInterrupt (Ctrl-C) on its call_number-th call."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call_number:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    return wrapper

@@ -114,16 +114,9 @@ def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):
 def test_ctrl_c_during_an_audit_exits_130_with_a_partial_report(tmp_path, monkeypatch, capsys):
     from aipic import pipeline
 
-    original = pipeline.AipicPipeline.text_to_image_job
-    calls = {"n": 0}
+    from conftest import interrupt_on
 
-    def interrupt_on_second(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image_job", interrupt_on_second)
+    monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image_job", interrupt_on(2, pipeline.AipicPipeline.text_to_image_job))
     code = main(["audit", "--suite", "audits/suites/smoke.yaml", "--seeds", "2", "--out", str(tmp_path / "r"), "--models", "tiny", "--home", str(tmp_path), "--no-progress"])
     assert code == 130
     assert "Interrupted" in capsys.readouterr().err

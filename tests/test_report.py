@@ -7,6 +7,7 @@ from aipic.audit import load_attribute_set
 from aipic.catalog import REPO_ROOT
 from aipic.errors import AipicError
 from aipic.report import load_suite, read_rows, run_suite, summarise, wilson_interval
+from conftest import interrupt_on
 
 
 def test_wilson_interval_known_values():
@@ -55,16 +56,7 @@ def test_suite_run_writes_html_json_csv(tiny_pipeline, tmp_path):
 
 def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatch):
     suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
-    calls = {"n": 0}
-    original = tiny_pipeline.text_to_image_job
-
-    def interrupt_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on_third)
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on(3, tiny_pipeline.text_to_image_job))
     paths = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "partial", progress=False)
     assert not paths["complete"]
     report = json.loads(paths["json"].read_text())
@@ -181,15 +173,7 @@ def test_denominators_account_for_every_image_and_abstention_bounds_are_given():
 def test_an_interrupted_run_resumes_without_redoing_images_and_other_settings_are_refused(tiny_pipeline, tmp_path, monkeypatch):
     suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
     original = tiny_pipeline.text_to_image_job
-    calls = {"n": 0}
-
-    def interrupt_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on_third)
+    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on(3, original))
     first = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "run", progress=False)
     assert not first["complete"] and len(read_rows(first["csv"])) == 2
     monkeypatch.setattr(tiny_pipeline, "text_to_image_job", original)
