@@ -1,6 +1,6 @@
 """The engine: one record per image flows through ordered stages.
 
-    generate (GPU, batched) → [watermark] → audit (GPU, batched) → readback → encode + sign (CPU pool) → store
+    generate → audit → readback (GPU, batched) → [watermark] → encode + sign → store → registry (CPU pool)
 
 A *job* is one validated request (a person's click, one CLI call, one row of an audit suite); it makes one
 *record* per image.  The engine keeps a queue of jobs.  Its GPU loop (one thread, the only one that touches the
@@ -86,12 +86,9 @@ class EngineSettings:
                 values["batch_wait_s"] = float(env["AIPIC_BATCH_WAIT_MS"]) / 1000
             if env.get("AIPIC_CPU_WORKERS"):
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
-            if env.get("AIPIC_COMPILE"):
-                values["compile"] = env["AIPIC_COMPILE"].strip().lower() in ("1", "true", "yes", "on")
-            if env.get("AIPIC_WATERMARK"):
-                values["watermark"] = env["AIPIC_WATERMARK"].strip().lower() in ("1", "true", "yes", "on")
-            if env.get("AIPIC_THUMBNAIL"):
-                values["thumbnail"] = env["AIPIC_THUMBNAIL"].strip().lower() in ("1", "true", "yes", "on")
+            for name in ("compile", "watermark", "thumbnail"):
+                if env.get(f"AIPIC_{name.upper()}"):
+                    values[name] = env[f"AIPIC_{name.upper()}"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
                 values["tsa_url"] = env["AIPIC_TSA_URL"].strip()
             if env.get("AIPIC_OUTPUT_FORMAT"):
@@ -179,8 +176,7 @@ class Record:
     data: bytes | None = None  # the encoded, signed file
     mime: str | None = None
     timestamped: bool = False  # the signature carries an RFC 3161 timestamp
-    fingerprint: str | None = None  # perceptual hash of the whole picture (the soft binding)
-    fingerprints: dict | None = None  # and of its centred crops (the registry's lookup keys)
+    fingerprints: dict | None = None  # perceptual hashes of the picture ("full", the soft binding) and its centred crops
     watermark_id: str | None = None  # the invisible watermark's id (8 hex digits), when marked
     watermark_note: str | None = None  # why an output was not marked
     manifest_store: bytes | None = None
@@ -191,6 +187,11 @@ class Record:
     height: int = 0
     error: BaseException | None = None
     timings: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The whole picture's perceptual hash: the one in the manifest's soft binding."""
+        return self.fingerprints["full"] if self.fingerprints else None
 
 
 class Stage(Protocol):

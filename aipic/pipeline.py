@@ -82,44 +82,47 @@ class AipicPipeline:
         self._auditor = None
         self._engine = None
         self._registry = None
-        self._setup = threading.Lock()
+        self._setup = threading.RLock()
         self._lock = threading.Lock()  # the model lock: held by the engine's GPU stages only
 
     # ---- shared pieces -------------------------------------------------------------------------------
 
+    def _once(self, attribute: str, make):
+        """The value of a lazily made attribute, made once even when several threads ask at the same time."""
+        value = getattr(self, attribute)
+        if value is None:
+            with self._setup:
+                value = getattr(self, attribute)
+                if value is None:
+                    value = make()
+                    setattr(self, attribute, value)
+        return value
+
     @property
     def identity(self) -> provenance.SigningIdentity:
-        if self._identity is None:
-            with self._setup:
-                if self._identity is None:
-                    self._identity = provenance.ensure_signing_identity(self.key_dir)
-        return self._identity
+        return self._once("_identity", lambda: provenance.ensure_signing_identity(self.key_dir))
 
     @property
     def auditor(self) -> BiasAuditor:
-        if self._auditor is None:
+        def make():
             clip = self.models.get("clip")
-            self._auditor = BiasAuditor(clip.obj, clip.extra["preprocess"], clip.extra["tokenizer"], self.attribute_set, clip.describe())
-        return self._auditor
+            return BiasAuditor(clip.obj, clip.extra["preprocess"], clip.extra["tokenizer"], self.attribute_set, clip.describe())
+
+        return self._once("_auditor", make)
 
     @property
     def registry(self):
         """The provenance registry (SQLite under the home, or AIPIC_REGISTRY_URL); migrated on first use."""
-        if self._registry is None:
-            with self._setup:
-                if self._registry is None:
-                    from .registry import Registry
+        def make():
+            from .registry import Registry
 
-                    self._registry = Registry.for_home(self.home)
-        return self._registry
+            return Registry.for_home(self.home)
+
+        return self._once("_registry", make)
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            with self._setup:
-                if self._engine is None:
-                    self._engine = Engine(self.build_stages(), self.settings, lock=self._lock)
-        return self._engine
+        return self._once("_engine", lambda: Engine(self.build_stages(), self.settings, lock=self._lock))
 
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""

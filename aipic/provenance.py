@@ -192,14 +192,6 @@ def sign_with_store(data: bytes, mime: str, manifest: dict, ingredients: list[In
     return destination.getvalue(), bytes(store or b"")
 
 
-def store_label(store: bytes) -> str:
-    """The active manifest's label (urn:c2pa:…) of a manifest store."""
-    import json
-
-    with c2pa.Reader("application/c2pa", io.BytesIO(store)) as reader:
-        return json.loads(reader.json()).get("active_manifest") or ""
-
-
 def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity) -> bytes:
     """Embed a signed manifest into PNG bytes with a signer made for this call."""
     with make_signer(identity) as signer:

@@ -1,7 +1,7 @@
 """The engine's stages and generator families.
 
 GPU stages (batched, under the model lock):  GenerateStage → AuditStage → ReadbackStage
-CPU stages (one record each, in the pool):   EncodeSignStage → StoreStage
+CPU stages (one record each, in the pool):   [WatermarkStage] → EncodeSignStage → StoreStage → RegistryStage
 
 A generator family turns a batch of compatible jobs into pixels.  Diffusion runs them as one diffusers call;
 style transfer is an optimisation per image, so each style job is its own batch.  A new family (a GAN, a VAE
@@ -16,6 +16,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -213,7 +214,6 @@ class EncodeSignStage:
             output_format = job.output_format or self.default_format
             data, mime = encode(record.array, output_format)
             record.fingerprints = fingerprints(record.array)
-            record.fingerprint = record.fingerprints["full"]
             record.path = Path(output_name(job.task, record.seed, output_format))
             manifest = provenance.build_manifest(
                 title=record.path.name,
@@ -229,16 +229,15 @@ class EncodeSignStage:
                 format=mime,
                 soft_bindings=[soft_binding(record.fingerprint)] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
             )
+            # The manifest's label comes from the output's id, so the registry knows it without reading it back.
+            record.manifest_label = manifest["label"] = f"urn:c2pa:{uuid.UUID(record.id)}"
             (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients)
-            record.manifest_label = provenance.store_label(record.manifest_store)
             record.mime = mime
             record.sha256 = hashlib.sha256(record.data).hexdigest()
             record.array = None
 
 
 def output_name(task: str, seed: int, output_format: str) -> str:
-    import uuid
-
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S")
     return f"aipic-{task}-{stamp}-{seed}-{uuid.uuid4().hex[:8]}.{EXTENSIONS[output_format]}"
 

@@ -155,6 +155,7 @@ def test_every_output_is_recorded_before_it_is_handed_out(recorded):
     assert kept.path == str(item.path) and kept.fingerprint == item.fingerprint
     result = recorded.verify(item.path)
     assert result.verdict == "trusted"
+    assert kept.manifest_label == result.manifest["label"] == f"urn:c2pa:{uuid.UUID(item.id)}"  # known without reading back
     soft = result.manifest["assertions"]
     assert any(a["label"] == "c2pa.soft-binding" and a["data"]["alg"] == "org.aipic.phash64" for a in soft)
 
