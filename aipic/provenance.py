@@ -20,7 +20,7 @@ from .identity import SigningIdentity, ensure_signing_identity, local_trust_anch
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL  # noqa: E402
+from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL, salted_sha256  # noqa: E402
 # Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image), and the
 # AI disclosure attested by the signer: the actions, contributions and audit are *created* assertions (C2PA 2.x
 # claim v2 requires the actions among them), not gathered ones.
@@ -86,10 +86,6 @@ def private_prompts(prompt: str, negative_prompt: str = "") -> tuple[dict, str]:
     if negative_prompt:
         record["negative_prompt_sha256"] = salted_sha256(salt, negative_prompt)
     return record, salt
-
-
-def salted_sha256(salt_hex: str, text: str) -> str:
-    return hashlib.sha256(bytes.fromhex(salt_hex) + text.encode("utf-8")).hexdigest()
 
 
 def public_audit(audit: dict, from_upload: bool) -> dict:

@@ -149,20 +149,19 @@ class Registry:
 
     # ---- reading -------------------------------------------------------------------------------------------
 
-    def get(self, output_id: str) -> Entry | None:
+    def _first(self, condition) -> Entry | None:
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(outputs).where(outputs.c.id == output_id)).mappings().first()
+            row = connection.execute(sa.select(outputs).where(condition)).mappings().first()
         return Entry(**row) if row else None
+
+    def get(self, output_id: str) -> Entry | None:
+        return self._first(outputs.c.id == output_id)
 
     def by_sha256(self, sha256: str) -> Entry | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(sa.select(outputs).where(outputs.c.file_sha256 == sha256)).mappings().first()
-        return Entry(**row) if row else None
+        return self._first(outputs.c.file_sha256 == sha256)
 
     def by_watermark(self, watermark_id: str) -> Entry | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(sa.select(outputs).where(outputs.c.watermark_id == watermark_id)).mappings().first()
-        return Entry(**row) if row else None
+        return self._first(outputs.c.watermark_id == watermark_id)
 
     def nearest_fingerprint(self, fingerprint: str, max_bits: int) -> tuple[Entry, int] | None:
         """The recorded output whose fingerprint is closest to this one, if within ``max_bits``."""

@@ -154,16 +154,20 @@ class Verification:
         return "\n".join(lines)
 
 
-def prompt_matches(contributions: dict | None, prompt: str, salt_hex: str) -> bool:
-    """Whether a private prompt's salted hash in the manifest is this prompt with this salt (proof of authorship)."""
+def salted_sha256(salt_hex: str, text: str) -> str:
+    """sha256(salt ‖ text): how a private prompt is recorded (provenance) and checked (prompt_matches)."""
     import hashlib
 
+    return hashlib.sha256(bytes.fromhex(salt_hex) + text.encode("utf-8")).hexdigest()
+
+
+def prompt_matches(contributions: dict | None, prompt: str, salt_hex: str) -> bool:
+    """Whether a private prompt's salted hash in the manifest is this prompt with this salt (proof of authorship)."""
     recorded = ((contributions or {}).get("human") or {}).get("prompt_sha256")
     try:
-        salt = bytes.fromhex(salt_hex)
-    except ValueError:
+        return bool(recorded) and salted_sha256(salt_hex, prompt) == recorded
+    except ValueError:  # not a hex salt
         return False
-    return bool(recorded) and hashlib.sha256(salt + prompt.encode("utf-8")).hexdigest() == recorded
 
 
 def badge_html(verdict: str) -> str:
