@@ -18,6 +18,7 @@ import time
 
 import gradio as gr
 
+from aipic import authorship
 from aipic.errors import AipicError
 from aipic.engine import EngineSettings
 from aipic.generate import GenerationRequest
@@ -82,6 +83,47 @@ def client_of(request) -> str | None:
     return getattr(getattr(request, "client", None), "host", None)
 
 
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+
+
+def signed_in_account(http) -> tuple[str, str] | None:
+    """(account name, who verified it) of the person signed in, or None: anonymous.
+
+    Gradio's ``auth`` (an identity the operator configures: AIPIC_AUTH) sets ``request.username``; on Hugging
+    Face Spaces, ``gr.LoginButton`` keeps the Hugging Face account in the session.
+    """
+    name = getattr(http, "username", None)
+    if name:
+        return str(name), "account on this aipic instance"
+    if ON_SPACES and http is not None:
+        try:
+            info = http.request.session.get("oauth_info") or {}
+        except Exception:  # noqa: BLE001 - no session middleware: nobody signed in through Hugging Face
+            info = {}
+        username = (info.get("userinfo") or {}).get("preferred_username")
+        if username:
+            return str(username), "Hugging Face account"
+    return None
+
+
+def auth_from_env() -> list[tuple[str, str]] | None:
+    """AIPIC_AUTH=user:password[,user:password…] (or AIPIC_AUTH_FILE, one user:password per line): sign-in."""
+    text = os.environ.get("AIPIC_AUTH", "")
+    path = os.environ.get("AIPIC_AUTH_FILE")
+    if path:
+        try:
+            text = open(path, encoding="utf-8").read().replace("\n", ",")
+        except OSError as error:
+            raise AipicError(f"Cannot read AIPIC_AUTH_FILE {path}: {error.strerror or error}") from None
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise AipicError("AIPIC_AUTH takes user:password pairs separated by commas.")
+        pairs.append((user, password))
+    return pairs or None
+
+
 def rate_limit_from_env() -> RateLimiter:
     try:
         per_minute = float(os.environ.get("AIPIC_RATE_LIMIT", "30"))
@@ -120,33 +162,53 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         for job in jobs:
             job.cancel()
 
+    def author_of(http):
+        account = signed_in_account(http)
+        return pipeline.author_for_account(*account) if account else None
+
+    def rights_fields(mining, inference, training, generative, constraint, rights) -> dict:
+        return {
+            "terms": {"data_mining": mining, "ai_inference": inference, "ai_training": training, "ai_generative_training": generative},
+            "terms_constraint": constraint or "",
+            "rights_statement": rights or "",
+        }
+
+    def who_is_signed_in(request: gr.Request = None):
+        account = signed_in_account(request)
+        if account:
+            return f"👤 Signed in as **{account[0]}** ({account[1]}): your outputs name you as their author, in a signed identity assertion."
+        return "👤 Not signed in: outputs are recorded as made anonymously (no name)."
+
     def steps_of(progress, what):
         """Step progress from the engine's GPU loop (diffusers' callback, the style optimiser) to the person's bar."""
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, http: gr.Request = None, progress=gr.Progress()):
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
-        job = pipeline.text_to_image_job(request, progress=steps_of(progress, "generating"))
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
+                                    **rights_fields(mining, inference, training, generative, constraint, rights))
+        job = pipeline.text_to_image_job(request, progress=steps_of(progress, "generating"), author=author_of(http))
         return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, http: gr.Request = None, progress=gr.Progress()):
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not init_file:
             raise AipicError("Please upload an init image.")
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private))
-        job = pipeline.image_to_image_job(request, init_file, progress=steps_of(progress, "transforming"))
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
+                                    **rights_fields(mining, inference, training, generative, constraint, rights))
+        job = pipeline.image_to_image_job(request, init_file, progress=steps_of(progress, "transforming"), author=author_of(http))
         return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, http: gr.Request = None, progress=gr.Progress()):
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
-        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None)
-        job = pipeline.style_job(request, progress=steps_of(progress, "style transfer"))
+        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None,
+                               **rights_fields(mining, inference, training, generative, constraint, rights))
+        job = pipeline.style_job(request, progress=steps_of(progress, "style transfer"), author=author_of(http))
         return outcome_outputs(pipeline, run(job, http))
 
     @user_errors
@@ -175,6 +237,22 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     def privacy_choice():
         return gr.Checkbox(label="Keep my prompt private (the signed manifest records only a salted hash; you keep the salt)", value=False)
 
+    def rights_controls(prefix):
+        """Training-and-mining terms (cawg.training-mining) and the person's own rights statement."""
+        choices = [("allowed", "allowed"), ("not allowed", "notAllowed"), ("constrained", "constrained")]
+        with gr.Accordion("Authorship and terms", open=False, elem_id=f"{prefix}-terms"):
+            gr.Markdown("May others use this image for… (recorded as signed `cawg.training-mining` terms)")
+            with gr.Row():
+                fields = [gr.Dropdown(choices, value=authorship.DEFAULT_TERMS[use], label=authorship.USE_TITLES[use].capitalize(), elem_id=f"{prefix}-terms-{use}") for use in authorship.USES]
+            constraint = gr.Textbox(label="If constrained: under what terms", max_length=authorship.MAX_CONSTRAINT_CHARS)
+            rights = gr.Textbox(label="Your rights statement (optional, recorded in the manifest)", placeholder="e.g. © 2026 Your Name. Some rights reserved.", max_length=authorship.MAX_RIGHTS_CHARS, elem_id=f"{prefix}-rights")
+        return [*fields, constraint, rights]
+
+    def licence_note(section, prefix):
+        """The model and its licence, shown before generating."""
+        model = pipeline.models.get(section)
+        return gr.Markdown(f"**Model:** {model.describe()['label']} · **Licence:** {authorship.licence_markdown(model.license)}", elem_id=f"{prefix}-licence")
+
     def format_picker():
         return gr.Radio(list(OUTPUT_FORMATS), value=pipeline.settings.output_format, label="File format (all carry signed credentials)")
 
@@ -190,6 +268,11 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         )
         if notes:
             gr.Markdown("> ⚠ **Offline placeholder models.** " + "  \n> ".join(notes), elem_id="placeholder-banner")
+        with gr.Row():
+            signed_in = gr.Markdown(elem_id="signed-in")
+            if ON_SPACES:
+                gr.LoginButton()
+        demo.load(who_is_signed_in, None, signed_in, api_name=False)
 
         with gr.Tab("Text to image"):
             with gr.Row():
@@ -206,6 +289,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         output_format = format_picker()
                     private = privacy_choice()
+                    t_rights = rights_controls("t2i")
+                    licence_note("text_to_image", "t2i")
                     with gr.Row():
                         generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
                         t_stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
@@ -214,7 +299,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                     audit = gr.Markdown(elem_id="t2i-audit")
                     files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
                     t_panel, t_raw, t_paths = credentials_panel("t2i")
-            t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
+            t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
             t_stop.click(stop, None, None, cancels=[t_event], api_name=False)
             gallery.select(select_credentials, t_paths, [t_panel, t_raw], api_name=False)
 
@@ -233,6 +318,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
                         i_format = format_picker()
                     i_private = privacy_choice()
+                    i_rights = rights_controls("i2i")
+                    licence_note("text_to_image", "i2i")
                     with gr.Row():
                         i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
                         i_stop = gr.Button("Stop", variant="stop", elem_id="i2i-stop")
@@ -242,7 +329,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                     i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
                     i_panel, i_raw, i_paths = credentials_panel("i2i")
             init_file.change(preview, init_file, init_preview, api_name=False)
-            i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
+            i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private, *i_rights], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
             i_stop.click(stop, None, None, cancels=[i_event], api_name=False)
             i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
 
@@ -260,6 +347,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         s_weight = gr.Number(label="Style weight", value=1e5)
                         s_seed = gr.Number(label="Seed", value=0, precision=0)
                         s_format = format_picker()
+                    s_rights = rights_controls("style")
+                    licence_note("style", "style")
                     with gr.Row():
                         s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
                         s_stop = gr.Button("Stop", variant="stop", elem_id="style-stop")
@@ -270,7 +359,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                     s_panel, s_raw, s_paths = credentials_panel("style")
             content_file.change(preview, content_file, content_preview, api_name=False)
             style_file.change(preview, style_file, style_preview, api_name=False)
-            s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
+            s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format, *s_rights], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
             s_stop.click(stop, None, None, cancels=[s_event], api_name=False)
             s_gallery.select(select_credentials, s_paths, [s_panel, s_raw], api_name=False)
 
@@ -318,6 +407,8 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks):
         server,
         demo,
         path="",
+        auth=auth_from_env(),
+        auth_message="Sign in: your outputs will name you as their author.",
         allowed_paths=[str(pipeline.output_dir)],
         blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup")],
         max_file_size="25mb",

@@ -23,6 +23,8 @@ class ModelEntry:
     pretrained: str | None = None
     defaults: dict | None = None
     tiny_decoder: str | None = None  # an AutoencoderTiny (TAESD) to decode with: much faster, slightly softer images
+    license: dict | None = None  # as the model card publishes it: name, spdx, url, commercial_use, conditions
+    placeholder_license: dict | None = None  # the licence of this section's tiny random stand-in
 
     @property
     def is_tiny_random(self) -> bool:
@@ -61,6 +63,19 @@ class Catalog:
         return models[key]
 
 
+COMMERCIAL_USE_VALUES = ("allowed", "conditional", "not_allowed", "unclear")
+
+
+def _licence(path, section: str, key: str, licence) -> dict:
+    """Every model states its licence: a catalog without one is a configuration error, not a silent gap."""
+    if not isinstance(licence, dict) or not licence.get("name"):
+        raise AipicError(f"Model catalog {path}: {section} model {key!r} needs a license (name, commercial_use, and url/spdx where there is one).")
+    use = licence.get("commercial_use", "unclear")
+    if use not in COMMERCIAL_USE_VALUES:
+        raise AipicError(f"Model catalog {path}: {section} model {key!r}: commercial_use must be one of {', '.join(COMMERCIAL_USE_VALUES)}.")
+    return {"name": str(licence["name"]), **{k: licence[k] for k in ("spdx", "url") if licence.get(k)}, "commercial_use": use, "conditions": [str(c) for c in licence.get("conditions") or []]}
+
+
 def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
     path = Path(path)
     try:
@@ -82,6 +97,8 @@ def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
                 pretrained=spec.get("pretrained"),
                 defaults=dict(spec.get("defaults") or {}),
                 tiny_decoder=spec.get("tiny_decoder"),
+                license=_licence(path, section, key, spec.get("license")),
+                placeholder_license=_licence(path, section, TINY_RANDOM, models[TINY_RANDOM].get("license")),
             )
             for key, spec in models.items()
         }

@@ -22,6 +22,38 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _add_rights(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("authorship and terms")
+    group.add_argument("--author-cert", default=None, help="your X.509 certificate chain (PEM): names you as the author in a signed CAWG identity assertion")
+    group.add_argument("--author-key", default=None, help="the private key (PEM) of --author-cert; used only to sign, never stored")
+    group.add_argument("--terms", action="append", default=[], metavar="USE=CHOICE",
+                       help="training and mining terms, e.g. ai_training=notAllowed (uses: data_mining, ai_inference, ai_training, "
+                            "ai_generative_training; choices: allowed, notAllowed, constrained). Default: only generative training not allowed")
+    group.add_argument("--constraint", default="", help="what a 'constrained' use means, in your words")
+    group.add_argument("--rights", default="", help="your own rights statement, recorded in the manifest")
+
+
+def _rights_fields(args) -> dict:
+    terms = {}
+    for item in args.terms:
+        use, sep, choice = item.partition("=")
+        if not sep:
+            raise BadInput(f"--terms {item!r}: write USE=CHOICE, e.g. ai_training=notAllowed.")
+        terms[use.strip()] = choice.strip()
+    return {"terms": terms or None, "terms_constraint": args.constraint, "rights_statement": args.rights}
+
+
+def _author(args):
+    """The author named by --author-cert/--author-key, checked before any model loads; None: anonymous."""
+    if not args.author_cert and not args.author_key:
+        return None
+    if not (args.author_cert and args.author_key):
+        raise BadInput("--author-cert and --author-key go together: your certificate chain and its private key.")
+    from .authorship import load_own_credential
+
+    return load_own_credential(args.author_cert, args.author_key)
+
+
 def _add_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt")
     parser.add_argument("--negative", default="", help="negative prompt")
@@ -35,6 +67,7 @@ def _add_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
     parser.add_argument("--private-prompt", action="store_true", help="record only a salted hash of the prompt; the salt is printed for you to keep")
     parser.add_argument("--record-upload-names", action="store_true", help="record uploads' file names in the manifest (default: only their role)")
+    _add_rights(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--seed", type=int, default=0)
     style.add_argument("--format", default=None, choices=("png", "jpeg", "webp"), help="output file format (default png); all are signed")
     style.add_argument("--record-upload-names", action="store_true", help="record uploads' file names in the manifest (default: only their role)")
+    _add_rights(style)
     _add_common(style)
 
     verify = commands.add_parser("verify", help="check the Content Credentials of image files")
@@ -134,6 +168,10 @@ def _print_outcome(outcome, as_json: bool) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     if outcome.prompt_salt:
         print(f"Your prompt is recorded only as a salted hash. Keep this salt to prove later that you wrote it: {outcome.prompt_salt}")
+    from .authorship import licence_line
+
+    for model in outcome.models:
+        print(f"model: {model.get('label') or model.get('name')} — licence: {licence_line(model.get('license'))}")
     for item in outcome.items:
         print(f"{item.path}  (seed {item.seed}, {item.width}x{item.height}, signed)")
         for line in item.audit.summary().splitlines():
@@ -146,18 +184,20 @@ def _generation_request(args, strength=None):
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance,
         width=args.width, height=args.height, batch=args.batch, strength=strength, output_format=args.format,
-        private_prompt=args.private_prompt, record_upload_names=args.record_upload_names,
+        private_prompt=args.private_prompt, record_upload_names=args.record_upload_names, **_rights_fields(args),
     )
 
 
 def cmd_generate(args) -> int:
-    outcome = _pipeline(args).text_to_image(_generation_request(args), args.model)
+    author = _author(args)
+    outcome = _pipeline(args).text_to_image(_generation_request(args), args.model, author=author)
     _print_outcome(outcome, args.json)
     return EXIT_OK
 
 
 def cmd_img2img(args) -> int:
-    outcome = _pipeline(args).image_to_image(_generation_request(args, args.strength), args.init_image, args.model)
+    author = _author(args)
+    outcome = _pipeline(args).image_to_image(_generation_request(args, args.strength), args.init_image, args.model, author=author)
     _print_outcome(outcome, args.json)
     return EXIT_OK
 
@@ -165,7 +205,8 @@ def cmd_img2img(args) -> int:
 def cmd_style(args) -> int:
     from .style import StyleRequest
 
-    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format, record_upload_names=args.record_upload_names)
+    request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format, record_upload_names=args.record_upload_names, **_rights_fields(args))
+    author = _author(args)
     from tqdm import tqdm
 
     with tqdm(total=args.steps, desc="style transfer", unit="step", disable=args.json, file=sys.stderr) as bar:
@@ -174,7 +215,7 @@ def cmd_style(args) -> int:
             bar.n = done
             bar.refresh()
 
-        outcome = _pipeline(args).style_transfer(request, progress=progress)
+        outcome = _pipeline(args).style_transfer(request, progress=progress, author=author)
     _print_outcome(outcome, args.json)
     return EXIT_OK
 
@@ -200,7 +241,9 @@ def cmd_verify(args) -> int:
     registry_url = default_url(home)
     if registry_url.startswith("sqlite:///") and not (home / "registry.sqlite3").is_file():
         registry_url = None  # verifying never creates a registry
-    results = {path: verify_file(path, anchors, registry_url=registry_url) for path in args.files}
+    identity_ca = home / "keys" / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
+    identity_anchors = [identity_ca.read_text()] if identity_ca.is_file() else []
+    results = {path: verify_file(path, anchors, registry_url=registry_url, identity_anchors=identity_anchors) for path in args.files}
     if args.prompt is not None:
         from .verify import prompt_matches
 

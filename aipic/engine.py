@@ -143,6 +143,8 @@ class Job:
     output_dir: Path | None = None
     warnings: list = field(default_factory=list)
     secret: str | None = None  # for the person only, never recorded or logged (a private prompt's salt)
+    author: Any = None  # the named author (authorship.Author) whose identity assertion is attached; None: anonymous
+    terms: dict | None = None  # the cawg.training-mining assertion's data
     progress: Callable[[int, int], None] | None = None  # (step, total) from the GPU loop
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted: float = field(default_factory=time.monotonic)

@@ -33,6 +33,9 @@ class GenerationRequest:
     output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
     private_prompt: bool = False  # record only a salted hash of the prompts in the public manifest
     record_upload_names: bool = False  # record the upload's file name (off: only its role, e.g. "init image")
+    terms: dict | None = None  # training-and-mining choices {use: allowed|notAllowed|constrained}; None: the defaults
+    terms_constraint: str = ""  # what "constrained" means, in the person's words
+    rights_statement: str = ""  # the person's own rights statement, recorded in the manifest
 
     @property
     def is_img2img(self) -> bool:
@@ -41,7 +44,7 @@ class GenerationRequest:
     def parameters(self) -> dict:
         """The parameters as recorded in results and manifests (no image data)."""
         fields = dataclasses.asdict(dataclasses.replace(self, init_image=None))
-        for name in ("init_image", "prompt", "negative_prompt", "output_format", "private_prompt", "record_upload_names"):
+        for name in ("init_image", "prompt", "negative_prompt", "output_format", "private_prompt", "record_upload_names", "terms", "terms_constraint", "rights_statement"):
             fields.pop(name)
         if not self.is_img2img:
             fields.pop("strength")

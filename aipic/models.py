@@ -54,7 +54,13 @@ class LoadedModel:
             "revision": self.revision or ("random-weights" if self.placeholder else None),
             "placeholder": self.placeholder,
             "note": self.note,
+            "license": self.license,
         }
+
+    @property
+    def license(self) -> dict | None:
+        """The licence of the weights that actually run (a placeholder's are aipic's own random weights)."""
+        return self.entry.placeholder_license if self.placeholder else self.entry.license
 
 
 def resolve_mode(mode: str | None) -> str:

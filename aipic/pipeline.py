@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import provenance
+from . import authorship, provenance
 from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
 from .data import default_home
@@ -69,6 +69,7 @@ class AipicPipeline:
         home: str | Path | None = None,
         output_dir: str | Path | None = None,
         settings: EngineSettings | None = None,
+        commercial: bool | None = None,
     ):
         keep_user_text_out_of_logs()
         self.catalog = catalog or load_catalog()
@@ -78,7 +79,10 @@ class AipicPipeline:
         self.home = Path(home) if home else default_home()
         self.key_dir = self.home / "keys"
         self.output_dir = Path(output_dir) if output_dir else self.home / "outputs"
+        # A deployment for commercial use refuses models whose licence forbids it or leaves it unclear.
+        self.commercial = commercial if commercial is not None else os.environ.get("AIPIC_COMMERCIAL_USE", "").strip().lower() in ("1", "true", "yes", "on")
         self._identity = None
+        self._identity_authority = None
         self._auditor = None
         self._engine = None
         self._registry = None
@@ -103,8 +107,18 @@ class AipicPipeline:
         return self._once("_identity", lambda: provenance.ensure_signing_identity(self.key_dir))
 
     @property
+    def identity_authority(self) -> authorship.IdentityAuthority:
+        """This instance's identity CA, which issues signed-in people their short-lived identity certificates."""
+        return self._once("_identity_authority", lambda: authorship.IdentityAuthority(self.key_dir))
+
+    def author_for_account(self, account: str, provider: str = "signed-in account") -> authorship.Author:
+        return self.identity_authority.issue(account, provider)
+
+    @property
     def auditor(self) -> BiasAuditor:
         def make():
+            entry = self.catalog.entry("clip", "tiny-random" if self.models.mode == "tiny" else None)
+            authorship.check_commercial(entry.label, entry.license, self.commercial)
             clip = self.models.get("clip")
             return BiasAuditor(clip.obj, clip.extra["preprocess"], clip.extra["tokenizer"], self.attribute_set, clip.describe())
 
@@ -207,22 +221,43 @@ class AipicPipeline:
 
     # ---- requests → jobs -------------------------------------------------------------------------------
 
-    def text_to_image_job(self, request: GenerationRequest, model_key: str | None = None, progress=None) -> Job:
+    def _rights(self, request, human: dict, author) -> tuple[dict, dict]:
+        """The person's terms (validated) and the human record with who made it and their rights statement."""
+        terms = authorship.resolve_terms(request.terms, request.terms_constraint)
+        statement = authorship.check_rights_statement(request.rights_statement)
+        human = {**human, "author": {"name": author.name, "credential": "X.509 (cawg.identity)", "source": author.source} if author else "anonymous"}
+        if statement:
+            human["rights_statement"] = statement
+        return terms.assertion(), human
+
+    def _check_upload_terms(self, ingredients: list) -> None:
+        """Refuse an upload whose own Content Credentials say AI inference is not allowed, even when those
+        credentials failed validation (the restriction is honoured; the failure is said)."""
+        for ingredient in ingredients:
+            if authorship.forbids_inference(ingredient.terms):
+                failed = f" Its credentials failed verification ({ingredient.credentials.replace('_', ' ')}); the restriction is honoured anyway." if ingredient.failed else ""
+                raise BadInput(f"The {ingredient.role or 'upload'}'s Content Credentials say that AI inference is not allowed, so aipic will not use it.{failed}")
+
+    def text_to_image_job(self, request: GenerationRequest, model_key: str | None = None, progress=None, author=None) -> Job:
         if request.init_image is not None:
             raise BadInput("Text-to-image takes no init image; use image-to-image.")
-        return self._diffusion_job(request, model_key, ingredients=[], progress=progress)
+        return self._diffusion_job(request, model_key, ingredients=[], progress=progress, author=author)
 
-    def image_to_image_job(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Job:
+    def image_to_image_job(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None, author=None) -> Job:
         image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
         request = GenerationRequest(**{**request.__dict__, "init_image": image})
         title = _title(init_image, init_title, request.record_upload_names)
         ingredient = provenance.make_ingredient(init_image, image, title, "parentOf", "init image", self.identity.trust_anchors)
-        return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress)
+        self._check_upload_terms([ingredient])
+        return self._diffusion_job(request, model_key, ingredients=[ingredient], progress=progress, author=author)
 
-    def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None) -> Job:
+    def _diffusion_job(self, request: GenerationRequest, model_key: str | None, ingredients: list, progress=None, author=None) -> Job:
         # Check the request against the catalog before loading anything: bad input fails in milliseconds.
         entry = self.catalog.entry("text_to_image", "tiny-random" if self.models.mode == "tiny" else model_key)
         resolve_request(request, dict(entry.defaults or {}), self.catalog.limits)
+        authorship.resolve_terms(request.terms, request.terms_constraint)
+        authorship.check_rights_statement(request.rights_statement)
+        authorship.check_commercial(entry.label, entry.license, self.commercial)
         model = self.models.get("text_to_image", model_key)
         request = resolve_request(request, self._defaults(model), self.catalog.limits)
         warnings = [model.note] if model.placeholder and model.note else []
@@ -234,6 +269,7 @@ class AipicPipeline:
         human, secret = {"prompt": request.prompt, "negative_prompt": request.negative_prompt}, None
         if request.private_prompt:
             human, secret = provenance.private_prompts(request.prompt, request.negative_prompt)
+        terms, human = self._rights(request, {**human, "parameters": request.parameters()}, author)
         return Job(
             task=task,
             family="diffusion",
@@ -241,8 +277,10 @@ class AipicPipeline:
             batch_key=batch_key(request, model.entry.key),
             seeds=[(request.seed + index) % (2**32) for index in range(request.batch)],
             model=model,
-            human={**human, "parameters": request.parameters()},
+            human=human,
             secret=secret,
+            author=author,
+            terms=terms,
             description=f"{task} with {model.name}",
             ingredients=ingredients,
             output_format=request.output_format,
@@ -251,18 +289,22 @@ class AipicPipeline:
             progress=progress,
         )
 
-    def style_job(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Job:
+    def style_job(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Job:
         limits = self.catalog.limits
+        entry = self.catalog.entry("style", "tiny-random" if self.models.mode == "tiny" else None)
+        authorship.check_commercial(entry.label, entry.license, self.commercial)
         titles = (_title(request.content_image, content_title, request.record_upload_names), _title(request.style_image, style_title, request.record_upload_names))
         content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
         style = open_user_image(request.style_image, "style image", limits.max_upload_pixels)
         sources = request
         request = resolve_style_request(StyleRequest(**{**request.__dict__, "content_image": content, "style_image": style}), limits)
-        model = self.models.get("style")
+        terms, human = self._rights(request, {"parameters": request.parameters()}, author)
         ingredients = [
             provenance.make_ingredient(sources.content_image, content, titles[0], "parentOf", "content image", self.identity.trust_anchors),
             provenance.make_ingredient(sources.style_image, style, titles[1], "componentOf", "style image", self.identity.trust_anchors),
         ]
+        self._check_upload_terms(ingredients)
+        model = self.models.get("style")
         job = Job(
             task="style-transfer",
             family="style",
@@ -270,7 +312,9 @@ class AipicPipeline:
             batch_key=(),
             seeds=[request.seed],
             model=model,
-            human={"parameters": request.parameters()},
+            human=human,
+            author=author,
+            terms=terms,
             description=f"neural style transfer (Gatys) on {model.name} features",
             ingredients=ingredients,
             output_format=request.output_format,
@@ -314,23 +358,23 @@ class AipicPipeline:
     def run(self, job: Job) -> Outcome:
         return self.outcome(job, self.engine.run(job))
 
-    def text_to_image(self, request: GenerationRequest, model_key: str | None = None, progress=None) -> Outcome:
-        return self.run(self.text_to_image_job(request, model_key, progress))
+    def text_to_image(self, request: GenerationRequest, model_key: str | None = None, progress=None, author=None) -> Outcome:
+        return self.run(self.text_to_image_job(request, model_key, progress, author=author))
 
-    def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None) -> Outcome:
-        return self.run(self.image_to_image_job(request, init_image, model_key, init_title, progress))
+    def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None, author=None) -> Outcome:
+        return self.run(self.image_to_image_job(request, init_image, model_key, init_title, progress, author=author))
 
-    def style_transfer(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None) -> Outcome:
-        return self.run(self.style_job(request, content_title, style_title, progress))
+    def style_transfer(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Outcome:
+        return self.run(self.style_job(request, content_title, style_title, progress, author=author))
 
     def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
         """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
-        return provenance.verify_file(path, anchors, registry_url=self.registry.url)
+        return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem])
 
     def credentials(self, path) -> provenance.Verification:
         """Read back the credentials of an output this pipeline just wrote, as a verifier sees them."""
-        return provenance.verify_file(path, self.identity.trust_anchors, isolate=False)
+        return provenance.verify_file(path, self.identity.trust_anchors, isolate=False, identity_anchors=[self.identity_authority.ca_pem])
 
 
 def _title(source, fallback: str, record_name: bool = False) -> str:

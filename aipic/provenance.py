@@ -21,11 +21,16 @@ from .identity import SigningIdentity, ensure_signing_identity, local_trust_anch
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL, salted_sha256  # noqa: E402
+from .authorship import CREATOR_ROLE, IDENTITY_LABEL, TRAINING_MINING_LABEL, Author  # noqa: E402
+from .errors import StageFailed  # noqa: E402
 # Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image), and the
 # AI disclosure attested by the signer: the actions, contributions and audit are *created* assertions (C2PA 2.x
 # claim v2 requires the actions among them), not gathered ones.
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
-CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL, SOFT_BINDING_LABEL]
+CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL, SOFT_BINDING_LABEL, TRAINING_MINING_LABEL]
+# What a named author's identity assertion signs over (besides the hard binding, which c2pa adds itself): the
+# actions, aipic's record of the human contribution, and the person's training-and-mining terms.
+IDENTITY_REFERENCED = ["c2pa.actions.v2", CONTRIBUTIONS_LABEL, TRAINING_MINING_LABEL]
 BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}, "created_assertion_labels": CREATED_ASSERTION_LABELS}}
 
 
@@ -53,6 +58,7 @@ class Ingredient:
     credentials: str = "no_credentials"  # the upload's own verdict when it arrived (aipic.verify)
     codes: list = field(default_factory=list)
     upload_sha256: str = ""  # of the file as uploaded (differs from sha256 when damaged credentials were dropped)
+    terms: dict | None = None  # the training-and-mining terms its own credentials state (honoured even when they failed)
 
     @property
     def sha256(self) -> str:
@@ -112,7 +118,7 @@ def software_agent(model: dict) -> dict:
     return {"name": model["name"], "version": version}
 
 
-def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: list[dict] = ()) -> dict:
+def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: list[dict] = (), terms: dict | None = None) -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     if parents:
@@ -126,7 +132,8 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
     if components:
         actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [c.label for c in components]}, "description": "used as a style reference"})
     uploads = [
-        {"role": i.role, "title": i.title, "sha256": i.upload_sha256 or i.sha256, "relationship": i.relationship, "credentials": i.credentials}
+        {"role": i.role, "title": i.title, "sha256": i.upload_sha256 or i.sha256, "relationship": i.relationship, "credentials": i.credentials,
+         **({"terms": i.terms} if i.terms else {})}
         for i in ingredients
     ]
     return {
@@ -145,6 +152,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
             },
             {"label": AUDIT_LABEL, "data": audit},
             *({"label": SOFT_BINDING_LABEL, "data": binding} for binding in soft_bindings),
+            *([{"label": TRAINING_MINING_LABEL, "data": terms}] if terms else []),
         ],
     }
 
@@ -188,6 +196,40 @@ def sign_with_store(data: bytes, mime: str, manifest: dict, ingredients: list[In
     return destination.getvalue(), bytes(store or b"")
 
 
+def sign_as_author(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity, author: Author, tsa_url: str | None = None, thumbnail: bool = False) -> tuple[bytes, bytes]:
+    """Sign as aipic *and* attach the author's CAWG identity assertion (role cawg.creator), signed with their
+    X.509 credential over the hard binding, the actions, the human contribution and the terms.
+
+    The bridge (c2pa-python 0.38.1, c2pa-rs 0.91.3): c2pa-rs makes such a "dual signer" from the ``signer`` and
+    ``cawg_x509_signer`` settings of the Context, but c2pa-python's ``Builder.sign(format, …)`` refuses unless
+    a Python ``Signer`` object was given to the Context, and a ``Signer`` object replaces the dual signer, so the
+    identity would be dropped without an error. We build the Context from settings and mark the Builder as
+    having a context signer, which makes c2pa-python call ``c2pa_builder_sign_context`` (the settings' signer).
+    Then we check that the identity is in the signed store: an identity is never dropped silently.
+    """
+    signer = {"alg": "es256", "sign_cert": identity.chain_pem, "private_key": identity.key_path.read_text(), **({"tsa_url": tsa_url} if tsa_url else {})}
+    present = {assertion["label"] for assertion in manifest["assertions"]}
+    referenced = [label for label in IDENTITY_REFERENCED if label in present]
+    cawg = {"alg": author.alg, "sign_cert": author.chain_pem, "private_key": author.key_pem, "referenced_assertions": referenced, "roles": [CREATOR_ROLE], **({"tsa_url": tsa_url} if tsa_url else {})}
+    builder_settings = {**BUILDER_SETTINGS["builder"], "thumbnail": THUMBNAIL_SETTINGS if thumbnail else {"enabled": False}}
+    context = c2pa.Context.from_dict({"builder": builder_settings, "signer": {"local": signer}, "cawg_x509_signer": {"local": cawg}})
+    with c2pa.Builder(manifest, context=context) as builder:
+        if not hasattr(builder, "_has_context_signer"):
+            raise StageFailed("This c2pa-python cannot attach an author identity (no context signer); the output was not signed.")
+        builder._has_context_signer = True  # the Context's settings hold the signer (see above)
+        for ingredient in ingredients:
+            builder.add_ingredient(
+                {"title": ingredient.title, "relationship": ingredient.relationship, "label": ingredient.label},
+                ingredient.format,
+                io.BytesIO(ingredient.data),
+            )
+        destination = io.BytesIO()
+        store = bytes(builder.sign(mime, io.BytesIO(data), destination) or b"")
+    if IDENTITY_LABEL.encode() not in store:
+        raise StageFailed("The author's identity could not be attached, so the output was not published.")
+    return destination.getvalue(), store
+
+
 def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity: SigningIdentity) -> bytes:
     """Embed a signed manifest into PNG bytes with a signer made for this call."""
     with make_signer(identity) as signer:
@@ -219,7 +261,7 @@ def make_ingredient(source, image, title: str, relationship: str, role: str, tru
     if check.verdict == "unreadable_manifest":
         data, mime = png_bytes(image), "image/png"
     verdict = check.verdict if check.verdict not in ("unreadable", "too_large") else "unchecked"
-    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256)
+    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256, terms=check.terms)
 
 
 def write_atomically(path: Path, data: bytes) -> Path:

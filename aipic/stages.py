@@ -198,15 +198,22 @@ class EncodeSignStage:
             cache[key] = provenance.make_signer(identity, tsa_url)
         return cache[key]
 
-    def _sign(self, data, mime, manifest, ingredients) -> tuple[bytes, bool]:
+    def _sign_once(self, data, mime, manifest, ingredients, author, tsa_url) -> tuple[bytes, bytes]:
+        if author is not None:  # aipic's claim and the author's CAWG identity assertion
+            return provenance.sign_as_author(data, mime, manifest, ingredients, self._identity(), author, tsa_url, self.thumbnail)
+        return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(tsa_url), self.thumbnail)
+
+    def _sign(self, data, mime, manifest, ingredients, author=None) -> tuple[tuple[bytes, bytes], bool]:
         """Sign with a timestamp when a TSA is configured; if the TSA cannot be reached, sign without one (the
         output is still signed; only the independent signing time is missing) and say so in the log."""
         if self.tsa_url:
             try:
-                return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(self.tsa_url), self.thumbnail), True
+                return self._sign_once(data, mime, manifest, ingredients, author, self.tsa_url), True
+            except StageFailed:
+                raise
             except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
                 log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
-        return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(None), self.thumbnail), False
+        return self._sign_once(data, mime, manifest, ingredients, author, None), False
 
     def process(self, records: list[Record]) -> None:
         for record in records:
@@ -228,10 +235,11 @@ class EncodeSignStage:
                 ingredients=job.ingredients,
                 format=mime,
                 soft_bindings=[soft_binding(record.fingerprint)] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
+                terms=job.terms,
             )
             # The manifest's label comes from the output's id, so the registry knows it without reading it back.
             record.manifest_label = manifest["label"] = f"urn:c2pa:{uuid.UUID(record.id)}"
-            (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients)
+            (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients, job.author)
             record.mime = mime
             record.sha256 = hashlib.sha256(record.data).hexdigest()
             record.array = None

@@ -29,6 +29,9 @@ class StyleRequest:
     seed: int = 0
     output_format: str | None = None  # png, jpeg or webp; None: the deployment's default
     record_upload_names: bool = False  # record the uploads' file names (off: only their roles)
+    terms: dict | None = None  # training-and-mining choices {use: allowed|notAllowed|constrained}; None: the defaults
+    terms_constraint: str = ""  # what "constrained" means, in the person's words
+    rights_statement: str = ""  # the person's own rights statement, recorded in the manifest
 
     def parameters(self) -> dict:
         return {

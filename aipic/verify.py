@@ -24,6 +24,8 @@ from pathlib import Path
 
 import c2pa
 
+from .authorship import authorship_statement, licence_line, read_terms, terms_lines
+
 log = logging.getLogger(__name__)
 
 CONTRIBUTIONS_LABEL = "org.aipic.contributions"
@@ -91,6 +93,16 @@ class Verification:
     problems: list = field(default_factory=list)
     manifest: dict | None = None  # the active manifest as the reader gives it (the raw view)
     recovered: dict | None = None  # when the file's own credentials are missing or broken: the registry's match
+    identities: list = field(default_factory=list)  # CAWG identity assertions: name, role, issuer, status, codes
+    terms: dict | None = None  # training-and-mining terms ({use: {"use": …}}), read even from failed credentials
+
+    @property
+    def author_name(self) -> str | None:
+        """The named author, when an identity assertion names one and its signature holds."""
+        for identity in self.identities:
+            if identity.get("status") not in ("tampered", "invalid") and identity.get("name"):
+                return identity["name"]
+        return None
 
     @property
     def ok(self) -> bool:
@@ -123,6 +135,14 @@ class Verification:
             agent = agent.get("name") if isinstance(agent, dict) else agent
             source = (action.get("digitalSourceType") or "").rsplit("/", 1)[-1]
             lines.append(f"{claimed}Action: {action.get('action')}" + (f" by {agent}" if agent else "") + (f" [{source}]" if source else ""))
+        for identity in self.identities:
+            lines.append(f"{claimed}Author: {identity_line(identity)}" + (f" [{', '.join(identity['codes'])}]" if identity.get("codes") else ""))
+        if self.contributions and not self.identities:
+            author = (self.contributions.get("human") or {}).get("author")
+            if author == "anonymous":
+                lines.append(f"{claimed}Author: anonymous (no identity attached)")
+        if self.terms:
+            lines.append(f"{claimed}Training and mining: " + "; ".join(terms_lines(self.terms)))
         for ingredient in self.ingredients:
             status = ingredient.get("status", "")
             codes = ", ".join(ingredient.get("codes") or [])
@@ -139,7 +159,10 @@ class Verification:
             for upload in human.get("uploads", []):
                 lines.append(f"{claimed}Human contribution — upload: {upload.get('role') or upload.get('title')} (sha256 {upload.get('sha256', '')[:16]}…)")
             for entry in model.get("models", []):
-                lines.append(f"{claimed}Model contribution — {entry.get('label') or entry.get('name')}")
+                lines.append(f"{claimed}Model contribution — {entry.get('label') or entry.get('name')}" + (f"; licence: {licence_line(entry['license'])}" if entry.get("license") else ""))
+            if human.get("rights_statement"):
+                lines.append(f"{claimed}Rights statement: {human['rights_statement']}")
+            lines.append(f"{claimed}What the person can claim: " + authorship_statement(self.contributions, self.author_name))
         if self.audit:
             lines.append(f"{claimed}Bias audit: " + _audit_line(self.audit))
         for problem in self.problems:
@@ -201,6 +224,19 @@ def panel_markdown(result: "Verification") -> str:
     made = [action for action in result.actions if action.get("digitalSourceType")]
     kind = "generated the image" if any(a.get("action") == "c2pa.created" for a in made) else "edited your upload"
     lines.append("**The model contributed** " + (", ".join(m.get("label") or m.get("name", "?") for m in models) or "a model") + f" {kind}")
+    for model in models:
+        if model.get("license"):
+            lines.append(f"**Licence** of {model.get('label') or model.get('name')}: {licence_line(model['license'])}")
+    if result.identities:
+        for identity in result.identities:
+            lines.append(f"**Author** {identity_line(identity)}")
+    elif human.get("author") == "anonymous":
+        lines.append("**Author** anonymous (not signed in: no name is recorded)")
+    if result.terms:
+        lines.append("**Training and mining** " + "; ".join(terms_lines(result.terms)))
+    if human.get("rights_statement"):
+        lines.append(f"**Rights statement** {human['rights_statement']}")
+    lines.append("**What you can claim** " + authorship_statement(result.contributions, result.author_name))
     if result.audit:
         lines.append("**Bias audit** " + _audit_line(result.audit))
     for ingredient in result.ingredients:
@@ -227,6 +263,99 @@ def reader_context(trust_anchors: list[str]) -> c2pa.Context:
     return c2pa.Context.from_dict(settings)
 
 
+IDENTITY_TEXT = {
+    "trusted": "identity verified: its certificate is on your identity trust list",
+    "aipic": "identity verified by aipic: issued by this aipic instance's identity CA (c2pa-python reports it untrusted because it does not apply identity trust lists when reading)",
+    "untrusted": "identity signature valid; signed by {issuer}, not on your identity trust list",
+    "expired": "identity signature valid, but its certificate has expired since; the name was verified when the certificate was issued",
+    "tampered": "the identity assertion was altered or its signature does not match: the name cannot be trusted",
+    "invalid": "the identity assertion is not valid",
+}
+
+
+def identity_line(identity: dict) -> str:
+    text = IDENTITY_TEXT.get(identity.get("status"), identity.get("status", "")).format(issuer=identity.get("issuer") or "an unknown issuer")
+    role = ", ".join(r.replace("cawg.", "") for r in identity.get("roles") or [])
+    return f"{identity.get('name') or 'unnamed'}" + (f" ({role})" if role else "") + f" — {text}"
+
+
+def _identity_certificate(data: bytes, label: str, serial):
+    """The identity's X.509 certificate, found (by its serial) among the DER certificates of the assertion."""
+    from cryptography import x509
+
+    start = data.find(label.encode())
+    while start != -1 and serial:
+        window = data[start : start + 65536]
+        position = window.find(b"\x30\x82")
+        while position != -1:
+            length = int.from_bytes(window[position + 2 : position + 4], "big") + 4
+            try:
+                certificate = x509.load_der_x509_certificate(window[position : position + length])
+            except ValueError:
+                certificate = None
+            if certificate is not None and str(certificate.serial_number) == str(serial):
+                return certificate
+            position = window.find(b"\x30\x82", position + 1)
+        start = data.find(label.encode(), start + 1)
+    return None
+
+
+def _issued_by(certificate, anchors: list[str]) -> bool:
+    from cryptography import x509
+
+    for pem in anchors:
+        try:
+            for ca in x509.load_pem_x509_certificates(pem.encode()):
+                try:
+                    certificate.verify_directly_issued_by(ca)
+                    return True
+                except (ValueError, TypeError, Exception):  # noqa: BLE001 - InvalidSignature and friends: not this CA
+                    continue
+        except ValueError:
+            continue
+    return False
+
+
+def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors: list[str]) -> list[dict]:
+    """Each CAWG identity assertion: who (name, roles), which credential (issuer), and its own status, kept apart
+    from the claim's verdict (an identity result never changes it)."""
+    out = []
+    for assertion in manifest.get("assertions", []):
+        label = assertion.get("label") or ""
+        if not label.startswith("cawg.identity"):
+            continue
+        body = assertion.get("data") if isinstance(assertion.get("data"), dict) else {}
+        payload = body.get("signer_payload") or {}
+        info = body.get("signature_info") or {}
+        suffix = "/" + label
+        failures = [entry.get("code") for entry in active.get("failure") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
+        successes = [entry.get("code") for entry in active.get("success") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
+        certificate = _identity_certificate(data, label, info.get("cert_serial_number"))
+        issuer = None
+        if certificate is not None:
+            from cryptography.x509.oid import NameOID
+
+            names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+            issuer = str(names[0].value) if names else certificate.issuer.rfc4514_string()
+        cawg_failures = [code for code in failures if code.startswith("cawg.")]
+        if any("mismatch" in code for code in failures):
+            status = "tampered"
+        elif "cawg.x509.signature.outside_validity" in cawg_failures:
+            status = "expired"
+        elif not cawg_failures and "cawg.identity.well-formed" in successes:
+            status = "trusted"
+        elif set(cawg_failures) <= {"cawg.x509.credential.untrusted"} and "cawg.identity.well-formed" in successes:
+            status = "aipic" if certificate is not None and _issued_by(certificate, identity_anchors) else "untrusted"
+        else:
+            status = "invalid"
+        out.append({
+            "label": label, "name": info.get("common_name"), "roles": list(payload.get("role") or []), "issuer": issuer or info.get("issuer"),
+            "status": status, "codes": failures + [code for code in successes if code.startswith("cawg.")],
+            "referenced": [ref.get("url", "").rsplit("/", 1)[-1] for ref in payload.get("referenced_assertions") or []],
+        })
+    return out
+
+
 def check_pem_anchors(text: str, source: str) -> str:
     """A trust-anchor file must hold PEM certificates; a clear error otherwise."""
     from cryptography import x509
@@ -243,8 +372,9 @@ def check_pem_anchors(text: str, source: str) -> str:
 
 
 def classify(failure_codes: list[str]) -> tuple[str, str]:
-    """(verdict, reason) from a manifest's failure codes, in the decided priority order."""
-    codes = set(failure_codes)
+    """(verdict, reason) from a manifest's failure codes, in the decided priority order. Identity (CAWG) codes are
+    the identity's own result and never change the claim's verdict (shared/DECISIONS.md)."""
+    codes = {code for code in failure_codes if not code.startswith("cawg.")}
     if codes & set(CONTENT_CHANGED):
         return "tampered", "the image data changed after it was signed"
     if codes & set(MANIFEST_ALTERED):
@@ -298,7 +428,7 @@ def signer_issuer(data: bytes, serial: str | None) -> str | None:
     return None
 
 
-def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
+def verify_bytes(data: bytes, trust_anchors: list[str] = (), identity_anchors: list[str] = ()) -> Verification:
     """Check a file's Content Credentials in this process. Never raises on bad input: the verdict says what is wrong."""
     mime = sniff_format(data)
     if mime is None:
@@ -319,9 +449,11 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
     manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
     results = store.get("validation_results") or {}
     failures = list((results.get("activeManifest") or {}).get("failure") or [])
-    codes = [f.get("code") for f in failures if f.get("code")]
+    codes = [f.get("code") for f in failures if f.get("code") and not f.get("code").startswith("cawg.")]
     verdict, reason = classify(codes)
-    if verdict == "trusted" and state != "Trusted":
+    claim_trusted = any(entry.get("code") == "signingCredential.trusted" for entry in (results.get("activeManifest") or {}).get("success") or [])
+    # validation_state also counts an identity assertion's own result; the claim's trust is its signer's.
+    if verdict == "trusted" and state != "Trusted" and not claim_trusted:
         verdict, reason = "untrusted", "the signer is not on your trust list"
     deltas = {}
     for delta in results.get("ingredientDeltas") or []:
@@ -359,8 +491,10 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
         ingredients=ingredients,
         contributions=assertions.get(CONTRIBUTIONS_LABEL),
         audit=assertions.get(AUDIT_LABEL),
-        problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures],
+        problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures if not (f.get("code") or "").startswith("cawg.")],
         manifest=manifest or None,
+        identities=identity_results(manifest, active, data, list(identity_anchors)),
+        terms=read_terms(assertions),
     )
 
 
@@ -370,9 +504,9 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = ()) -> Verification:
 RECOVER_WHEN = ("no_credentials", "unreadable_manifest", "tampered", "invalid")
 
 
-def check(data: bytes, trust_anchors: list[str], registry_url: str | None) -> Verification:
+def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: list[str] = ()) -> Verification:
     """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry."""
-    result = verify_bytes(data, trust_anchors)
+    result = verify_bytes(data, trust_anchors, identity_anchors)
     if registry_url and result.verdict in RECOVER_WHEN:
         from .recovery import recover
 
@@ -395,11 +529,11 @@ def _worker_main() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     except (ImportError, ValueError, OSError):
         pass
-    anchors = json.loads(sys.stdin.read() or "[]")
+    anchors = json.loads(sys.stdin.read() or "{}")
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
-        result = check(data, anchors, registry_url)
+        result = check(data, anchors.get("claim", []), registry_url, anchors.get("identity", []))
     except MemoryError:
         result = Verification("unreadable", "Checking this file needed more memory than allowed: it is not a well-formed image.")
     except OSError as error:
@@ -407,10 +541,11 @@ def _worker_main() -> None:
     sys.stdout.write(json.dumps(result.to_dict()))
 
 
-def verify_file(path: str | Path, trust_anchors: list[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True) -> Verification:
+def verify_file(path: str | Path, trust_anchors: list[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: list[str] = ()) -> Verification:
     """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
 
     The check runs in a separate process with an address-space limit and is killed after ``seconds``.
+    ``identity_anchors``: the identity CAs whose certificates aipic checks itself for CAWG identities.
     """
     path = Path(path)
     if not path.is_file():
@@ -422,11 +557,11 @@ def verify_file(path: str | Path, trust_anchors: list[str] = (), *, registry_url
     if size > max_bytes:
         return Verification("too_large", f"{VERDICT_TEXT['too_large']} It is {size / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB are checked.")
     if not isolate:
-        return check(path.read_bytes(), list(trust_anchors), registry_url)
+        return check(path.read_bytes(), list(trust_anchors), registry_url, list(identity_anchors))
     command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory), *([registry_url] if registry_url else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run(command, input=json.dumps(list(trust_anchors)), capture_output=True, text=True, timeout=seconds, env=env)
+        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors)}), capture_output=True, text=True, timeout=seconds, env=env)
     except subprocess.TimeoutExpired:
         log.warning("verification stopped after %.0f s", seconds)
         return Verification("unreadable", f"Checking this file took longer than {seconds:.0f} s, so it was stopped: it is not a well-formed image.")

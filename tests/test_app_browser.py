@@ -131,3 +131,43 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     result = verify_bytes(_download(page, "#style-files", url), anchors)
     assert result.verdict == "trusted"
     assert [i["title"] for i in result.ingredients] == ["content image", "style image"]
+
+
+@pytest.fixture(scope="module")
+def signed_in_app(tmp_path_factory):
+    """The app with an identity the operator configured (Gradio's auth through AIPIC_AUTH)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with running_app(tmp_path_factory.mktemp("auth-home"), AIPIC_AUTH="alice:correct-horse-battery") as started:
+        yield started
+
+
+def test_a_signed_in_person_is_named_as_author_in_the_credentials(browser, signed_in_app):
+    url, home = signed_in_app
+    page = browser.new_page()
+    try:
+        page.goto(url, wait_until="load")
+        page.locator("input[type=password]").wait_for(timeout=60_000)  # Gradio's sign-in form
+        page.locator("input[type=text]").first.fill("alice")
+        page.locator("input[type=password]").fill("correct-horse-battery")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#signed-in :text('Signed in as')", timeout=60_000)
+        assert "alice" in page.locator("#signed-in").inner_text()
+        assert "Licence" in page.locator("#t2i-licence").inner_text()  # the model's licence, before generating
+        page.locator("#t2i-prompt textarea").fill("a portrait of a harbour pilot")
+        page.locator("#t2i-terms").get_by_text("Authorship and terms").click()
+        page.locator("#t2i-rights textarea").fill("© 2026 Alice")
+        page.locator("#t2i-generate").click()
+        page.wait_for_selector("#t2i-credentials :text('Author')", timeout=120_000)
+        panel = page.locator("#t2i-credentials").inner_text()
+        assert "alice (creator)" in panel and "Trusted" in panel
+        assert "Rights statement © 2026 Alice" in panel and "Training and mining" in panel
+        assert "What you can claim" in panel and "not legal advice" in panel
+        link = page.locator("#t2i-files a[href]").first
+        link.wait_for(timeout=30_000)
+        href = link.get_attribute("href")
+        data = page.request.get(href if href.startswith("http") else url + href).body()  # with the session's sign-in cookie
+        result = verify_bytes(data, local_trust_anchors(home / "keys"))
+        assert result.verdict == "trusted" and result.identities[0]["name"] == "alice"
+    finally:
+        page.close()

@@ -79,7 +79,7 @@ def test_argument_errors_exit_2(argv):
 def test_unexpected_failures_are_one_line(monkeypatch, tmp_path, capsys):
     from aipic import pipeline
 
-    def broken(self, request, model_key=None):
+    def broken(self, request, model_key=None, author=None):
         raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image", broken)
