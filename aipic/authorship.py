@@ -104,6 +104,19 @@ def read_terms(assertions: dict) -> dict | None:
     return out or None
 
 
+def read_rights(assertions: dict) -> str | None:
+    """A rights statement a manifest makes: aipic's own (the human contribution's ``rights_statement``), else a
+    schema.org CreativeWork's ``copyrightNotice`` / ``license`` (older C2PA files)."""
+    human = ((assertions.get("org.aipic.contributions") or {}).get("human") or {}) if isinstance(assertions.get("org.aipic.contributions"), dict) else {}
+    if human.get("rights_statement"):
+        return str(human["rights_statement"])
+    work = assertions.get("stds.schema-org.CreativeWork")
+    if isinstance(work, dict):
+        parts = [str(work[key]) for key in ("copyrightNotice", "license") if work.get(key)]
+        return "; ".join(parts) or None
+    return None
+
+
 def terms_lines(entries: dict) -> list[str]:
     """One line per use, in plain words, from assertion entries (full or short names)."""
     lines = []

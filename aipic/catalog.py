@@ -10,7 +10,7 @@ from .errors import AipicError
 from .data import REPO_ROOT, data_dir  # noqa: F401 - REPO_ROOT re-exported
 
 DEFAULT_CATALOG_PATH = data_dir("models") / "catalog.yaml"
-SECTIONS = ("text_to_image", "clip", "style")
+SECTIONS = ("text_to_image", "clip", "style", "safety")
 TINY_RANDOM = "tiny-random"
 
 

@@ -73,6 +73,8 @@ class EngineSettings:
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
     thumbnail: bool = False  # embed a small claim thumbnail (~3 KB) in every manifest
     watermark: bool = True  # the invisible watermark stage (CPU pool; the GPU targets are measured without it)
+    safety: bool = True  # the Stable Diffusion safety checker on every generation (GPU, batched)
+    nudenet: bool = False  # NudeNet as a second checker (CPU pool; an optional AGPL extra: the operator opts in)
 
     @classmethod
     def from_env(cls, **overrides) -> "EngineSettings":
@@ -86,7 +88,7 @@ class EngineSettings:
                 values["batch_wait_s"] = float(env["AIPIC_BATCH_WAIT_MS"]) / 1000
             if env.get("AIPIC_CPU_WORKERS"):
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
-            for name in ("compile", "watermark", "thumbnail"):
+            for name in ("compile", "watermark", "thumbnail", "safety", "nudenet"):
                 if env.get(f"AIPIC_{name.upper()}"):
                     values[name] = env[f"AIPIC_{name.upper()}"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
@@ -188,6 +190,7 @@ class Record:
     width: int = 0
     height: int = 0
     error: BaseException | None = None
+    blocked: str | None = None  # held back by the safety filter (which checker): skips every later stage, never shown
     timings: dict = field(default_factory=dict)
 
     @property
@@ -365,7 +368,7 @@ class Engine:
         records = [record for job in jobs for record in job.records]
         with self.lock:
             for stage in self.gpu_stages:
-                live = [record for record in records if record.error is None]
+                live = [record for record in records if record.error is None and record.blocked is None]
                 if not live:
                     break
                 start = time.perf_counter()
@@ -388,7 +391,7 @@ class Engine:
         def one(record: Record) -> None:
             try:
                 for stage in self.cpu_stages:
-                    if record.error is not None:
+                    if record.error is not None or record.blocked is not None:
                         break
                     start = time.perf_counter()
                     try:
@@ -412,6 +415,14 @@ class Engine:
         errors = [record.error for record in job.records if record.error is not None]
         if errors:
             self._fail_job(job, errors[0])
+            return
+        held_back = [record for record in job.records if record.blocked is not None]
+        for record in held_back:
+            self.metrics.held_back.labels(checker=record.blocked.split(" (")[0]).inc()
+        if held_back and len(held_back) == len(job.records):
+            from .safety import Blocked
+
+            self._fail_job(job, Blocked(len(held_back)))
             return
         self.metrics.requests.labels(task=job.task, outcome="ok").inc()
         job.future.set_result(job.records)

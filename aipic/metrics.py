@@ -19,6 +19,7 @@ class EngineMetrics:
         self.gpu_batches = Counter("aipic_gpu_batches", "GPU batches run, by stage.", ["stage"], registry=self.registry)
         self.batch_size = Histogram("aipic_batch_size", "Images in each GPU batch, by stage.", ["stage"], buckets=SIZE_BUCKETS, registry=self.registry)
         self.stage_seconds = Histogram("aipic_stage_seconds", "Seconds per call of each stage (a whole batch for GPU stages, one image for CPU stages).", ["stage"], buckets=SECONDS_BUCKETS, registry=self.registry)
+        self.held_back = Counter("aipic_safety_held_back", "Images held back by the safety filter (never shown, signed or stored), by checker.", ["checker"], registry=self.registry)
         self.queue_depth = Gauge("aipic_queue_depth", "Requests waiting for the GPU.", registry=self.registry)
 
     def observe_batch(self, stage: str, size: int, seconds: float) -> None:

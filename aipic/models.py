@@ -263,7 +263,7 @@ class ModelRegistry:
                     if section == "text_to_image":
                         self._loaded[cache_key] = load_text_to_image(entry, self.mode, self.device, self.compile)
                     else:
-                        loader = {"clip": load_clip, "style": load_style_network}[section]
+                        loader = {"clip": load_clip, "style": load_style_network, "safety": load_safety_checker}[section]
                         self._loaded[cache_key] = loader(entry, self.mode, self.device)
         return self._loaded[cache_key]
 
@@ -273,6 +273,29 @@ class ModelRegistry:
 
     def status(self) -> dict:
         return {f"{section}:{key}": model.describe() for (section, key), model in self._loaded.items()}
+
+
+# ---- safety checker ------------------------------------------------------------------------------
+
+
+def load_safety_checker(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
+    """The Stable Diffusion safety checker with real weights when they are on this machine (or with mode real);
+    otherwise a tiny random stand-in that flags nothing, and the UI says the filter is not active."""
+    if entry.is_tiny_random or mode == "tiny":
+        note = "tiny random safety checker: no real safety filtering" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for").replace("outputs are noise, not real images or audits", "no real safety filtering")
+        return LoadedModel(entry, tiny.build_tiny_safety_checker().to(device), placeholder=True, note=note, tiny=True)
+    if mode == "auto" and not (Path(entry.source).is_dir() or _hub_snapshot_present(entry.source, "config.json")):
+        note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real").replace("outputs are noise, not real images or audits", "no real safety filtering")
+        return LoadedModel(entry, tiny.build_tiny_safety_checker().to(device), placeholder=True, note=note, tiny=True)
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        checker = StableDiffusionSafetyChecker.from_pretrained(entry.source, torch_dtype=dtype, local_files_only=(mode == "auto"))
+    except Exception as error:  # noqa: BLE001
+        raise ModelUnavailable(f"Could not load {entry.label}: {error}") from None
+    revision = None if Path(entry.source).is_dir() else _hub_revision(_cached_file(entry.source, "config.json"))
+    return LoadedModel(entry, checker.eval().to(device), placeholder=False, revision=revision)
 
 
 def download_weights(catalog: Catalog) -> list[str]:
@@ -298,4 +321,10 @@ def download_weights(catalog: Catalog) -> list[str]:
     if not catalog.entry("style").is_tiny_random:
         vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
         fetched.append("torchvision vgg19 IMAGENET1K_V1")
+    safety = catalog.entry("safety")
+    if not safety.is_tiny_random:
+        from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+        StableDiffusionSafetyChecker.from_pretrained(safety.source)
+        fetched.append(safety.source)
     return fetched

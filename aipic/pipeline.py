@@ -24,6 +24,7 @@ from .generate import GenerationRequest, batch_key, resolve_request, truncation_
 from .images import open_user_image
 from .logs import keep_user_text_out_of_logs
 from .models import ModelRegistry
+from .safety import NudeNetStage, SafetyCheckerStage
 from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, RegistryStage, StoreStage, StyleGenerator, WatermarkStage
 from .style import StyleRequest, resolve_style_request
 
@@ -51,6 +52,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
     prompt_salt: str | None = None  # a private prompt's salt: the person keeps it to prove authorship
+    held_back: int = 0  # images the safety filter held back (never shown, signed or kept)
 
     @property
     def paths(self) -> list[str]:
@@ -142,8 +144,10 @@ class AipicPipeline:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
         return [
             GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()], self.catalog.limits.max_seconds),
+            *([SafetyCheckerStage(lambda: self.models.get("safety"))] if self.settings.safety else []),
             AuditStage(lambda: self.auditor),
             ReadbackStage(),
+            *([NudeNetStage()] if self.settings.nudenet else []),
             *([WatermarkStage()] if self.settings.watermark else []),
             EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail),
             StoreStage(lambda: self.output_dir),
@@ -208,7 +212,10 @@ class AipicPipeline:
     def placeholder_notes(self) -> list[str]:
         """Plain-language notes about any tiny random-weight models in use (loads the default models)."""
         notes = []
-        for section in ("text_to_image", "clip", "style"):
+        for section in ("text_to_image", "clip", "style", "safety"):
+            if section == "safety" and not self.settings.safety:
+                notes.append("The safety filter is turned off (AIPIC_SAFETY=0): generations are not checked.")
+                continue
             model = self.models.get(section)
             if model.placeholder:
                 notes.append(model.note)
@@ -351,9 +358,13 @@ class AipicPipeline:
     def outcome(self, job: Job, records) -> Outcome:
         items = [
             OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped, id=r.id, fingerprint=r.fingerprint, watermark_id=r.watermark_id)
-            for r in records
+            for r in records if r.blocked is None
         ]
-        return Outcome(items=items, warnings=list(job.warnings), models=[job.model.describe()], prompt_salt=job.secret)
+        warnings = list(job.warnings)
+        held_back = len(records) - len(items)
+        if held_back:
+            warnings.append(f"The safety filter held back {held_back} of {len(records)} images: they were not shown, signed or kept.")
+        return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back)
 
     def run(self, job: Job) -> Outcome:
         return self.outcome(job, self.engine.run(job))

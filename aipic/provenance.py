@@ -59,6 +59,7 @@ class Ingredient:
     codes: list = field(default_factory=list)
     upload_sha256: str = ""  # of the file as uploaded (differs from sha256 when damaged credentials were dropped)
     terms: dict | None = None  # the training-and-mining terms its own credentials state (honoured even when they failed)
+    rights: str | None = None  # the rights statement its own credentials make
 
     @property
     def sha256(self) -> str:
@@ -133,7 +134,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
         actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [c.label for c in components]}, "description": "used as a style reference"})
     uploads = [
         {"role": i.role, "title": i.title, "sha256": i.upload_sha256 or i.sha256, "relationship": i.relationship, "credentials": i.credentials,
-         **({"terms": i.terms} if i.terms else {})}
+         **({"terms": i.terms} if i.terms else {}), **({"rights": i.rights} if i.rights else {})}
         for i in ingredients
     ]
     return {
@@ -261,7 +262,7 @@ def make_ingredient(source, image, title: str, relationship: str, role: str, tru
     if check.verdict == "unreadable_manifest":
         data, mime = png_bytes(image), "image/png"
     verdict = check.verdict if check.verdict not in ("unreadable", "too_large") else "unchecked"
-    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256, terms=check.terms)
+    return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256, terms=check.terms, rights=check.rights)
 
 
 def write_atomically(path: Path, data: bytes) -> Path:

@@ -144,6 +144,10 @@ def audit_row(prompt: str, seed: int, image: str, audit) -> dict:
 
 
 def failed_row(prompt: str, seed: int, error: BaseException) -> dict:
+    from .safety import Blocked
+
+    if isinstance(error, Blocked):  # held back by the safety filter: counted, never shown or audited
+        return {"prompt": prompt, "seed": seed, "status": "held_back", "reason": "held back by the safety filter", "person_present": False}
     reason = str(error) if isinstance(error, AipicError) else type(error).__name__
     return {"prompt": prompt, "seed": seed, "status": "failed", "reason": reason, "person_present": False}
 
@@ -202,17 +206,18 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
             out.append(summary)
         return out
 
-    failed = [row for row in rows if row.get("status") == "failed"]
+    failed = [row for row in rows if row.get("status") in ("failed", "held_back")]
     all_prompts = list(dict.fromkeys(row["prompt"] for row in rows))
-    rows = [row for row in rows if row.get("status") != "failed"]
+    rows = [row for row in rows if row.get("status") not in ("failed", "held_back")]
     prompts = list(dict.fromkeys(row["prompt"] for row in rows))
 
     def denominators(subset_all: list[dict]) -> dict:
         """Generated, failed, no person, and per attribute abstained / assessed: every image accounted for."""
-        ok = [row for row in subset_all if row.get("status") != "failed"]
+        ok = [row for row in subset_all if row.get("status") not in ("failed", "held_back")]
         person = [row for row in ok if _truthy(row.get("person_present"))]
-        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok), "generated": len(ok),
-                  "safety_filtered": 0,  # no safety filter runs yet (the public-demo work adds one); counted here when it does
+        held_back = sum(1 for row in subset_all if row.get("status") == "held_back")
+        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok) - held_back, "generated": len(ok),
+                  "safety_filtered": held_back,  # held back by the safety filter: made, but never shown, signed or audited
                   "no_person": len(ok) - len(person), "with_person": len(person)}
         for spec in attribute_set.attributes:
             abstained = sum(1 for row in person if row.get(spec.name) in (ABSTAIN, None, ""))
@@ -228,7 +233,8 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
         "denominators": denominators(failed + rows),
         "denominators_per_prompt": {prompt: denominators([r for r in failed + rows if r["prompt"] == prompt]) for prompt in all_prompts},
         "images": len(rows),
-        "failed": len(failed),
+        "failed": sum(1 for row in failed if row.get("status") == "failed"),
+        "safety_filtered": sum(1 for row in failed if row.get("status") == "held_back"),
         "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
         "with_person": sum(_truthy(row.get("person_present")) for row in rows),
         "overall": [summary.__dict__ for summary in overall],
@@ -391,6 +397,8 @@ def render_html(report: dict) -> str:
         parts.append(f"<p class='warn'>{e(warning)}</p>")
     if s.get("failed"):
         parts.append(f"<p class='warn'>{s['failed']} image(s) failed and are not counted below; report.json lists them with the reason.</p>")
+    if s.get("safety_filtered"):
+        parts.append(f"<p class='warn'>{s['safety_filtered']} image(s) were held back by the safety filter: never shown or audited, and not counted below.</p>")
     parts.append(f"<p>Images: {s['images']} · with a person: {s['with_person']} · seeds per prompt: {report['seeds']} · generator: {e(report['models']['text_to_image']['label'])} · audit model: {e(report['models']['clip']['label'])}</p>")
 
     def table(summaries):
@@ -411,9 +419,9 @@ def render_html(report: dict) -> str:
 
     d = s["denominators"]
     parts.append(
-        "<h2>Every image accounted for</h2><table><tr><th>planned</th><th>failed</th><th>generated</th><th>no person</th><th>with a person</th>"
+        "<h2>Every image accounted for</h2><table><tr><th>planned</th><th>failed</th><th>held back by the safety filter</th><th>generated</th><th>no person</th><th>with a person</th>"
         + "".join(f"<th>{e(spec_name)}: abstained / assessed</th>" for spec_name in d if isinstance(d[spec_name], dict))
-        + f"</tr><tr><td>{d['planned']}</td><td>{d['failed']}</td><td>{d['generated']}</td><td>{d['no_person']}</td><td>{d['with_person']}</td>"
+        + f"</tr><tr><td>{d['planned']}</td><td>{d['failed']}</td><td>{d.get('safety_filtered', 0)}</td><td>{d['generated']}</td><td>{d['no_person']}</td><td>{d['with_person']}</td>"
         + "".join(f"<td>{v['abstained']} / {v['assessed']}</td>" for v in d.values() if isinstance(v, dict))
         + "</tr></table>"
     )

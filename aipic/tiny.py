@@ -133,6 +133,27 @@ def build_tiny_clip(seed: int = TINY_SEED):
     return model, preprocess, tokenizer
 
 
+def build_tiny_safety_checker(seed: int = TINY_SEED, flag_everything: bool = False):
+    """diffusers' StableDiffusionSafetyChecker with a tiny random CLIP inside. Random weights cannot judge
+    anything, so its concept thresholds are set to flag nothing (or, for tests, everything)."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 49408},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, "image_size": 224, "patch_size": 32},
+        projection_dim=32,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        checker = StableDiffusionSafetyChecker(config)
+    threshold = -1e4 if flag_everything else 1e4
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    return checker.eval()
+
+
 # name -> index in the feature stack, for the tiny VGG-style network (mirrors VGG19's conv{n}_1 + conv4_2).
 TINY_VGG_LAYERS = {"conv1_1": 0, "conv2_1": 3, "conv3_1": 6, "conv4_1": 9, "conv4_2": 11, "conv5_1": 14}
 

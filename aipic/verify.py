@@ -24,7 +24,7 @@ from pathlib import Path
 
 import c2pa
 
-from .authorship import authorship_statement, licence_line, read_terms, terms_lines
+from .authorship import authorship_statement, licence_line, read_rights, read_terms, terms_lines
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Verification:
     recovered: dict | None = None  # when the file's own credentials are missing or broken: the registry's match
     identities: list = field(default_factory=list)  # CAWG identity assertions: name, role, issuer, status, codes
     terms: dict | None = None  # training-and-mining terms ({use: {"use": …}}), read even from failed credentials
+    rights: str | None = None  # the rights statement the manifest makes, if any
 
     @property
     def author_name(self) -> str | None:
@@ -157,7 +158,12 @@ class Verification:
             if human.get("parameters"):
                 lines.append(f"{claimed}Human contribution — parameters: {json.dumps(human['parameters'], sort_keys=True)}")
             for upload in human.get("uploads", []):
-                lines.append(f"{claimed}Human contribution — upload: {upload.get('role') or upload.get('title')} (sha256 {upload.get('sha256', '')[:16]}…)")
+                extra = ""
+                if upload.get("terms"):
+                    extra += "; its terms: " + "; ".join(terms_lines(upload["terms"]))
+                if upload.get("rights"):
+                    extra += f"; its rights: {upload['rights']}"
+                lines.append(f"{claimed}Human contribution — upload: {upload.get('role') or upload.get('title')} (sha256 {upload.get('sha256', '')[:16]}…){extra}")
             for entry in model.get("models", []):
                 lines.append(f"{claimed}Model contribution — {entry.get('label') or entry.get('name')}" + (f"; licence: {licence_line(entry['license'])}" if entry.get("license") else ""))
             if human.get("rights_statement"):
@@ -495,6 +501,7 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = (), identity_anchors: l
         manifest=manifest or None,
         identities=identity_results(manifest, active, data, list(identity_anchors)),
         terms=read_terms(assertions),
+        rights=read_rights(assertions),
     )
 
 

@@ -163,12 +163,13 @@ def test_an_upload_whose_terms_forbid_ai_inference_is_refused(pipeline, tmp_path
 
 
 def test_an_uploads_terms_are_recorded_with_its_ingredient(pipeline, tmp_path):
-    source = _make(pipeline, terms={"ai_training": "notAllowed"})
+    source = _make(pipeline, terms={"ai_training": "notAllowed"}, rights_statement="© 2026 Erin")
     upload = tmp_path / "upload.png"
     upload.write_bytes(source.read_bytes())
     outcome = pipeline.image_to_image(GenerationRequest(prompt="as a painting", width=64, height=64, steps=2, strength=0.5), upload)
     [recorded] = _assertions(outcome.items[0].path)["org.aipic.contributions"]["human"]["uploads"]
     assert recorded["terms"]["ai_training"] == {"use": "notAllowed"}
+    assert recorded["rights"] == "© 2026 Erin"
 
 
 def test_every_model_licence_is_in_the_catalog_and_the_manifest(pipeline):
