@@ -32,6 +32,43 @@ log = logging.getLogger("aipic.app")
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
 
 
+ERROR_TITLES = {
+    "BadInput": "Please check your input",
+    "Blocked": "Held back by the safety filter",
+    "ConfigError": "This server is not set up for that",
+    "ModelUnavailable": "Model unavailable",
+    "StageFailed": "Not published",
+    "RateLimited": "Too many requests",
+    "Cancelled": "Stopped",
+}
+EXAMPLE_PROMPTS = [
+    "a lighthouse on a cliff at dusk, oil painting",
+    "a portrait of a nurse, natural light, 35mm photo",
+    "a cosy reading nook with plants, watercolour",
+    "a red fox in fresh snow, wildlife photography",
+]
+DARK_MODE_JS = "() => { document.body.classList.toggle('dark'); }"
+
+
+class _PassBadValues:
+    """Numbers from the API reach aipic's own validation as sent, so a wrong value gets aipic's clear message
+    ("Seed must be a whole number (got 'abc')") instead of Gradio's internal preprocessing error."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (TypeError, ValueError):
+            return payload
+
+
+class Number(_PassBadValues, gr.Number):
+    pass
+
+
+class Slider(_PassBadValues, gr.Slider):
+    pass
+
+
 def user_errors(handler):
     """Show AipicError messages to the person; log anything unexpected and show a plain message, never a traceback."""
 
@@ -40,21 +77,27 @@ def user_errors(handler):
         try:
             return handler(*args, **kwargs)
         except AipicError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+            raise gr.Error(str(error), title=ERROR_TITLES.get(type(error).__name__, "Cannot do that"), print_exception=False) from None
         except gr.Error:
             raise
         except Exception as error:  # noqa: BLE001
             log.exception("unexpected error in %s", handler.__name__)
-            raise gr.Error(f"Something went wrong ({type(error).__name__}). Your inputs are kept; please try again.", print_exception=False) from None
+            raise gr.Error(f"Something went wrong ({type(error).__name__}). Your inputs are kept; please try again.", title="Something went wrong", print_exception=False) from None
 
     return wrapped
 
 
 def audit_markdown(outcome) -> str:
+    """The full generation info beside the outputs: model, settings, seed and audit of each image."""
     blocks = []
+    for model in outcome.models:
+        blocks.append(f"**Model** {model.get('label') or model.get('name')} · licence: {authorship.licence_line(model.get('license'))}")
+    settings = {key: value for key, value in outcome.parameters.items() if key not in ("seed", "batch") and value is not None}
+    if settings:
+        blocks.append("**Settings** " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in settings.items()))
     for index, item in enumerate(outcome.items, start=1):
         text = item.audit.summary().replace("\n", "  \n")
-        blocks.append(f"**Image {index}** — seed {item.seed}, {item.width}×{item.height}, signed  \n{text}")
+        blocks.append(f"**Image {index}** — seed {item.seed}, {item.width}×{item.height}, {item.mime.split('/')[-1].upper()}, signed  \n{text}")
     for warning in outcome.warnings:
         blocks.append(f"⚠ {warning}")
     if outcome.prompt_salt:
@@ -70,8 +113,12 @@ def credentials_view(pipeline, paths, index=0):
     return panel_markdown(result), result.manifest
 
 
-def outcome_outputs(pipeline, outcome):
-    return (outcome.paths, audit_markdown(outcome), outcome.paths, *credentials_view(pipeline, outcome.paths), outcome.paths)
+def outcome_outputs(pipeline, outcome, history):
+    """Gallery, generation info, files, credentials panel + raw manifest, the outputs' paths and seeds, the
+    session history (state and gallery) — one tuple for every generating tab."""
+    seeds = [item.seed for item in outcome.items]
+    history = (list(history or []) + outcome.paths)[-48:]
+    return (outcome.paths, audit_markdown(outcome), outcome.paths, *credentials_view(pipeline, outcome.paths), outcome.paths, seeds, 0, history, list(reversed(history)))
 
 
 def _number(value):
@@ -184,32 +231,32 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **rights_fields(mining, inference, training, generative, constraint, rights))
-        job = pipeline.text_to_image_job(request, progress=steps_of(progress, "generating"), author=author_of(http))
-        return outcome_outputs(pipeline, run(job, http))
+        job = pipeline.text_to_image_job(request, model or None, progress=steps_of(progress, "generating"), author=author_of(http))
+        return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not init_file:
             raise AipicError("Please upload an init image.")
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **rights_fields(mining, inference, training, generative, constraint, rights))
-        job = pipeline.image_to_image_job(request, init_file, progress=steps_of(progress, "transforming"), author=author_of(http))
-        return outcome_outputs(pipeline, run(job, http))
+        job = pipeline.image_to_image_job(request, init_file, model or None, progress=steps_of(progress, "transforming"), author=author_of(http))
+        return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, http: gr.Request = None, progress=gr.Progress()):
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, history=None, http: gr.Request = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
         request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0, output_format=output_format or None,
                                **rights_fields(mining, inference, training, generative, constraint, rights))
         job = pipeline.style_job(request, progress=steps_of(progress, "style transfer"), author=author_of(http))
-        return outcome_outputs(pipeline, run(job, http))
+        return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
     def verify(file, request: gr.Request = None):
@@ -222,17 +269,52 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return f"### {badge_html(result.verdict)} {result.message}\n\n{details}{codes}", result.to_dict()
 
     def select_credentials(paths, event: gr.SelectData):
-        return credentials_view(pipeline, paths, event.index or 0)
+        index = event.index or 0
+        return (*credentials_view(pipeline, paths, index), index)
+
+    def reuse_seed(seeds, selected):
+        """The selected output's seed back into the seed box: the same picture again (within the GPU tolerance)."""
+        if not seeds:
+            raise gr.Error("Make an image first; its seed can then be reused.", title="Nothing to reuse")
+        return seeds[min(selected or 0, len(seeds) - 1)]
+
+    def send_to_img2img(paths, selected):
+        if not paths:
+            raise gr.Error("Make an image first; it can then be edited in image-to-image.", title="Nothing to send")
+        return paths[min(selected or 0, len(paths) - 1)], gr.Tabs(selected="i2i")
+
+    def licence_for(key):
+        """The chosen model's licence, without loading it: a loaded model reports its own (a placeholder's are
+        aipic's random weights); otherwise the catalog's, or the placeholder's when only tiny models run."""
+        entry = pipeline.catalog.entry("text_to_image", key or None)
+        loaded = pipeline.models._loaded.get(("text_to_image", entry.key))
+        if loaded is not None:
+            label, licence = loaded.describe()["label"], loaded.license
+        elif pipeline.models.mode == "tiny":
+            label, licence = f"tiny random weights in place of {entry.label}", entry.placeholder_license
+        else:
+            label, licence = entry.label, entry.license
+        return f"**Model:** {label} · **Licence:** {authorship.licence_markdown(licence)}"
 
     def credentials_panel(prefix):
         """Beside every output: its Content Credentials in plain words, the raw manifest one click away."""
         panel = gr.Markdown(elem_id=f"{prefix}-credentials", label="Content Credentials")
         with gr.Accordion("Raw manifest", open=False):
             raw = gr.JSON(label="Active manifest")
-        return panel, raw, gr.State([])
+        return panel, raw, gr.State([]), gr.State([]), gr.State(0)
 
-    def preview(file):
-        return file if file else None
+    upload_limits = (f"PNG, JPEG, WebP, GIF, TIFF or BMP · up to 25 MB and {limits.max_upload_pixels / 1e6:.1f} megapixels. "
+                     "The file is used as uploaded, so its own Content Credentials stay in the chain.")
+
+    def drop_zone(label, elem_id):
+        """One image drop zone with its preview: upload, paste or webcam. The original file is kept (no re-encoding)."""
+        return gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], height=220, elem_id=elem_id)
+
+    def model_picker(prefix):
+        entries = pipeline.catalog.entries["text_to_image"]
+        choices = [(entry.label, key) for key, entry in entries.items()]
+        return gr.Dropdown(choices, value=pipeline.catalog.defaults["text_to_image"], label="Model", elem_id=f"{prefix}-model",
+                           info="Each model's licence is shown below; with the offline placeholders every choice runs the tiny stand-in.")
 
     def privacy_choice():
         return gr.Checkbox(label="Keep my prompt private (the signed manifest records only a salted hash; you keep the salt)", value=False)
@@ -250,6 +332,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
 
     def licence_note(section, prefix):
         """The model and its licence, shown before generating."""
+        if section == "text_to_image":
+            return gr.Markdown(licence_for(None), elem_id=f"{prefix}-licence")
         model = pipeline.models.get(section)
         return gr.Markdown(f"**Model:** {model.describe()['label']} · **Licence:** {authorship.licence_markdown(model.license)}", elem_id=f"{prefix}-licence")
 
@@ -261,116 +345,144 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([str(pipeline.output_dir)])
     with gr.Blocks(title="aipic", delete_cache=(3600, 86400)) as demo:
-        gr.Markdown(
-            "# aipic\nText-to-image, image-to-image and style transfer. **Every output is bias-audited** (CLIP zero-shot: "
-            "perceived attributes, never identity) **and signed with C2PA Content Credentials** that record your contributions "
-            "and the model's. Download the signed file to keep its credentials."
-        )
+        with gr.Row():
+            gr.Markdown(
+                "# aipic\nMake pictures from words or from your own images. **Every picture is checked for bias** (how an AI "
+                "model perceives the people in it) **and carries signed Content Credentials** saying what you did and what the AI "
+                "did. Download the file to keep them.",
+                elem_id="intro",
+            )
+            gr.Button("🌓 Dark mode", size="sm", scale=0, elem_id="theme-toggle").click(None, js=DARK_MODE_JS, api_name=False)
         if notes:
-            gr.Markdown("> ⚠ **Offline placeholder models.** " + "  \n> ".join(notes), elem_id="placeholder-banner")
+            with gr.Group():
+                gr.Markdown("> ⚠ **Demo mode — offline placeholder models**: pictures are noise and the checks are not real. Details below.", elem_id="placeholder-banner")
+                with gr.Accordion("Details for operators", open=False):
+                    gr.Markdown("  \n".join(notes))
         with gr.Row():
             signed_in = gr.Markdown(elem_id="signed-in")
             if ON_SPACES:
                 gr.LoginButton()
         demo.load(who_is_signed_in, None, signed_in, api_name=False)
+        history = gr.State([])
 
-        with gr.Tab("Text to image"):
-            with gr.Row():
-                with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="t2i-prompt")
-                    negative = gr.Textbox(label="Negative prompt", lines=1)
-                    with gr.Accordion("Settings", open=False):
-                        seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0)
-                        steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("steps", 20), step=1, label="Steps")
-                        guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
-                        size = t2i_defaults.get("size", 512)
-                        width = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width")
-                        height = gr.Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
-                        batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
-                        output_format = format_picker()
-                    private = privacy_choice()
-                    t_rights = rights_controls("t2i")
-                    licence_note("text_to_image", "t2i")
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
-                        t_stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
-                with gr.Column():
-                    gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
-                    audit = gr.Markdown(elem_id="t2i-audit")
-                    files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
-                    t_panel, t_raw, t_paths = credentials_panel("t2i")
-            t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights], [gallery, audit, files, t_panel, t_raw, t_paths], api_name="text_to_image")
-            t_stop.click(stop, None, None, cancels=[t_event], api_name=False)
-            gallery.select(select_credentials, t_paths, [t_panel, t_raw], api_name=False)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to image", id="t2i"):
+                with gr.Row():
+                    with gr.Column():
+                        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="t2i-prompt", placeholder="Describe the picture, e.g. a lighthouse on a cliff at dusk, oil painting",
+                                            max_length=limits.max_prompt_chars)
+                        gr.Examples(EXAMPLE_PROMPTS, inputs=[prompt], label="Try an example")
+                        negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="What to avoid, e.g. blurry, text")
+                        t_model = model_picker("t2i")
+                        t_licence = licence_note("text_to_image", "t2i")
+                        with gr.Accordion("Settings", open=False, elem_id="t2i-settings"):
+                            seed = Number(label="Seed", value=-1, precision=0, elem_id="t2i-seed", info="-1 picks one at random; the seed used is shown beside each picture. The same seed and settings give the same picture.")
+                            steps = Slider(1, limits.max_steps, value=t2i_defaults.get("steps", 20), step=1, label="Steps", info="More steps: more detail, slower. SD-Turbo needs 1–4.")
+                            guidance = Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance",
+                                                 info="How literally to follow the prompt. Higher sticks closer to the words; SD-Turbo works at 0 (and ignores the negative prompt at 1 or below).")
+                            size = t2i_defaults.get("size", 512)
+                            width = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width", info=f"{limits.min_side}–{limits.max_side} pixels, a multiple of 8")
+                            height = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
+                            batch = Slider(1, limits.max_batch, value=1, step=1, label="Pictures", info=f"Up to {limits.max_batch} at once, seeds counting up from the first")
+                            output_format = format_picker()
+                        private = privacy_choice()
+                        t_rights = rights_controls("t2i")
+                        with gr.Row():
+                            generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+                            t_stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
+                    with gr.Column():
+                        gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
+                        with gr.Row():
+                            t_reuse = gr.Button("Reuse seed", size="sm", elem_id="t2i-reuse-seed")
+                            t_send = gr.Button("Send to image-to-image", size="sm", elem_id="t2i-send-i2i")
+                        audit = gr.Markdown(elem_id="t2i-audit")
+                        files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
+                        t_panel, t_raw, t_paths, t_seeds, t_selected = credentials_panel("t2i")
+                t_model.change(licence_for, t_model, t_licence, api_name=False)
 
-        with gr.Tab("Image to image"):
-            with gr.Row():
-                with gr.Column():
-                    init_file = gr.File(label="Init image (kept as uploaded, credentials included)", file_types=IMAGE_TYPES, type="filepath", elem_id="i2i-file")
-                    init_preview = gr.Image(label="Preview", interactive=False, height=200, elem_id="i2i-preview")
-                    i_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="i2i-prompt")
-                    i_negative = gr.Textbox(label="Negative prompt", lines=1)
-                    with gr.Accordion("Settings", open=False):
-                        strength = gr.Slider(0.05, 1.0, value=t2i_defaults.get("strength", 0.6), step=0.05, label="Strength (how much to change)")
-                        i_seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0)
-                        i_steps = gr.Slider(1, limits.max_steps, value=t2i_defaults.get("img2img_steps", t2i_defaults.get("steps", 20)), step=1, label="Steps")
-                        i_guidance = gr.Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance")
-                        i_batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
-                        i_format = format_picker()
-                    i_private = privacy_choice()
-                    i_rights = rights_controls("i2i")
-                    licence_note("text_to_image", "i2i")
-                    with gr.Row():
-                        i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
-                        i_stop = gr.Button("Stop", variant="stop", elem_id="i2i-stop")
-                with gr.Column():
-                    i_gallery = gr.Gallery(label="Signed outputs")
-                    i_audit = gr.Markdown(elem_id="i2i-audit")
-                    i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
-                    i_panel, i_raw, i_paths = credentials_panel("i2i")
-            init_file.change(preview, init_file, init_preview, api_name=False)
-            i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private, *i_rights], [i_gallery, i_audit, i_files, i_panel, i_raw, i_paths], api_name="image_to_image")
-            i_stop.click(stop, None, None, cancels=[i_event], api_name=False)
-            i_gallery.select(select_credentials, i_paths, [i_panel, i_raw], api_name=False)
+            with gr.Tab("Image to image", id="i2i"):
+                with gr.Row():
+                    with gr.Column():
+                        init_file = drop_zone("Your image (drop, paste or take a photo)", "i2i-file")
+                        gr.Markdown(upload_limits, elem_id="i2i-limits")
+                        i_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="i2i-prompt", placeholder="How to change it, e.g. as a watercolour painting", max_length=limits.max_prompt_chars)
+                        i_negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="What to avoid")
+                        i_model = model_picker("i2i")
+                        i_licence = licence_note("text_to_image", "i2i")
+                        with gr.Accordion("Settings", open=False):
+                            strength = Slider(0.05, 1.0, value=t2i_defaults.get("strength", 0.6), step=0.05, label="Strength",
+                                                 info="How much to change your image: low keeps it close, 1 keeps little more than its colours and layout.")
+                            i_seed = Number(label="Seed", value=-1, precision=0, info="-1 picks one at random")
+                            i_steps = Slider(1, limits.max_steps, value=t2i_defaults.get("img2img_steps", t2i_defaults.get("steps", 20)), step=1, label="Steps", info="Only steps × strength of them run.")
+                            i_guidance = Slider(0, limits.max_guidance, value=t2i_defaults.get("guidance", 7.5), step=0.5, label="Guidance", info="How literally to follow the prompt.")
+                            i_batch = Slider(1, limits.max_batch, value=1, step=1, label="Pictures")
+                            i_format = format_picker()
+                        i_private = privacy_choice()
+                        i_rights = rights_controls("i2i")
+                        with gr.Row():
+                            i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
+                            i_stop = gr.Button("Stop", variant="stop", elem_id="i2i-stop")
+                    with gr.Column():
+                        i_gallery = gr.Gallery(label="Signed outputs")
+                        audit_i = gr.Markdown(elem_id="i2i-audit")
+                        i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
+                        i_panel, i_raw, i_paths, i_seeds, i_selected = credentials_panel("i2i")
+                i_model.change(licence_for, i_model, i_licence, api_name=False)
 
-        with gr.Tab("Style transfer"):
-            with gr.Row():
-                with gr.Column():
-                    content_file = gr.File(label="Content image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-content")
-                    style_file = gr.File(label="Style image", file_types=IMAGE_TYPES, type="filepath", elem_id="style-style")
-                    with gr.Row():
-                        content_preview = gr.Image(label="Content", interactive=False, height=160, elem_id="style-content-preview")
-                        style_preview = gr.Image(label="Style", interactive=False, height=160, elem_id="style-style-preview")
-                    with gr.Accordion("Settings", open=False):
-                        s_steps = gr.Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps", elem_id="style-steps")
-                        s_size = gr.Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
-                        s_weight = gr.Number(label="Style weight", value=1e5)
-                        s_seed = gr.Number(label="Seed", value=0, precision=0)
-                        s_format = format_picker()
-                    s_rights = rights_controls("style")
-                    licence_note("style", "style")
-                    with gr.Row():
-                        s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
-                        s_stop = gr.Button("Stop", variant="stop", elem_id="style-stop")
-                with gr.Column():
-                    s_gallery = gr.Gallery(label="Signed output")
-                    s_audit = gr.Markdown(elem_id="style-audit")
-                    s_files = gr.File(label="Download signed file", file_count="multiple", elem_id="style-files")
-                    s_panel, s_raw, s_paths = credentials_panel("style")
-            content_file.change(preview, content_file, content_preview, api_name=False)
-            style_file.change(preview, style_file, style_preview, api_name=False)
-            s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format, *s_rights], [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths], api_name="style_transfer")
-            s_stop.click(stop, None, None, cancels=[s_event], api_name=False)
-            s_gallery.select(select_credentials, s_paths, [s_panel, s_raw], api_name=False)
+            with gr.Tab("Style transfer", id="style"):
+                with gr.Row():
+                    with gr.Column():
+                        with gr.Row():
+                            content_file = drop_zone("Content image", "style-content")
+                            style_file = drop_zone("Style image", "style-style")
+                        gr.Markdown(upload_limits)
+                        licence_note("style", "style")
+                        with gr.Accordion("Settings", open=False):
+                            s_steps = Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps", elem_id="style-steps", info="More steps: the style takes hold more, slower.")
+                            s_size = Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
+                            s_weight = Number(label="Style weight", value=1e5, info="How strongly the style image's textures win over the content's layout (try 1e4 to 1e6).")
+                            s_seed = Number(label="Seed", value=0, precision=0)
+                            s_format = format_picker()
+                        s_rights = rights_controls("style")
+                        with gr.Row():
+                            s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
+                            s_stop = gr.Button("Stop", variant="stop", elem_id="style-stop")
+                    with gr.Column():
+                        s_gallery = gr.Gallery(label="Signed output")
+                        s_audit = gr.Markdown(elem_id="style-audit")
+                        s_files = gr.File(label="Download signed file", file_count="multiple", elem_id="style-files")
+                        s_panel, s_raw, s_paths, s_seeds, s_selected = credentials_panel("style")
 
-        with gr.Tab("Verify"):
-            gr.Markdown("Upload any image to check its Content Credentials: who signed it, what a person and what a model contributed, and its bias audit.")
-            v_file = gr.File(label="Image to verify", type="filepath", elem_id="verify-file")
-            v_go = gr.Button("Verify", variant="primary", elem_id="verify-button")
-            v_report = gr.Markdown(elem_id="verify-report")
-            v_json = gr.JSON(label="Details")
-            # Verify as soon as a file arrives (the server has it then), and again on the button.
-            gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json], api_name="verify")
+            with gr.Tab("History", id="history"):
+                gr.Markdown("Everything you made in this session, newest first (kept only while this page is open; download what you want to keep).")
+                history_gallery = gr.Gallery(label="This session", columns=6, elem_id="history-gallery")
+
+            with gr.Tab("Verify", id="verify"):
+                gr.Markdown("Check any picture's Content Credentials: who signed it, who the author is, what a person and what an AI contributed, and its bias audit.")
+                v_file = gr.File(label="Image to verify", type="filepath", elem_id="verify-file")
+                v_go = gr.Button("Verify", variant="primary", elem_id="verify-button")
+                v_report = gr.Markdown(elem_id="verify-report")
+                v_json = gr.JSON(label="Details")
+                # Verify as soon as a file arrives (the server has it then), and again on the button.
+                gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json], api_name="verify")
+
+        tail = [history, history_gallery]
+        t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights, t_model, history],
+                                 [gallery, audit, files, t_panel, t_raw, t_paths, t_seeds, t_selected, *tail], api_name="text_to_image")
+        t_stop.click(stop, None, None, cancels=[t_event], api_name=False)
+        gallery.select(select_credentials, t_paths, [t_panel, t_raw, t_selected], api_name=False)
+        t_reuse.click(reuse_seed, [t_seeds, t_selected], seed, api_name=False)
+        t_send.click(send_to_img2img, [t_paths, t_selected], [init_file, tabs], api_name=False)
+
+        i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private, *i_rights, i_model, history],
+                             [i_gallery, audit_i, i_files, i_panel, i_raw, i_paths, i_seeds, i_selected, *tail], api_name="image_to_image")
+        i_stop.click(stop, None, None, cancels=[i_event], api_name=False)
+        i_gallery.select(select_credentials, i_paths, [i_panel, i_raw, i_selected], api_name=False)
+
+        s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format, *s_rights, history],
+                             [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths, s_seeds, s_selected, *tail], api_name="style_transfer")
+        s_stop.click(stop, None, None, cancels=[s_event], api_name=False)
+        s_gallery.select(select_credentials, s_paths, [s_panel, s_raw, s_selected], api_name=False)
     return demo
 
 

@@ -33,8 +33,12 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
         image.load()
     except BadInput:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise BadInput(f"The {what} could not be read as an image ({error}).") from None
+    except UnidentifiedImageError:
+        raise BadInput(f"The {what} is not an image format aipic can read (PNG, JPEG, WebP, GIF, TIFF or BMP).") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        # The reason in plain words, never a path on the server.
+        reason = str(error).split(" '/")[0].split(' "/')[0] if not isinstance(error, Image.DecompressionBombError) else "too many pixels"
+        raise BadInput(f"The {what} could not be read as an image ({reason}).") from None
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and 32-bit greyscale: scale to 8 bits (converting directly clips everything above 255 to white).

@@ -53,6 +53,7 @@ class Outcome:
     models: list[dict] = field(default_factory=list)
     prompt_salt: str | None = None  # a private prompt's salt: the person keeps it to prove authorship
     held_back: int = 0  # images the safety filter held back (never shown, signed or kept)
+    parameters: dict = field(default_factory=dict)  # the request's resolved settings, as recorded in the manifest
 
     @property
     def paths(self) -> list[str]:
@@ -364,7 +365,7 @@ class AipicPipeline:
         held_back = len(records) - len(items)
         if held_back:
             warnings.append(f"The safety filter held back {held_back} of {len(records)} images: they were not shown, signed or kept.")
-        return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back)
+        return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back, parameters=dict(job.human.get("parameters") or {}))
 
     def run(self, job: Job) -> Outcome:
         return self.outcome(job, self.engine.run(job))

@@ -35,7 +35,7 @@ def test_concurrent_api_requests_share_gpu_batches_and_each_gets_its_own_signed_
     assert samples["aipic_gpu_batches_total"]["stage=generate"] < len(PROMPTS)
     assert samples["aipic_gpu_batches_total"]["stage=generate"] == 1
     anchors = local_trust_anchors(home / "keys")
-    for n, (prompt, (_gallery, audit, files, panel, raw)) in enumerate(zip(PROMPTS, results)):
+    for n, (prompt, (_gallery, audit, files, panel, raw, _history)) in enumerate(zip(PROMPTS, results)):
         [path] = files
         with open(path, "rb") as handle:
             result = verify_bytes(handle.read(), anchors)
@@ -106,3 +106,15 @@ def test_a_port_in_use_is_one_clear_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(f"aipic: error: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("position, value, message", [(2, "abc", "Seed must be a whole number"), (3, "many", "Steps must be a whole number"), (4, "high", "Guidance must be a number")])
+def test_non_numeric_api_values_get_a_clear_message(batching_app, position, value, message):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, _ = batching_app
+    arguments = ["a lighthouse", "", 1, 2, 0, 64, 64, 1, "png"]
+    arguments[position] = value
+    with pytest.raises(AppError, match=message):
+        Client(url, verbose=False).predict(*arguments, api_name="/text_to_image")

@@ -47,7 +47,7 @@ def page(browser, app_url):
 
 def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     url, home = app_url
-    assert "Offline placeholder models" in page.locator("#placeholder-banner").inner_text()
+    assert "offline placeholder models" in page.locator("#placeholder-banner").inner_text()
     page.locator("#t2i-prompt textarea").fill("a photo of a lighthouse keeper")
     page.locator("#t2i-generate").click()
     page.wait_for_selector("#t2i-audit :text('signed')", timeout=120_000)
@@ -113,7 +113,7 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
 
     page.get_by_role("tab", name="Image to image").click()
     page.locator("#i2i-file input[type=file]").set_input_files(str(photo))
-    _wait_for_preview(page, "#i2i-preview")  # the app's own sign that the server has the upload
+    _wait_for_preview(page, "#i2i-file")  # the drop zone's own preview: the server has the upload
     page.locator("#i2i-prompt textarea").fill("as an oil painting")
     page.locator("#i2i-go").click()
     page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
@@ -124,8 +124,8 @@ def test_image_to_image_and_style_tabs(page, app_url, tmp_path):
     page.get_by_role("tab", name="Style transfer").click()
     page.locator("#style-content input[type=file]").set_input_files(str(photo))
     page.locator("#style-style input[type=file]").set_input_files(str(style))
-    _wait_for_preview(page, "#style-content-preview")
-    _wait_for_preview(page, "#style-style-preview")
+    _wait_for_preview(page, "#style-content")
+    _wait_for_preview(page, "#style-style")
     page.locator("#style-go").click()
     page.wait_for_selector("#style-audit :text('signed')", timeout=120_000)
     result = verify_bytes(_download(page, "#style-files", url), anchors)
@@ -171,3 +171,39 @@ def test_a_signed_in_person_is_named_as_author_in_the_credentials(browser, signe
         assert result.verdict == "trusted" and result.identities[0]["name"] == "alice"
     finally:
         page.close()
+
+
+def test_examples_model_picker_reuse_seed_send_to_img2img_history_and_dark_mode(page, app_url):
+    url, home = app_url
+    # an example fills the prompt
+    page.get_by_text("a red fox in fresh snow, wildlife photography").first.click()
+    page.wait_for_function("document.querySelector('#t2i-prompt textarea').value === 'a red fox in fresh snow, wildlife photography'", timeout=30_000)
+    # the model picker shows the chosen model's licence before generating
+    page.locator("#t2i-model input").click()
+    page.get_by_role("option", name="Stable Diffusion 1.5").click()
+    page.wait_for_selector("#t2i-licence :text('in place of Stable Diffusion 1.5')", timeout=30_000)
+    assert "Licence" in page.locator("#t2i-licence").inner_text()
+    page.locator("#t2i-generate").click()
+    page.wait_for_selector("#t2i-audit :text('signed')", timeout=120_000)
+    info = page.locator("#t2i-audit").inner_text()
+    assert "Settings" in info and "licence" in info  # the full generation info beside the output
+    seed = info.split("seed ", 1)[1].split(",", 1)[0]
+    page.locator("#t2i-settings").get_by_text("Settings").first.click()
+    page.locator("#t2i-reuse-seed").click()
+    page.wait_for_function(f"document.querySelector('#t2i-seed input').value === '{seed}'", timeout=30_000)
+    # send the output to image-to-image: the tab opens with the signed file in its drop zone
+    page.locator("#t2i-send-i2i").click()
+    page.wait_for_selector("#i2i-file img[src]", timeout=30_000)
+    assert "megapixels" in page.locator("#i2i-limits").inner_text()  # limits are stated beside the drop zone
+    page.locator("#i2i-prompt textarea").fill("as a woodcut")
+    page.locator("#i2i-go").click()
+    page.wait_for_selector("#i2i-audit :text('signed')", timeout=120_000)
+    result = verify_bytes(_download(page, "#i2i-files", url), local_trust_anchors(home / "keys"))
+    [ingredient] = result.ingredients
+    assert ingredient["status"] == "valid"  # the ingredient is the aipic output itself, its credentials intact
+    # the session history holds both outputs
+    page.get_by_role("tab", name="History").click()
+    page.wait_for_function("document.querySelectorAll('#history-gallery img').length >= 2", timeout=30_000)
+    # dark mode
+    page.locator("#theme-toggle").click()
+    assert page.evaluate("document.body.classList.contains('dark')")

@@ -5,7 +5,7 @@ from aipic.generate import GenerationRequest
 from aipic.pipeline import AipicPipeline
 from aipic.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
 from aipic.style import StyleRequest
-from conftest import image_file
+from conftest import image_file, make_image, png_of
 
 
 def test_text_to_image_outputs_are_audited_signed_files(tiny_pipeline, fresh_outputs):
@@ -50,14 +50,15 @@ def test_style_transfer_is_audited_and_signed(tiny_pipeline, fresh_outputs, tmp_
     assert "losses" in result.contributions["model"]["models"][0]
 
 
-@pytest.mark.parametrize("upload_bytes, message", [(b"not an image", "could not be read as an image"), (None, "Please provide")])
+@pytest.mark.parametrize("upload_bytes, message", [(b"not an image", "is not an image format aipic can read"), (png_of(make_image(64, 64))[:300], "could not be read as an image"), (None, "Please provide")])
 def test_bad_uploads_get_clear_errors_and_write_nothing(tiny_pipeline, fresh_outputs, tmp_path, upload_bytes, message):
     source = None
     if upload_bytes is not None:
         source = tmp_path / "upload.png"
         source.write_bytes(upload_bytes)
-    with pytest.raises(AipicError, match=message):
+    with pytest.raises(AipicError, match=message) as refused:
         tiny_pipeline.image_to_image(GenerationRequest(prompt="x"), source)
+    assert str(tmp_path) not in str(refused.value)  # no server paths in messages
     assert not fresh_outputs.exists() or not any(fresh_outputs.rglob("*.png"))
 
 
