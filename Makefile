@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test browser bench clean
+.PHONY: install run test lint browser bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,16 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser
+# ruff and mypy (configured in pyproject.toml) must be clean before the tests run.
+lint: install
+	$(BIN)/ruff check aipic app.py bench tests
+	$(BIN)/mypy
+
+test: install browser lint
 	HF_HUB_OFFLINE=1 AIPIC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q $(ARGS)
 
 bench: install
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

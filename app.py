@@ -201,7 +201,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
             with running_lock:
                 running.get(session, set()).discard(job)
 
-    def stop(request: gr.Request = None):
+    def stop(request: gr.Request | None = None):
         """Stop: a queued request is dropped; a running batch is aborted once all of its requests have stopped."""
         session = getattr(request, "session_hash", None) or "anonymous"
         with running_lock:
@@ -220,7 +220,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
             "rights_statement": rights or "",
         }
 
-    def who_is_signed_in(request: gr.Request = None):
+    def who_is_signed_in(request: gr.Request | None = None):
         account = signed_in_account(request)
         if account:
             return f"👤 Signed in as **{account[0]}** ({account[1]}): your outputs name you as their author, in a signed identity assertion."
@@ -231,7 +231,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @user_errors
-    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request = None, progress=gr.Progress()):
+    def text_to_image(prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height), batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **rights_fields(mining, inference, training, generative, constraint, rights))
@@ -239,7 +239,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
-    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request = None, progress=gr.Progress()):
+    def image_to_image(init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not init_file:
             raise AipicError("Please upload an init image.")
@@ -249,7 +249,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
-    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, history=None, http: gr.Request = None, progress=gr.Progress()):
+    def stylise(content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
         limiter.check(client_of(http))
         if not content_file or not style_file:
             raise AipicError("Please upload both a content image and a style image.")
@@ -259,7 +259,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         return outcome_outputs(pipeline, run(job, http), history)
 
     @user_errors
-    def verify(file, request: gr.Request = None):
+    def verify(file, request: gr.Request | None = None):
         limiter.check(client_of(request))
         if not file:
             raise AipicError("Please upload a file to verify.")
@@ -352,7 +352,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                 "did. Download the file to keep them.",
                 elem_id="intro",
             )
-            gr.Button("🌓 Dark mode", size="sm", scale=0, elem_id="theme-toggle").click(None, js=DARK_MODE_JS, api_name=False)
+            gr.Button("🌓 Dark mode", size="sm", scale=0, elem_id="theme-toggle").click(None, js=DARK_MODE_JS, api_visibility="private")
         if notes:
             with gr.Group():
                 gr.Markdown("> ⚠ **Demo mode — offline placeholder models**: pictures are noise and the checks are not real. Details below.", elem_id="placeholder-banner")
@@ -362,7 +362,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
             signed_in = gr.Markdown(elem_id="signed-in")
             if ON_SPACES:
                 gr.LoginButton()
-        demo.load(who_is_signed_in, None, signed_in, api_name=False)
+        demo.load(who_is_signed_in, None, signed_in, api_visibility="private")
         history = gr.State([])
 
         with gr.Tabs() as tabs:
@@ -398,7 +398,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         audit = gr.Markdown(elem_id="t2i-audit")
                         files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
                         t_panel, t_raw, t_paths, t_seeds, t_selected = credentials_panel("t2i")
-                t_model.change(licence_for, t_model, t_licence, api_name=False)
+                t_model.change(licence_for, t_model, t_licence, api_visibility="private")
 
             with gr.Tab("Image to image", id="i2i"):
                 with gr.Row():
@@ -427,7 +427,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                         audit_i = gr.Markdown(elem_id="i2i-audit")
                         i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
                         i_panel, i_raw, i_paths, i_seeds, i_selected = credentials_panel("i2i")
-                i_model.change(licence_for, i_model, i_licence, api_name=False)
+                i_model.change(licence_for, i_model, i_licence, api_visibility="private")
 
             with gr.Tab("Style transfer", id="style"):
                 with gr.Row():
@@ -469,20 +469,21 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         tail = [history, history_gallery]
         t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights, t_model, history],
                                  [gallery, audit, files, t_panel, t_raw, t_paths, t_seeds, t_selected, *tail], api_name="text_to_image")
-        t_stop.click(stop, None, None, cancels=[t_event], api_name=False)
-        gallery.select(select_credentials, t_paths, [t_panel, t_raw, t_selected], api_name=False)
-        t_reuse.click(reuse_seed, [t_seeds, t_selected], seed, api_name=False)
-        t_send.click(send_to_img2img, [t_paths, t_selected], [init_file, tabs], api_name=False)
+        t_stop.click(stop, None, None, cancels=[t_event], api_visibility="private")
+        gallery.select(select_credentials, t_paths, [t_panel, t_raw, t_selected], api_visibility="private")
+        t_reuse.click(reuse_seed, [t_seeds, t_selected], seed, api_visibility="private")
+        t_send.click(send_to_img2img, [t_paths, t_selected], [init_file, tabs], api_visibility="private")
 
         i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private, *i_rights, i_model, history],
                              [i_gallery, audit_i, i_files, i_panel, i_raw, i_paths, i_seeds, i_selected, *tail], api_name="image_to_image")
-        i_stop.click(stop, None, None, cancels=[i_event], api_name=False)
-        i_gallery.select(select_credentials, i_paths, [i_panel, i_raw, i_selected], api_name=False)
+        i_stop.click(stop, None, None, cancels=[i_event], api_visibility="private")
+        i_gallery.select(select_credentials, i_paths, [i_panel, i_raw, i_selected], api_visibility="private")
 
         s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format, *s_rights, history],
-                             [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths, s_seeds, s_selected, *tail], api_name="style_transfer")
-        s_stop.click(stop, None, None, cancels=[s_event], api_name=False)
-        s_gallery.select(select_credentials, s_paths, [s_panel, s_raw, s_selected], api_name=False)
+                             [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths, s_seeds, s_selected, *tail], api_name="style_transfer",
+                             concurrency_id="long-jobs", concurrency_limit=2)  # long jobs: their own Gradio slots and engine lane
+        s_stop.click(stop, None, None, cancels=[s_event], api_visibility="private")
+        s_gallery.select(select_credentials, s_paths, [s_panel, s_raw, s_selected], api_visibility="private")
     return demo
 
 

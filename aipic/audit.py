@@ -261,7 +261,7 @@ class BiasAuditor:
         groups: dict[tuple, list[int]] = {}  # one resize per image size, not per image
         for index, p in enumerate(pixels):
             groups.setdefault(tuple(p.shape), []).append(index)
-        batch = [None] * len(pixels)
+        batch: list = [None] * len(pixels)
         for indices in groups.values():
             prepared = self.tensor_transform(torch.stack([pixels[i] for i in indices]).to(self.device, torch.float32))
             for i, row in zip(indices, prepared):

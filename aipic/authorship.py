@@ -132,7 +132,7 @@ def terms_lines(entries: dict) -> list[str]:
 
 def forbids_inference(terms: dict | None) -> bool:
     """Whether an upload's terms say AI inference (using it as a model's input) is not allowed."""
-    return bool(terms) and (terms.get("ai_inference") or {}).get("use") == "notAllowed"
+    return terms is not None and (terms.get("ai_inference") or {}).get("use") == "notAllowed"
 
 
 def check_rights_statement(text: str | None) -> str:
@@ -216,7 +216,7 @@ class IdentityAuthority:
         now = datetime.datetime.now(datetime.timezone.utc)
         with self._lock:
             author = self._issued.get((account, provider))
-            if author is None or author.not_after - now < self.RENEW_BEFORE:
+            if author is None or author.not_after is None or author.not_after - now < self.RENEW_BEFORE:
                 author = self._issue(account, provider, now)
                 self._issued[(account, provider)] = author
         return author
@@ -231,6 +231,7 @@ class IdentityAuthority:
 
         ca = x509.load_pem_x509_certificate(self.ca_pem.encode())
         ca_key = serialization.load_pem_private_key(self._ca_key, password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey), "aipic's CAs are EC P-256"
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([
             x509.NameAttribute(NameOID.COMMON_NAME, account),

@@ -238,8 +238,8 @@ def cmd_verify(args) -> int:
     from .registry import default_url
 
     home = Path(args.home or default_home())
-    registry_url = default_url(home)
-    if registry_url.startswith("sqlite:///") and not (home / "registry.sqlite3").is_file():
+    registry_url: str | None = default_url(home)
+    if registry_url and registry_url.startswith("sqlite:///") and not (home / "registry.sqlite3").is_file():
         registry_url = None  # verifying never creates a registry
     identity_ca = home / "keys" / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
     identity_anchors = [identity_ca.read_text()] if identity_ca.is_file() else []
@@ -323,7 +323,8 @@ def cmd_download(args) -> int:
         fetched = download_weights(load_catalog())
     except Exception as error:  # noqa: BLE001
         text = str(error)
-        chain, seen = [], error
+        chain: list[BaseException] = []
+        seen: BaseException | None = error
         while seen is not None and len(chain) < 10:  # the hub clients wrap the connection error in others
             chain.append(seen)
             seen = seen.__cause__ or seen.__context__

@@ -72,6 +72,7 @@ class EngineSettings:
     output_format: str = "png"
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
     thumbnail: bool = False  # embed a small claim thumbnail (~3 KB) in every manifest
+    long_families: tuple = ("style",)  # generator families that run in their own lane (their own queue and GPU thread)
     watermark: bool = True  # the invisible watermark stage (CPU pool; the GPU targets are measured without it)
     safety: bool = True  # the Stable Diffusion safety checker on every generation (GPU, batched)
     nudenet: bool = False  # NudeNet as a second checker (CPU pool; an optional AGPL extra: the operator opts in)
@@ -121,6 +122,55 @@ class EngineSettings:
         return self.cpu_workers or min(16, os.cpu_count() or 1)
 
 
+# ---- the model lock ----------------------------------------------------------------------------------------
+
+
+class ModelLock:
+    """The model lock, with a polite hand-over: a long job (style transfer) yields it between its steps to a
+    waiting batch, so a 500-step optimisation does not hold every other request back for its whole run."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._waiting = 0
+        self._taken = 0  # counts acquisitions: a yield waits until someone else has taken the lock
+
+    def acquire(self) -> None:
+        with self._state:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._state:
+                self._waiting -= 1
+        with self._state:
+            self._taken += 1
+            self._state.notify_all()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def yield_to_waiters(self, timeout: float = 10.0) -> None:
+        """Held by the caller: if anyone waits for the lock, let them have it, then take it back."""
+        with self._state:
+            if not self._waiting:
+                return
+            taken = self._taken
+        self._lock.release()
+        try:
+            with self._state:
+                self._state.wait_for(lambda: self._taken != taken, timeout)
+        finally:
+            self.acquire()
+
+
 # ---- jobs and records --------------------------------------------------------------------------------------
 
 
@@ -141,7 +191,7 @@ class Job:
     human: dict  # what the person contributed, as recorded
     description: str
     ingredients: list = field(default_factory=list)
-    output_format: str = "png"
+    output_format: str | None = "png"  # None: the deployment's default
     output_dir: Path | None = None
     warnings: list = field(default_factory=list)
     secret: str | None = None  # for the person only, never recorded or logged (a private prompt's salt)
@@ -152,6 +202,7 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     cancelled: bool = False
     warm_up: bool = False  # GPU stages only, nothing signed or stored, not counted (start-up compilation)
+    yield_gpu: Callable[[], None] | None = None  # set by the long lane: hands the model lock to waiting batches between steps
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     records: list = field(default_factory=list)
 
@@ -213,10 +264,10 @@ class Stage(Protocol):
 class Engine:
     """A micro-batching GPU loop and a CPU pool over an ordered list of stages."""
 
-    def __init__(self, stages: list[Stage], settings: EngineSettings | None = None, metrics: EngineMetrics | None = None, lock: threading.Lock | None = None):
+    def __init__(self, stages: list[Stage], settings: EngineSettings | None = None, metrics: EngineMetrics | None = None, lock: ModelLock | None = None):
         self.settings = settings or EngineSettings()
         self.metrics = metrics or EngineMetrics()
-        self.lock = lock or threading.Lock()  # the model lock: only GPU stages take it
+        self.lock = lock or ModelLock()  # the model lock: only GPU stages take it
         gpu_flags = [stage.gpu for stage in stages]
         if gpu_flags != sorted(gpu_flags, reverse=True):
             raise ConfigError("GPU stages must come before CPU stages: " + " → ".join(s.name for s in stages))
@@ -227,8 +278,13 @@ class Engine:
         self._closed = False
         self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers, thread_name_prefix="aipic-finish")
         self._torch_threads = _torch_threads()
-        self._thread = threading.Thread(target=self._gpu_loop, name="aipic-gpu", daemon=True)
-        self._thread.start()
+        # Two lanes, each with its own GPU thread over the one model lock: batched requests, and long jobs
+        # (style transfer) that hand the lock over between their steps. A long job never holds the others back.
+        self._threads = [
+            threading.Thread(target=self._gpu_loop, args=(lane,), name=f"aipic-gpu-{lane}", daemon=True) for lane in ("batch", "long")
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # ---- callers --------------------------------------------------------------------------------------
 
@@ -277,25 +333,31 @@ class Engine:
                 job.future.cancel()
             self._queue.clear()
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         self._pool.shutdown(wait=True)
 
     # ---- the GPU loop ----------------------------------------------------------------------------------
 
-    def _take_batch(self) -> list[Job] | None:
-        """Wait for work; return the oldest job and its compatible company (or None when closing)."""
+    def lane(self, job: Job) -> str:
+        return "long" if job.family in self.settings.long_families and not job.warm_up else "batch"
+
+    def _take_batch(self, lane: str = "batch") -> list[Job] | None:
+        """Wait for work in this lane; return the oldest job and its compatible company (None when closing)."""
         with self._cond:
             while True:
                 self._queue = [job for job in self._queue if not job.future.cancelled()]
                 self.metrics.queue_depth.set(len(self._queue))
                 if self._closed:
                     return None
-                if not self._queue:
+                mine = [job for job in self._queue if self.lane(job) == lane]
+                if not mine:
                     self._cond.wait()
                     continue
-                head = self._queue[0]
-                chosen, images, full = [], 0, False
-                for job in self._queue:
+                head = mine[0]
+                chosen: list[Job] = []
+                images, full = 0, False
+                for job in mine:
                     if job.batch_key != head.batch_key:
                         continue
                     if chosen and images + job.count > self.settings.max_gpu_batch:
@@ -313,7 +375,7 @@ class Engine:
                     return [job for job in chosen if job.future.set_running_or_notify_cancel()]
                 self._cond.wait(left)
 
-    def _gpu_loop(self) -> None:
+    def _gpu_loop(self, lane: str = "batch") -> None:
         # A new thread starts with OpenMP's default thread count, not the process's torch setting: on a CPU
         # device that halves the speed of the model. Carry the caller's setting over.
         if self._torch_threads:
@@ -321,11 +383,14 @@ class Engine:
 
             torch.set_num_threads(self._torch_threads)
         while True:
-            jobs = self._take_batch()
+            jobs = self._take_batch(lane)
             if jobs is None:
                 return
             if not jobs:
                 continue
+            if lane == "long":
+                for job in jobs:
+                    job.yield_gpu = self.lock.yield_to_waiters
             if all(job.warm_up for job in jobs):
                 self._warm(jobs)
                 continue

@@ -22,7 +22,8 @@ def flip_stats(pairs: list, attribute_set) -> dict:
     transitions and how many pairs could not be compared."""
     out = {}
     for spec in attribute_set.attributes:
-        compared, flips, not_compared, transitions = 0, 0, 0, {}
+        compared, flips, not_compared = 0, 0, 0
+        transitions: dict = {}
         for before, after in pairs:
             a = before.attributes.get(spec.name) if before.person_present else None
             b = after.attributes.get(spec.name) if after.person_present else None

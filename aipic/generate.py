@@ -4,6 +4,7 @@ import dataclasses
 import math
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
@@ -153,6 +154,7 @@ def resolve_request(request: GenerationRequest, defaults: dict, limits: Limits) 
             raise BadInput(f"Strength must be above 0 and at most 1 (got {strength}).")
         if int(steps * strength) < 1:
             raise BadInput(f"With strength {strength}, {steps} steps leave no denoising step; raise the steps to at least {math.ceil(1 / strength)} or the strength.")
+        assert request.init_image is not None  # is_img2img
         default_width, default_height = size_for_aspect(request.init_image, default_side, SIZE_MULTIPLE)
     else:
         default_width = default_height = default_side
@@ -201,9 +203,14 @@ def run_diffusion_batch(pipe, requests: list[GenerationRequest], on_step=None, p
     """
     first = requests[0]
     device = pipe.device
-    prompts, negatives, generators, images, owners = [], [], [], [], []
+    prompts: list[str] = []
+    negatives: list[str] = []
+    generators: list[torch.Generator] = []
+    images: list[Image.Image | None] = []
+    owners: list[tuple[int, int]] = []
     for number, request in enumerate(requests):
-        init = fit_cover(request.init_image, request.width, request.height) if request.is_img2img else None
+        assert request.seed is not None and request.width is not None and request.height is not None  # resolved requests
+        init = fit_cover(request.init_image, request.width, request.height) if request.init_image is not None else None
         for index in range(request.batch):
             seed = (request.seed + index) % (MAX_SEED + 1)
             prompts.append(request.prompt)
@@ -216,7 +223,7 @@ def run_diffusion_batch(pipe, requests: list[GenerationRequest], on_step=None, p
         negatives.append(negatives[0])
         generators.append(torch.Generator(device=device).manual_seed(0))
         images.append(images[0])
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         prompt=prompts,
         negative_prompt=negatives if any(negatives) else None,
         num_inference_steps=first.steps,

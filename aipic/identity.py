@@ -109,6 +109,7 @@ def issue_signer(ca_pem: str, ca_key_pem: bytes, common_name: str = "aipic", day
     (EKU emailProtection and c2pa-kp-claimSigning)."""
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey), "aipic's CAs are EC P-256"
     start = not_before or datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (

@@ -12,13 +12,14 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import authorship, provenance
 from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
 from .data import default_home
-from .engine import Engine, EngineSettings, Job
+from .engine import Engine, EngineSettings, Job, ModelLock
 from .errors import BadInput, ConfigError
 from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
 from .images import open_user_image
@@ -90,7 +91,7 @@ class AipicPipeline:
         self._engine = None
         self._registry = None
         self._setup = threading.RLock()
-        self._lock = threading.Lock()  # the model lock: held by the engine's GPU stages only
+        self._lock = ModelLock()  # the model lock: held by the engine's GPU stages only
 
     # ---- shared pieces -------------------------------------------------------------------------------
 
@@ -268,6 +269,7 @@ class AipicPipeline:
         authorship.check_commercial(entry.label, entry.license, self.commercial)
         model = self.models.get("text_to_image", model_key)
         request = resolve_request(request, self._defaults(model), self.catalog.limits)
+        assert request.seed is not None and request.guidance is not None  # resolved
         warnings = [model.note] if model.placeholder and model.note else []
         warnings += [ingredient.notice() for ingredient in ingredients if ingredient.notice()]
         warnings += truncation_warnings(model.obj.tokenizer, request)
@@ -379,7 +381,7 @@ class AipicPipeline:
     def style_transfer(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Outcome:
         return self.run(self.style_job(request, content_title, style_title, progress, author=author))
 
-    def verify(self, path, extra_trust_anchors: list[str] = ()) -> provenance.Verification:
+    def verify(self, path, extra_trust_anchors: Sequence[str] = ()) -> provenance.Verification:
         """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
         return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem])

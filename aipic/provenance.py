@@ -11,6 +11,7 @@ import io
 import os
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import c2pa
@@ -119,7 +120,7 @@ def software_agent(model: dict) -> dict:
     return {"name": model["name"], "version": version}
 
 
-def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: list[dict] = (), terms: dict | None = None) -> dict:
+def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: Sequence[dict] = (), terms: dict | None = None) -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     if parents:
@@ -237,7 +238,7 @@ def sign_png(png: bytes, manifest: dict, ingredients: list[Ingredient], identity
         return sign(png, "image/png", manifest, ingredients, signer)
 
 
-def make_ingredient(source, image, title: str, relationship: str, role: str, trust_anchors: list[str] = ()) -> Ingredient:
+def make_ingredient(source, image, title: str, relationship: str, role: str, trust_anchors: Sequence[str] = ()) -> Ingredient:
     """An ingredient from an upload: its original bytes when it is an image file C2PA reads, else a PNG of it.
 
     The upload's own credentials are checked first (in the bounded verifier). Failed ones stay in the chain with
@@ -252,7 +253,7 @@ def make_ingredient(source, image, title: str, relationship: str, role: str, tru
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     mime = sniff_format(data) if data else None
-    if mime not in SUPPORTED_INGREDIENT_FORMATS:
+    if data is None or mime not in SUPPORTED_INGREDIENT_FORMATS:
         return Ingredient(title=title, relationship=relationship, data=png_bytes(image), format="image/png", role=role)
     if isinstance(source, (str, Path)):
         check = verify_file(source, list(trust_anchors))

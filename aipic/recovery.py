@@ -7,6 +7,7 @@ unrelated image is never claimed. Imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import hashlib
 import io
 
@@ -15,7 +16,7 @@ from .fingerprint import MATCH_BITS, distance, fingerprint
 WATERMARK_FINGERPRINT_AGREES = 16  # a watermarked copy's fingerprint within 16 bits (unrelated images: ~32)
 
 
-def recover(data: bytes, registry_url: str, trust_anchors: list[str] = ()) -> dict | None:
+def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
     from .registry import Registry
 
     registry = Registry(registry_url, migrate=False)  # reading only: verifying never changes the database
@@ -72,7 +73,7 @@ def _by_watermark(registry, pixels, probe: str):
     return entry, f"watermark {watermark_id} (CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits
 
 
-def _store_verdict(store: bytes, trust_anchors: list[str]) -> str:
+def _store_verdict(store: bytes, trust_anchors: Sequence[str]) -> str:
     """Verify a manifest store kept without its file: its signature and assertions (the hard binding to the
     original pixels cannot be checked, since the copy is not the original)."""
     import json

@@ -78,6 +78,6 @@ def references_by_prompt(source: str, prompts: tuple, where: str) -> tuple[dict,
         "kind": "proxy",
         "note": PROXY_NOTE,
         "citation": citation,
-        "occupations": {prompt: occupation_in(prompt).title for prompt in references},
+        "occupations": {prompt: found.title for prompt in references if (found := occupation_in(prompt)) is not None},
     }
     return references, provenance

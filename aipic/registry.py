@@ -173,7 +173,8 @@ class Registry:
                 bits = distance(fingerprint, recorded)
                 if bits <= max_bits and (best is None or bits < best[1]):
                     best = (output_id, bits)
-        return (self.get(best[0]), best[1]) if best else None
+        found = self.get(best[0]) if best else None
+        return (found, best[1]) if found is not None and best is not None else None
 
     def older_than(self, cutoff: datetime.datetime) -> list[Entry]:
         """Outputs whose file is still on disk and was made before ``cutoff`` (retention)."""

@@ -71,7 +71,8 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
                 cleaned.append(prompt)
     reference = raw.get("reference") or {}
     check_reference(reference, where, attribute_set)
-    by_prompt, provenance = {}, None
+    by_prompt: dict = {}
+    provenance = None
     if raw.get("reference_source"):
         from .references import references_by_prompt
 
@@ -216,7 +217,7 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
         ok = [row for row in subset_all if row.get("status") not in ("failed", "held_back")]
         person = [row for row in ok if _truthy(row.get("person_present"))]
         held_back = sum(1 for row in subset_all if row.get("status") == "held_back")
-        counts = {"planned": len(subset_all), "failed": len(subset_all) - len(ok) - held_back, "generated": len(ok),
+        counts: dict = {"planned": len(subset_all), "failed": len(subset_all) - len(ok) - held_back, "generated": len(ok),
                   "safety_filtered": held_back,  # held back by the safety filter: made, but never shown, signed or audited
                   "no_person": len(ok) - len(person), "with_person": len(person)}
         for spec in attribute_set.attributes:
@@ -284,7 +285,8 @@ def equal_weight(per_prompt: dict) -> dict:
     assessed images; prompts with none are left out and listed."""
     out = {}
     for index, attribute in enumerate(next(iter(per_prompt.values()), [])):
-        shares, left_out = {}, []
+        shares: dict = {}
+        left_out: list = []
         for prompt, summaries in per_prompt.items():
             if summaries[index].assessed:
                 for label, cell in summaries[index].shares.items():
@@ -633,7 +635,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             try:
                 job = pipeline.text_to_image_job(GenerationRequest(prompt=prompt, seed=seed), model_key)
             except AipicError as error:  # this prompt cannot be made (too long, …): recorded in order, the run goes on
-                refused = concurrent.futures.Future()
+                refused: concurrent.futures.Future = concurrent.futures.Future()
                 refused.set_exception(error)
                 in_flight.append((prompt, seed, refused))
                 continue

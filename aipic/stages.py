@@ -111,6 +111,8 @@ class GenerateStage:
             if self.max_seconds and time.monotonic() - started > self.max_seconds:
                 raise Cancelled(f"Stopped: this took longer than {self.max_seconds:g} s, the limit for one request. Try fewer steps or a smaller size.")
             for job in jobs:
+                if job.yield_gpu is not None:
+                    job.yield_gpu()  # a long job lets waiting batches use the GPU between its steps
                 if job.progress is not None:
                     try:
                         job.progress(step, total)
@@ -234,7 +236,7 @@ class EncodeSignStage:
                 audit=provenance.public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 format=mime,
-                soft_bindings=[soft_binding(record.fingerprint)] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
+                soft_bindings=[soft_binding(record.fingerprints["full"])] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
                 terms=job.terms,
             )
             # The manifest's label comes from the output's id, so the registry knows it without reading it back.
@@ -264,6 +266,7 @@ class StoreStage:
             directory = Path(record.job.output_dir or self._default_dir()) / day
             try:
                 directory.mkdir(parents=True, exist_ok=True)
+                assert record.path is not None and record.data is not None  # named and signed by EncodeSignStage
                 record.path = provenance.write_atomically(directory / record.path.name, record.data)
             except OSError as error:
                 raise StageFailed(f"Could not save the signed output ({error.strerror or error}); nothing was published.") from None
@@ -284,6 +287,7 @@ class RegistryStage:
 
         for record in records:
             job = record.job
+            assert record.mime and record.sha256 and record.fingerprint and record.path  # set by the stages before
             entry = Entry(
                 id=record.id, created_at=datetime.datetime.now(datetime.timezone.utc), task=job.task, model=job.model.name,
                 mime=record.mime, file_sha256=record.sha256, manifest_label=record.manifest_label or "", manifest_store=record.manifest_store or b"",

@@ -2,6 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class StyleRequest:
-    content_image: Image.Image
-    style_image: Image.Image
+    content_image: Any  # an upload: a path, bytes or a PIL image (a PIL image once resolved)
+    style_image: Any
     steps: int = 100
     style_weight: float = 1e5
     content_weight: float = 1.0
@@ -85,6 +86,8 @@ class VGGFeatures(torch.nn.Module):
         self.features = features
         self.index_to_name = {index: name for name, index in layers.items() if name in STYLE_LAYERS + (CONTENT_LAYER,)}
         self.last = max(self.index_to_name)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -126,12 +129,13 @@ def style_transfer_pixels(features: torch.nn.Sequential, layers: dict, request: 
     noise = torch.randn(content.shape, generator=generator).to(device) * 0.02
     result = (content + noise).clamp(0, 1).requires_grad_(True)
     optimizer = torch.optim.Adam([result], lr=0.02)
-    losses, initial_style = {}, None
+    losses: dict[str, float | None] = {}
+    initial_style = None
     for step in range(request.steps):
         optimizer.zero_grad()
         activations = network(result)
         content_loss = F.mse_loss(activations[CONTENT_LAYER], content_target)
-        style_loss = sum(F.mse_loss(gram_matrix(activations[name]), target) for name, target in style_targets.items())
+        style_loss = torch.stack([F.mse_loss(gram_matrix(activations[name]), target) for name, target in style_targets.items()]).sum()
         loss = request.content_weight * content_loss + request.style_weight * style_loss
         loss.backward()
         optimizer.step()

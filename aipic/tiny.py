@@ -111,7 +111,7 @@ def build_tiny_stable_diffusion(seed: int = TINY_SEED):
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # a DiffusionPipeline method that the stubs miss
     return pipe
 
 
@@ -160,8 +160,8 @@ TINY_VGG_LAYERS = {"conv1_1": 0, "conv2_1": 3, "conv3_1": 6, "conv4_1": 9, "conv
 
 def build_tiny_vgg(seed: int = TINY_SEED) -> nn.Sequential:
     """A small VGG-style feature stack with random weights."""
-    widths = [(3, 8), None, "pool", (8, 16), None, "pool", (16, 16), None, "pool", (16, 32), None, (32, 32), None, "pool", (32, 32)]
-    layers = []
+    widths: list = [(3, 8), None, "pool", (8, 16), None, "pool", (16, 16), None, "pool", (16, 32), None, (32, 32), None, "pool", (32, 32)]
+    layers: list[nn.Module] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for item in widths:

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import c2pa
@@ -280,7 +281,8 @@ IDENTITY_TEXT = {
 
 
 def identity_line(identity: dict) -> str:
-    text = IDENTITY_TEXT.get(identity.get("status"), identity.get("status", "")).format(issuer=identity.get("issuer") or "an unknown issuer")
+    status = str(identity.get("status") or "")
+    text = IDENTITY_TEXT.get(status, status).format(issuer=identity.get("issuer") or "an unknown issuer")
     role = ", ".join(r.replace("cawg.", "") for r in identity.get("roles") or [])
     return f"{identity.get('name') or 'unnamed'}" + (f" ({role})" if role else "") + f" — {text}"
 
@@ -434,7 +436,7 @@ def signer_issuer(data: bytes, serial: str | None) -> str | None:
     return None
 
 
-def verify_bytes(data: bytes, trust_anchors: list[str] = (), identity_anchors: list[str] = ()) -> Verification:
+def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchors: Sequence[str] = ()) -> Verification:
     """Check a file's Content Credentials in this process. Never raises on bad input: the verdict says what is wrong."""
     mime = sniff_format(data)
     if mime is None:
@@ -511,7 +513,7 @@ def verify_bytes(data: bytes, trust_anchors: list[str] = (), identity_anchors: l
 RECOVER_WHEN = ("no_credentials", "unreadable_manifest", "tampered", "invalid")
 
 
-def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: list[str] = ()) -> Verification:
+def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: Sequence[str] = ()) -> Verification:
     """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry."""
     result = verify_bytes(data, trust_anchors, identity_anchors)
     if registry_url and result.verdict in RECOVER_WHEN:
@@ -548,7 +550,7 @@ def _worker_main() -> None:
     sys.stdout.write(json.dumps(result.to_dict()))
 
 
-def verify_file(path: str | Path, trust_anchors: list[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: list[str] = ()) -> Verification:
+def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: Sequence[str] = ()) -> Verification:
     """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
 
     The check runs in a separate process with an address-space limit and is killed after ``seconds``.

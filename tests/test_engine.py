@@ -267,3 +267,29 @@ def test_stop_aborts_a_running_request_once_all_of_its_batch_has_stopped(tmp_pat
         assert not list(tmp_path.rglob("outputs/**/*.png"))
     finally:
         pipeline.close()
+
+
+def test_a_long_style_job_does_not_hold_back_a_short_request(tmp_path):
+    """Long jobs have their own lane: a running style transfer hands the model lock to waiting batches between
+    its steps, so a quick text-to-image request finishes while the style transfer is still running."""
+    from aipic.style import StyleRequest
+    from conftest import make_image
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(batch_wait_s=0, cpu_workers=2))
+    started = threading.Event()
+    steps: list[int] = []
+
+    def progress(step, total):
+        steps.append(step)
+        started.set()
+
+    try:
+        pipeline.models.get("text_to_image")  # loaded before the race, so the quick request is quick
+        style = pipeline.submit(pipeline.style_job(StyleRequest(content_image=make_image(256, 256), style_image=make_image(64, 64, seed=2), steps=500, size=256), progress=progress))
+        assert started.wait(60)
+        quick = pipeline.submit(pipeline.text_to_image_job(small("a quick one", 1)))
+        assert len(quick.result(timeout=120)) == 1
+        assert steps[-1] < 500  # the style transfer was still optimising when the quick request was done
+        assert len(style.result(timeout=300)) == 1  # …and it still finishes, signed
+    finally:
+        pipeline.close()
