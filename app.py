@@ -153,6 +153,17 @@ def signed_in_account(http) -> tuple[str, str] | None:
     return None
 
 
+def gpu_call(function, seconds: float):
+    """On Hugging Face ZeroGPU, the GPU exists only inside a ``@spaces.GPU`` call: wrap the engine's inline run in
+    one (at most ``seconds``). Elsewhere (no ``spaces`` package) the function runs as it is."""
+    try:
+        import spaces
+    except ImportError:
+        log.warning("inline mode without the spaces package: running without @spaces.GPU")
+        return function
+    return spaces.GPU(duration=int(seconds))(function)
+
+
 def auth_from_env() -> list[tuple[str, str]] | None:
     """AIPIC_AUTH=user:password[,user:password…] (or AIPIC_AUTH_FILE, one user:password per line): sign-in."""
     text = os.environ.get("AIPIC_AUTH", "")
@@ -188,13 +199,15 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
     running: dict = {}  # session → its jobs in the engine, so Stop can cancel them
     running_lock = threading.Lock()
 
+    engine_run = gpu_call(pipeline.run, pipeline.catalog.limits.max_seconds) if pipeline.settings.inline else pipeline.run
+
     def run(job, http):
         """Run a job in the engine, registered under the person's session so that Stop reaches it."""
         session = getattr(http, "session_hash", None) or "anonymous"
         with running_lock:
             running.setdefault(session, set()).add(job)
         try:
-            return pipeline.run(job)
+            return engine_run(job)
         except concurrent.futures.CancelledError:
             raise AipicError("Stopped.") from None
         finally:

@@ -72,6 +72,7 @@ class EngineSettings:
     output_format: str = "png"
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
     thumbnail: bool = False  # embed a small claim thumbnail (~3 KB) in every manifest
+    inline: bool = False  # run each job in the caller's thread, no background GPU threads (ZeroGPU: CUDA exists only inside the call)
     long_families: tuple = ("style",)  # generator families that run in their own lane (their own queue and GPU thread)
     watermark: bool = True  # the invisible watermark stage (CPU pool; the GPU targets are measured without it)
     safety: bool = True  # the Stable Diffusion safety checker on every generation (GPU, batched)
@@ -89,7 +90,9 @@ class EngineSettings:
                 values["batch_wait_s"] = float(env["AIPIC_BATCH_WAIT_MS"]) / 1000
             if env.get("AIPIC_CPU_WORKERS"):
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
-            for name in ("compile", "watermark", "thumbnail", "safety", "nudenet"):
+            if env.get("SPACES_ZERO_GPU"):  # Hugging Face ZeroGPU: the GPU is lent per call
+                values["inline"] = True
+            for name in ("compile", "watermark", "thumbnail", "safety", "nudenet", "inline"):
                 if env.get(f"AIPIC_{name.upper()}"):
                     values[name] = env[f"AIPIC_{name.upper()}"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
@@ -280,7 +283,7 @@ class Engine:
         self._torch_threads = _torch_threads()
         # Two lanes, each with its own GPU thread over the one model lock: batched requests, and long jobs
         # (style transfer) that hand the lock over between their steps. A long job never holds the others back.
-        self._threads = [
+        self._threads = [] if self.settings.inline else [
             threading.Thread(target=self._gpu_loop, args=(lane,), name=f"aipic-gpu-{lane}", daemon=True) for lane in ("batch", "long")
         ]
         for thread in self._threads:
@@ -294,6 +297,13 @@ class Engine:
 
     def submit_many(self, jobs: list[Job]) -> list[concurrent.futures.Future]:
         """Queue several jobs at once: the batcher sees them together, whatever the wait window."""
+        if self.settings.inline:  # no GPU threads: each job runs now, in this thread; its future holds the result
+            for job in jobs:
+                try:
+                    self.run_inline(job)
+                except BaseException:  # noqa: BLE001 - the error is in the job's future
+                    pass
+            return [job.future for job in jobs]
         for job in jobs:
             self._prepare(job)
         with self._cond:
@@ -306,6 +316,8 @@ class Engine:
 
     def run(self, job: Job, timeout: float | None = None) -> list[Record]:
         """Submit a job and wait for its records; raises its error."""
+        if self.settings.inline:
+            return self.run_inline(job)
         future = self.submit(job)
         try:
             return future.result(timeout)
@@ -313,6 +325,28 @@ class Engine:
             if not future.done():
                 job.cancel()
             raise
+
+    def run_inline(self, job: Job) -> list[Record]:
+        """The same stages in the caller's thread, one job, no batching across requests (ZeroGPU, where CUDA
+        exists only inside the decorated call that runs this)."""
+        self._prepare(job)
+        if not job.future.set_running_or_notify_cancel():
+            raise concurrent.futures.CancelledError()
+        try:
+            self.process_batch([job])
+        except BaseException as error:  # noqa: BLE001
+            self._fail_job(job, error)
+            return job.future.result()
+        for record in job.records:
+            for stage in self.cpu_stages:
+                if record.error is not None or record.blocked is not None:
+                    break
+                try:
+                    stage.process([record])
+                except Exception as error:  # noqa: BLE001 - this record fails, nothing else
+                    record.error = error
+        self._resolve(job)
+        return job.future.result()
 
     @staticmethod
     def _prepare(job: Job) -> None:

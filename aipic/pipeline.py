@@ -342,6 +342,9 @@ class AipicPipeline:
         (each compiled bucket with --compile), so no user pays for loading or compilation. Stores nothing."""
         import time
 
+        if self.settings.inline:
+            log.info("inline mode (ZeroGPU): no start-up warm-up; the GPU exists only inside each call")
+            return 0.0
         start = time.perf_counter()
         limits = self.catalog.limits
         for size in self.buckets or (1,):

@@ -293,3 +293,21 @@ def test_a_long_style_job_does_not_hold_back_a_short_request(tmp_path):
         assert len(style.result(timeout=300)) == 1  # …and it still finishes, signed
     finally:
         pipeline.close()
+
+
+def test_inline_mode_runs_each_job_in_the_callers_thread_with_the_same_stages(tmp_path, monkeypatch):
+    """ZeroGPU mode (SPACES_ZERO_GPU): no background GPU threads, no warm-up; every output still audited and signed."""
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    settings = EngineSettings.from_env()
+    assert settings.inline
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=settings)
+    try:
+        outcome = pipeline.text_to_image(small("inline", 3, batch=2))
+        assert not any(name.startswith("aipic-gpu") for name in (thread.name for thread in threading.enumerate()))
+        assert [item.seed for item in outcome.items] == [3, 4]
+        assert all(pipeline.verify(item.path).verdict == "trusted" for item in outcome.items)
+        assert pipeline.warm_up() == 0.0
+        with pytest.raises(AipicError, match="Please enter a prompt"):
+            pipeline.text_to_image(small("", 1))
+    finally:
+        pipeline.close()
