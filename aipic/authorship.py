@@ -107,7 +107,9 @@ def read_terms(assertions: dict) -> dict | None:
 def read_rights(assertions: dict) -> str | None:
     """A rights statement a manifest makes: aipic's own (the human contribution's ``rights_statement``), else a
     schema.org CreativeWork's ``copyrightNotice`` / ``license`` (older C2PA files)."""
-    human = ((assertions.get("org.aipic.contributions") or {}).get("human") or {}) if isinstance(assertions.get("org.aipic.contributions"), dict) else {}
+    from .verify import find_assertion
+
+    human = (find_assertion(assertions, "contributions", "human") or {}).get("human") or {}
     if human.get("rights_statement"):
         return str(human["rights_statement"])
     work = assertions.get("stds.schema-org.CreativeWork")

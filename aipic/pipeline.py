@@ -79,6 +79,7 @@ class AipicPipeline:
         self.catalog = catalog or load_catalog()
         self.attribute_set = attribute_set or load_attribute_set()
         self.settings = settings or EngineSettings.from_env()
+        provenance.assertion_namespace()  # a bad AIPIC_ASSERTION_NAMESPACE fails at start, not at the first signing
         self.models = ModelRegistry(self.catalog, models_mode, device, compile=self.settings.compile)
         self.home = Path(home) if home else default_home()
         self.key_dir = self.home / "keys"

@@ -21,18 +21,25 @@ from .identity import SigningIdentity, ensure_signing_identity, local_trust_anch
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL, salted_sha256  # noqa: E402
+from .verify import AUDIT_LABEL, CONTRIBUTIONS_LABEL, assertion_namespace, audit_label, contributions_label, salted_sha256  # noqa: E402,F401
 from .authorship import CREATOR_ROLE, IDENTITY_LABEL, TRAINING_MINING_LABEL, Author  # noqa: E402
 from .errors import StageFailed  # noqa: E402
 # Builder settings: no thumbnail (it adds ~350 KB and ~60 ms per image and only repeats the image), and the
 # AI disclosure attested by the signer: the actions, contributions and audit are *created* assertions (C2PA 2.x
 # claim v2 requires the actions among them), not gathered ones.
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
-CREATED_ASSERTION_LABELS = ["c2pa.actions", "c2pa.actions.v2", CONTRIBUTIONS_LABEL, AUDIT_LABEL, SOFT_BINDING_LABEL, TRAINING_MINING_LABEL]
-# What a named author's identity assertion signs over (besides the hard binding, which c2pa adds itself): the
-# actions, aipic's record of the human contribution, and the person's training-and-mining terms.
-IDENTITY_REFERENCED = ["c2pa.actions.v2", CONTRIBUTIONS_LABEL, TRAINING_MINING_LABEL]
-BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}, "created_assertion_labels": CREATED_ASSERTION_LABELS}}
+def created_assertion_labels() -> list[str]:
+    return ["c2pa.actions", "c2pa.actions.v2", contributions_label(), audit_label(), SOFT_BINDING_LABEL, TRAINING_MINING_LABEL]
+
+
+def identity_referenced() -> list[str]:
+    """What a named author's identity assertion signs over (besides the hard binding, which c2pa adds itself): the
+    actions, aipic's record of the human contribution, and the person's training-and-mining terms."""
+    return ["c2pa.actions.v2", contributions_label(), TRAINING_MINING_LABEL]
+
+
+def builder_settings(thumbnail: bool = False) -> dict:
+    return {"thumbnail": THUMBNAIL_SETTINGS if thumbnail else {"enabled": False}, "created_assertion_labels": created_assertion_labels()}
 
 
 # ---- signing ---------------------------------------------------------------------------------------
@@ -145,14 +152,14 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": actions}},
             {
-                "label": CONTRIBUTIONS_LABEL,
+                "label": contributions_label(),
                 "data": {
                     "task": task,
                     "human": {**human, "uploads": uploads},
                     "model": {"models": models, **outputs},
                 },
             },
-            {"label": AUDIT_LABEL, "data": audit},
+            {"label": audit_label(), "data": audit},
             *({"label": SOFT_BINDING_LABEL, "data": binding} for binding in soft_bindings),
             *([{"label": TRAINING_MINING_LABEL, "data": terms}] if terms else []),
         ],
@@ -169,10 +176,10 @@ def _sign_context(thumbnail: bool) -> c2pa.Context:
     contexts = getattr(_SIGN_CONTEXT, "contexts", None)
     if contexts is None:
         contexts = _SIGN_CONTEXT.contexts = {}
-    if thumbnail not in contexts:
-        builder = {**BUILDER_SETTINGS["builder"], "thumbnail": THUMBNAIL_SETTINGS if thumbnail else {"enabled": False}}
-        contexts[thumbnail] = c2pa.Context.from_dict({"builder": builder})
-    return contexts[thumbnail]
+    key = (thumbnail, assertion_namespace())
+    if key not in contexts:
+        contexts[key] = c2pa.Context.from_dict({"builder": builder_settings(thumbnail)})
+    return contexts[key]
 
 
 def sign(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], signer: c2pa.Signer, thumbnail: bool = False) -> bytes:
@@ -211,10 +218,9 @@ def sign_as_author(data: bytes, mime: str, manifest: dict, ingredients: list[Ing
     """
     signer = {"alg": "es256", "sign_cert": identity.chain_pem, "private_key": identity.key_path.read_text(), **({"tsa_url": tsa_url} if tsa_url else {})}
     present = {assertion["label"] for assertion in manifest["assertions"]}
-    referenced = [label for label in IDENTITY_REFERENCED if label in present]
+    referenced = [label for label in identity_referenced() if label in present]
     cawg = {"alg": author.alg, "sign_cert": author.chain_pem, "private_key": author.key_pem, "referenced_assertions": referenced, "roles": [CREATOR_ROLE], **({"tsa_url": tsa_url} if tsa_url else {})}
-    builder_settings = {**BUILDER_SETTINGS["builder"], "thumbnail": THUMBNAIL_SETTINGS if thumbnail else {"enabled": False}}
-    context = c2pa.Context.from_dict({"builder": builder_settings, "signer": {"local": signer}, "cawg_x509_signer": {"local": cawg}})
+    context = c2pa.Context.from_dict({"builder": builder_settings(thumbnail), "signer": {"local": signer}, "cawg_x509_signer": {"local": cawg}})
     with c2pa.Builder(manifest, context=context) as builder:
         if not hasattr(builder, "_has_context_signer"):
             raise StageFailed("This c2pa-python cannot attach an author identity (no context signer); the output was not signed.")

@@ -29,8 +29,47 @@ from .authorship import authorship_statement, licence_line, read_rights, read_te
 
 log = logging.getLogger(__name__)
 
-CONTRIBUTIONS_LABEL = "org.aipic.contributions"
-AUDIT_LABEL = "org.aipic.bias_audit"
+# aipic's own assertions use a reverse-domain namespace. The default, org.aipic, is a placeholder this project
+# does not own: a deployment sets the domain it controls with AIPIC_ASSERTION_NAMESPACE (e.g. com.example.pics).
+DEFAULT_NAMESPACE = "org.aipic"
+CONTRIBUTIONS_LABEL = f"{DEFAULT_NAMESPACE}.contributions"
+AUDIT_LABEL = f"{DEFAULT_NAMESPACE}.bias_audit"
+_NAMESPACE_PATTERN = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
+
+
+def assertion_namespace() -> str:
+    """The reverse-domain namespace of aipic's assertions (AIPIC_ASSERTION_NAMESPACE, default org.aipic)."""
+    import re
+
+    namespace = os.environ.get("AIPIC_ASSERTION_NAMESPACE", "").strip().lower() or DEFAULT_NAMESPACE
+    if not re.fullmatch(_NAMESPACE_PATTERN, namespace) or namespace.startswith(("c2pa.", "cawg.", "stds.")):
+        from .errors import ConfigError
+
+        raise ConfigError(f"AIPIC_ASSERTION_NAMESPACE must be a reverse domain name you control, e.g. com.example.pics (got {namespace!r}).")
+    return namespace
+
+
+def contributions_label() -> str:
+    return f"{assertion_namespace()}.contributions"
+
+
+def audit_label() -> str:
+    return f"{assertion_namespace()}.bias_audit"
+
+
+def find_assertion(assertions: dict, name: str, required_key: str | None = None):
+    """aipic's assertion ``name`` ("contributions", "bias_audit") in whatever namespace the signing deployment
+    used: this deployment's, the default, else any reverse-domain label ending in ``.name`` whose data has the
+    shape aipic writes (``required_key``)."""
+    import re
+
+    for label in (f"{assertion_namespace()}.{name}", f"{DEFAULT_NAMESPACE}.{name}"):
+        if isinstance(assertions.get(label), dict):
+            return assertions[label]
+    for label, data in assertions.items():
+        if isinstance(label, str) and re.fullmatch(_NAMESPACE_PATTERN + re.escape("." + name), label) and isinstance(data, dict) and (required_key is None or required_key in data):
+            return data
+    return None
 MAX_VERIFY_BYTES = 50 * 1024 * 1024  # larger files get "too_large" at once, without being read
 VERIFY_SECONDS = 20.0  # wall-clock limit of one verification
 VERIFY_MEMORY_BYTES = 1536 * 1024 * 1024  # address-space limit of the worker process
@@ -436,6 +475,12 @@ def signer_issuer(data: bytes, serial: str | None) -> str | None:
     return None
 
 
+def made_with(manifest: dict) -> str | None:
+    """What made a manifest: its claim_generator_info (C2PA 1.3+), else the legacy claim_generator string."""
+    generator = ", ".join(f"{g.get('name')} {g.get('version', '')}".strip() for g in manifest.get("claim_generator_info", []) or [] if isinstance(g, dict))
+    return generator or manifest.get("claim_generator") or None
+
+
 def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchors: Sequence[str] = ()) -> Verification:
     """Check a file's Content Credentials in this process. Never raises on bad input: the verdict says what is wrong."""
     mime = sniff_format(data)
@@ -473,8 +518,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     assertions = {assertion.get("label"): assertion.get("data") for assertion in manifest.get("assertions", [])}
     actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
     signature = manifest.get("signature_info") or {}
-    generator = ", ".join(f"{g.get('name')} {g.get('version', '')}".strip() for g in manifest.get("claim_generator_info", []) or [])
-    generator = generator or manifest.get("claim_generator")  # legacy manifests: one string
+    generator = made_with(manifest)
     active = results.get("activeManifest") or {}
     seen = {entry.get("code") for kind in ("success", "informational") for entry in active.get(kind) or []}
     timestamp = "none"
@@ -497,8 +541,8 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         claim_generator=generator or None,
         actions=actions,
         ingredients=ingredients,
-        contributions=assertions.get(CONTRIBUTIONS_LABEL),
-        audit=assertions.get(AUDIT_LABEL),
+        contributions=find_assertion(assertions, "contributions", "human"),
+        audit=find_assertion(assertions, "bias_audit", "person_present"),
         problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures if not (f.get("code") or "").startswith("cawg.")],
         manifest=manifest or None,
         identities=identity_results(manifest, active, data, list(identity_anchors)),

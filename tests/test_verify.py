@@ -194,3 +194,47 @@ def test_a_non_pem_trust_file_is_a_clear_error(tmp_path, capsys):
     assert main(["verify", str(image), "--trust", str(bad), "--home", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "holds no PEM certificate" in err and "Traceback" not in err
+
+
+def test_a_claim_v1_manifest_verifies_and_says_what_made_it(home):
+    import io
+    import c2pa
+
+    base = ident.ensure_signing_identity(home / "keys")
+    legacy = {"claim_version": 1, "claim_generator": "LegacyCam/2.1", "title": "old.png", "format": "image/png",
+              "assertions": [{"label": "c2pa.actions", "data": {"actions": [{"action": "c2pa.created"}]}}]}
+    destination = io.BytesIO()
+    with provenance.make_signer(base) as signer:
+        c2pa.Builder(legacy).sign(signer, "image/png", io.BytesIO(png_of(make_image())), destination)
+    result = verify_bytes(destination.getvalue(), base.trust_anchors)
+    assert result.verdict == "trusted" and result.manifest.get("claim_version") == 1
+    assert result.claim_generator  # c2pa-rs rewrites the string to itself when it signs; the reader's view is shown
+
+
+def test_a_legacy_claim_generator_string_is_shown_when_there_is_no_generator_info():
+    from aipic.verify import made_with
+
+    assert made_with({"claim_generator": "Adobe_Photoshop/23.0 adobe_c2pa/0.12.0"}) == "Adobe_Photoshop/23.0 adobe_c2pa/0.12.0"
+    assert made_with({"claim_generator_info": [{"name": "aipic", "version": "0.2.0"}], "claim_generator": "x"}) == "aipic 0.2.0"
+    assert made_with({}) is None
+
+
+def test_a_deployment_signs_its_assertions_in_the_namespace_it_controls(tmp_path, monkeypatch):
+    from aipic.errors import ConfigError
+
+    monkeypatch.setenv("AIPIC_ASSERTION_NAMESPACE", "com.example.pics")
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path)
+    try:
+        [item] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=2)).items
+        result = pipeline.verify(item.path)
+        labels = [a["label"] for a in result.manifest["assertions"]]
+        assert "com.example.pics.contributions" in labels and "com.example.pics.bias_audit" in labels
+        assert not any(label.startswith("org.aipic.") for label in labels)
+        assert result.verdict == "trusted" and result.contributions["human"]["prompt"] == "a harbour"
+        monkeypatch.delenv("AIPIC_ASSERTION_NAMESPACE")  # a verifier with the default still reads them
+        assert verify_bytes(item.path.read_bytes(), pipeline.identity.trust_anchors).contributions["human"]["prompt"] == "a harbour"
+    finally:
+        pipeline.close()
+    monkeypatch.setenv("AIPIC_ASSERTION_NAMESPACE", "c2pa.mine")
+    with pytest.raises(ConfigError, match="reverse domain name you control"):
+        AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "other")
