@@ -10,7 +10,6 @@ credentials stay in the provenance chain.
 
 import argparse
 import concurrent.futures
-import functools
 import threading
 import logging
 import os
@@ -25,170 +24,28 @@ from aipic.generate import GenerationRequest
 from aipic.images import OUTPUT_FORMATS
 from aipic.pipeline import AipicPipeline
 from aipic.ratelimit import RateLimiter
-from aipic.verify import badge_html, panel_markdown
+from aipic.verify import badge_html
 from aipic.style import StyleRequest
+from aipic.webui import (  # noqa: F401 - re-exported for callers of app
+    DARK_MODE_JS,
+    EXAMPLE_PROMPTS,
+    IMAGE_TYPES,
+    ON_SPACES,
+    Number,
+    Slider,
+    _number,
+    audit_markdown,
+    auth_from_env,
+    client_of,
+    credentials_view,
+    gpu_call,
+    outcome_outputs,
+    rate_limit_from_env,
+    signed_in_account,
+    user_errors,
+)
 
 log = logging.getLogger("aipic.app")
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
-
-
-ERROR_TITLES = {
-    "BadInput": "Please check your input",
-    "Blocked": "Held back by the safety filter",
-    "ConfigError": "This server is not set up for that",
-    "ModelUnavailable": "Model unavailable",
-    "StageFailed": "Not published",
-    "RateLimited": "Too many requests",
-    "Cancelled": "Stopped",
-}
-EXAMPLE_PROMPTS = [
-    "a lighthouse on a cliff at dusk, oil painting",
-    "a portrait of a nurse, natural light, 35mm photo",
-    "a cosy reading nook with plants, watercolour",
-    "a red fox in fresh snow, wildlife photography",
-]
-DARK_MODE_JS = "() => { document.body.classList.toggle('dark'); }"
-
-
-class _PassBadValues:
-    """Numbers from the API reach aipic's own validation as sent, so a wrong value gets aipic's clear message
-    ("Seed must be a whole number (got 'abc')") instead of Gradio's internal preprocessing error."""
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except (TypeError, ValueError):
-            return payload
-
-
-class Number(_PassBadValues, gr.Number):
-    pass
-
-
-class Slider(_PassBadValues, gr.Slider):
-    pass
-
-
-def user_errors(handler):
-    """Show AipicError messages to the person; log anything unexpected and show a plain message, never a traceback."""
-
-    @functools.wraps(handler)
-    def wrapped(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except AipicError as error:
-            raise gr.Error(str(error), title=ERROR_TITLES.get(type(error).__name__, "Cannot do that"), print_exception=False) from None
-        except gr.Error:
-            raise
-        except Exception as error:  # noqa: BLE001
-            log.exception("unexpected error in %s", handler.__name__)
-            raise gr.Error(f"Something went wrong ({type(error).__name__}). Your inputs are kept; please try again.", title="Something went wrong", print_exception=False) from None
-
-    return wrapped
-
-
-def audit_markdown(outcome) -> str:
-    """The full generation info beside the outputs: model, settings, seed and audit of each image."""
-    blocks = []
-    for model in outcome.models:
-        blocks.append(f"**Model** {model.get('label') or model.get('name')} · licence: {authorship.licence_line(model.get('license'))}")
-    settings = {key: value for key, value in outcome.parameters.items() if key not in ("seed", "batch") and value is not None}
-    if settings:
-        blocks.append("**Settings** " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in settings.items()))
-    for index, item in enumerate(outcome.items, start=1):
-        text = item.audit.summary().replace("\n", "  \n")
-        blocks.append(f"**Image {index}** — seed {item.seed}, {item.width}×{item.height}, {item.mime.split('/')[-1].upper()}, signed  \n{text}")
-    for warning in outcome.warnings:
-        blocks.append(f"⚠ {warning}")
-    if outcome.prompt_salt:
-        blocks.append(f"🔒 Your prompt is recorded only as a salted hash. Keep this salt to prove later that you wrote it: `{outcome.prompt_salt}`")
-    return "\n\n".join(blocks)
-
-
-def credentials_view(pipeline, paths, index=0):
-    """The Content Credentials panel (plain language) and the raw manifest of one output."""
-    if not paths:
-        return "", None
-    result = pipeline.credentials(paths[min(index, len(paths) - 1)])
-    return panel_markdown(result), result.manifest
-
-
-def outcome_outputs(pipeline, outcome, history):
-    """Gallery, generation info, files, credentials panel + raw manifest, the outputs' paths and seeds, the
-    session history (state and gallery) — one tuple for every generating tab."""
-    seeds = [item.seed for item in outcome.items]
-    history = (list(history or []) + outcome.paths)[-48:]
-    return (outcome.paths, audit_markdown(outcome), outcome.paths, *credentials_view(pipeline, outcome.paths), outcome.paths, seeds, 0, history, list(reversed(history)))
-
-
-def _number(value):
-    return None if value is None or value == "" else value
-
-
-def client_of(request) -> str | None:
-    """The client's address as the server saw it (a proxy in front must be trusted before its headers are)."""
-    return getattr(getattr(request, "client", None), "host", None)
-
-
-ON_SPACES = bool(os.environ.get("SPACE_ID"))
-
-
-def signed_in_account(http) -> tuple[str, str] | None:
-    """(account name, who verified it) of the person signed in, or None: anonymous.
-
-    Gradio's ``auth`` (an identity the operator configures: AIPIC_AUTH) sets ``request.username``; on Hugging
-    Face Spaces, ``gr.LoginButton`` keeps the Hugging Face account in the session.
-    """
-    name = getattr(http, "username", None)
-    if name:
-        return str(name), "account on this aipic instance"
-    if ON_SPACES and http is not None:
-        try:
-            info = http.request.session.get("oauth_info") or {}
-        except Exception:  # noqa: BLE001 - no session middleware: nobody signed in through Hugging Face
-            info = {}
-        username = (info.get("userinfo") or {}).get("preferred_username")
-        if username:
-            return str(username), "Hugging Face account"
-    return None
-
-
-def gpu_call(function, seconds: float):
-    """On Hugging Face ZeroGPU, the GPU exists only inside a ``@spaces.GPU`` call: wrap the engine's inline run in
-    one (at most ``seconds``). Elsewhere (no ``spaces`` package) the function runs as it is."""
-    try:
-        import spaces
-    except ImportError:
-        log.warning("inline mode without the spaces package: running without @spaces.GPU")
-        return function
-    return spaces.GPU(duration=int(seconds))(function)
-
-
-def auth_from_env() -> list[tuple[str, str]] | None:
-    """AIPIC_AUTH=user:password[,user:password…] (or AIPIC_AUTH_FILE, one user:password per line): sign-in."""
-    text = os.environ.get("AIPIC_AUTH", "")
-    path = os.environ.get("AIPIC_AUTH_FILE")
-    if path:
-        try:
-            text = open(path, encoding="utf-8").read().replace("\n", ",")
-        except OSError as error:
-            raise AipicError(f"Cannot read AIPIC_AUTH_FILE {path}: {error.strerror or error}") from None
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        user, sep, password = item.partition(":")
-        if not sep or not user or not password:
-            raise AipicError("AIPIC_AUTH takes user:password pairs separated by commas.")
-        pairs.append((user, password))
-    return pairs or None
-
-
-def rate_limit_from_env() -> RateLimiter:
-    try:
-        per_minute = float(os.environ.get("AIPIC_RATE_LIMIT", "30"))
-    except ValueError:
-        raise AipicError(f"AIPIC_RATE_LIMIT must be a number of requests per minute (got {os.environ['AIPIC_RATE_LIMIT']!r}).") from None
-    return RateLimiter(per_minute)
-
 
 def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr.Blocks:
     limiter = limiter or rate_limit_from_env()
