@@ -129,7 +129,8 @@ def bench_bare(args, device, dtype):
 
 def aipic_pipeline(args, compile_):
     settings = EngineSettings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers,
-                              compile=compile_, output_format=args.formats[0], buckets=tuple(args.buckets), watermark=args.watermark)
+                              compile=compile_, output_format=args.formats[0], buckets=tuple(args.buckets), watermark=args.watermark,
+                              safety=not args.no_safety)
     pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"), settings=settings)
     if args.real_architectures:
         from real_architectures import install_real_architectures
@@ -284,6 +285,7 @@ def main(argv=None):
     parser.add_argument("--buckets", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--through-app", action="store_true")
     parser.add_argument("--watermark", action="store_true", help="include the invisible-watermark stage (the targets are measured without it)")
+    parser.add_argument("--no-safety", action="store_true", help="leave out the safety checker (on by default, as in the app: with --real-architectures a random-weight CLIP ViT-L/14 checker)")
     parser.add_argument("--skip-eager", action="store_true", help="with --compile: measure only the compiled aipic")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)

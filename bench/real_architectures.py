@@ -61,6 +61,27 @@ def build_clip_architecture(device):
     return model, preprocess, open_clip.get_tokenizer("ViT-B-32")
 
 
+def build_safety_checker_architecture(device, dtype):
+    """The Stable Diffusion safety checker's architecture (CLIP ViT-L/14 image tower, as in
+    CompVis/stable-diffusion-safety-checker), random weights; its thresholds set to flag nothing, so the benchmark
+    signs every image while paying the checker's full cost."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12},
+        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24, "image_size": 224, "patch_size": 14},
+        projection_dim=768,
+    )
+    with torch.device(device):
+        checker = StableDiffusionSafetyChecker(config).to(dtype).eval()
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(1e4)
+        checker.special_care_embeds_weights.fill_(1e4)
+    return checker
+
+
 def build_vgg19_features(device):
     from torchvision.models import vgg19
 
@@ -85,3 +106,4 @@ def install_real_architectures(pipeline, catalog: Catalog, tiny_decoder: bool = 
     model, preprocess, tokenizer = build_clip_architecture(device)
     pipeline.models.register(LoadedModel(catalog.entry("clip"), model, placeholder=True, note=note, extra={"preprocess": preprocess, "tokenizer": tokenizer}))
     pipeline.models.register(LoadedModel(catalog.entry("style"), build_vgg19_features(device), placeholder=True, note=note, extra={"layers": VGG19_LAYERS}))
+    pipeline.models.register(LoadedModel(catalog.entry("safety"), build_safety_checker_architecture(device, dtype), placeholder=True, note=note))
