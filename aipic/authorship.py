@@ -186,7 +186,7 @@ class IdentityAuthority:
     RENEW_BEFORE = datetime.timedelta(days=1)
 
     def __init__(self, key_dir: str | Path):
-        from .identity import BACKUP_DIR, create_ca, write_private
+        from .identity import BACKUP_DIR, _write_public, create_ca, write_private
 
         self.key_dir = Path(key_dir)
         ca_path, key_path = self.key_dir / self.CA_FILE, self.key_dir / self.CA_KEY_FILE
@@ -194,19 +194,22 @@ class IdentityAuthority:
         try:
             self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not (ca_path.is_file() and key_path.is_file()) and (backup / self.CA_FILE).is_file() and (backup / self.CA_KEY_FILE).is_file():
-                ca_path.write_text((backup / self.CA_FILE).read_text())
+                _write_public(ca_path, (backup / self.CA_FILE).read_text())
                 write_private(key_path, (backup / self.CA_KEY_FILE).read_bytes())
                 log.warning("identity CA restored from %s", backup)
             if not (ca_path.is_file() and key_path.is_file()):
                 ca_pem, ca_key = create_ca("aipic identity")
                 write_private(key_path, ca_key)
-                ca_path.write_text(ca_pem)
+                _write_public(ca_path, ca_pem)
                 log.info("created this instance's identity CA")
             backup.mkdir(exist_ok=True, mode=0o700)
-            (backup / self.CA_FILE).write_text(ca_path.read_text())
+            _write_public(backup / self.CA_FILE, ca_path.read_text())
             write_private(backup / self.CA_KEY_FILE, key_path.read_bytes())
             self.ca_pem = ca_path.read_text()
             self._ca_key = key_path.read_bytes()
+            from .identity import fingerprint
+
+            log.info("identity CA sha256 %s", fingerprint(self.ca_pem))
         except OSError as error:
             raise ConfigError(f"Cannot read or write the identity CA in {self.key_dir}: {error.strerror or error}") from None
         self._issued: dict[tuple[str, str], Author] = {}

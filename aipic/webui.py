@@ -36,23 +36,28 @@ EXAMPLE_PROMPTS = [
 DARK_MODE_JS = "() => { document.body.classList.toggle('dark'); }"
 
 
-class _PassBadValues:
+def _lenient(component):
     """Numbers from the API reach aipic's own validation as sent, so a wrong value gets aipic's clear message
-    ("Seed must be a whole number (got 'abc')") instead of Gradio's internal preprocessing error."""
+    ("Seed must be a whole number (got 'abc')") instead of Gradio's internal preprocessing error. The component's
+    own preprocess is wrapped on the instance (a subclass would make Gradio write a .pyi stub next to this file)."""
+    original = component.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except (TypeError, ValueError):
             return payload
 
+    component.preprocess = preprocess
+    return component
 
-class Number(_PassBadValues, gr.Number):
-    pass
+
+def Number(*args, **kwargs) -> gr.Number:  # noqa: N802 - stands in for gr.Number
+    return _lenient(gr.Number(*args, **kwargs))
 
 
-class Slider(_PassBadValues, gr.Slider):
-    pass
+def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 - stands in for gr.Slider
+    return _lenient(gr.Slider(*args, **kwargs))
 
 
 def user_errors(handler):

@@ -275,3 +275,18 @@ def test_an_identity_is_never_dropped_silently(pipeline, monkeypatch):
     with pytest.raises(StageFailed, match="identity could not be attached"):
         definition = provenance.build_manifest(title="t.png", task="text-to-image", description="test", agent={"name": "test"}, human={}, models=[], outputs={}, audit={}, ingredients=[])
         provenance.sign_as_author(open(_make(pipeline), "rb").read(), "image/png", definition, [], pipeline.identity, author)
+
+
+def test_aipic_verify_json_gives_the_author_terms_and_statement(pipeline, capsys):
+    from aipic.cli import main
+
+    path = _make(pipeline, author=pipeline.author_for_account("frank"), terms={"ai_inference": "notAllowed"})
+    assert main(["verify", str(path), "--home", str(pipeline.home), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)[str(path)]
+    assert result["verdict"] == "trusted"
+    [identity] = result["identities"]
+    assert identity["name"] == "frank" and identity["status"] == "aipic" and "cawg.identity.well-formed" in identity["codes"]
+    assert result["terms"]["ai_inference"] == {"use": "notAllowed"}
+    assert main(["verify", str(path), "--home", str(pipeline.home)]) == 0
+    text = capsys.readouterr().out
+    assert "Author: frank (creator)" in text and "What the person can claim: frank contributed" in text

@@ -55,3 +55,14 @@ def test_dockerfile_compose_and_spaces_front_matter_hold_together():
     assert front["sdk"] == "gradio" and (REPO_ROOT / front["app_file"]).is_file()
     pinned = re.search(r"^gradio==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert front["sdk_version"] == pinned
+
+
+def test_building_the_app_writes_nothing_into_the_source_tree(tiny_pipeline):
+    """Gradio writes a .pyi stub next to any module that subclasses one of its components; aipic must not (a
+    read-only install would fail, and a checkout would get stray files)."""
+    import app
+    from aipic.catalog import REPO_ROOT
+    from aipic.ratelimit import RateLimiter
+
+    app.build_app(tiny_pipeline, RateLimiter(0))
+    assert not list(REPO_ROOT.glob("*.pyi")) and not list((REPO_ROOT / "aipic").glob("*.pyi"))
