@@ -118,3 +118,12 @@ def test_non_numeric_api_values_get_a_clear_message(batching_app, position, valu
     arguments[position] = value
     with pytest.raises(AppError, match=message):
         Client(url, verbose=False).predict(*arguments, api_name="/text_to_image")
+
+
+def test_the_public_api_lists_only_the_four_tasks(batching_app):
+    """Helper events (previews, gallery selection, reuse seed, send to img2img, licence notes) are not in the API."""
+    from gradio_client import Client
+
+    url, _ = batching_app
+    endpoints = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/image_to_image", "/style_transfer", "/text_to_image", "/verify"]
