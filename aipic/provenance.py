@@ -191,15 +191,20 @@ def sign(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], 
     return sign_with_store(data, mime, manifest, ingredients, signer, thumbnail)[0]
 
 
+def _add_ingredients(builder: c2pa.Builder, ingredients: list[Ingredient]) -> None:
+    """Each upload as an ingredient, its own bytes (and so its own credentials) included."""
+    for ingredient in ingredients:
+        builder.add_ingredient(
+            {"title": ingredient.title, "relationship": ingredient.relationship, "label": ingredient.label},
+            ingredient.format,
+            io.BytesIO(ingredient.data),
+        )
+
+
 def sign_with_store(data: bytes, mime: str, manifest: dict, ingredients: list[Ingredient], signer: c2pa.Signer, thumbnail: bool = False) -> tuple[bytes, bytes]:
     """As ``sign``, and also the manifest store itself (JUMBF), which the registry keeps."""
     with c2pa.Builder(manifest, context=_sign_context(thumbnail)) as builder:
-        for ingredient in ingredients:
-            builder.add_ingredient(
-                {"title": ingredient.title, "relationship": ingredient.relationship, "label": ingredient.label},
-                ingredient.format,
-                io.BytesIO(ingredient.data),
-            )
+        _add_ingredients(builder, ingredients)
         destination = io.BytesIO()
         store = builder.sign(signer, mime, io.BytesIO(data), destination)
     return destination.getvalue(), bytes(store or b"")
@@ -225,12 +230,7 @@ def sign_as_author(data: bytes, mime: str, manifest: dict, ingredients: list[Ing
         if not hasattr(builder, "_has_context_signer"):
             raise StageFailed("This c2pa-python cannot attach an author identity (no context signer); the output was not signed.")
         builder._has_context_signer = True  # the Context's settings hold the signer (see above)
-        for ingredient in ingredients:
-            builder.add_ingredient(
-                {"title": ingredient.title, "relationship": ingredient.relationship, "label": ingredient.label},
-                ingredient.format,
-                io.BytesIO(ingredient.data),
-            )
+        _add_ingredients(builder, ingredients)
         destination = io.BytesIO()
         store = bytes(builder.sign(mime, io.BytesIO(data), destination) or b"")
     if IDENTITY_LABEL.encode() not in store:

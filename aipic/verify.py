@@ -331,11 +331,12 @@ def identity_line(identity: dict) -> str:
     return f"{identity.get('name') or 'unnamed'}" + (f" ({role})" if role else "") + f" — {text}"
 
 
-def _identity_certificate(data: bytes, label: str, serial):
-    """The identity's X.509 certificate, found (by its serial) among the DER certificates of the assertion."""
+def embedded_certificate(data: bytes, label: bytes, serial):
+    """The X.509 certificate with this serial number among the DER certificates that follow a box label in the
+    file (a COSE signature's x5chain: ``c2pa.signature`` for the claim, ``cawg.identity`` for an author)."""
     from cryptography import x509
 
-    start = data.find(label.encode())
+    start = data.find(label)
     while start != -1 and serial:
         window = data[start : start + 65536]
         position = window.find(b"\x30\x82")
@@ -348,8 +349,16 @@ def _identity_certificate(data: bytes, label: str, serial):
             if certificate is not None and str(certificate.serial_number) == str(serial):
                 return certificate
             position = window.find(b"\x30\x82", position + 1)
-        start = data.find(label.encode(), start + 1)
+        start = data.find(label, start + 1)
     return None
+
+
+def issuer_name(certificate) -> str:
+    """A certificate's issuer: its common name, else the full name."""
+    from cryptography.x509.oid import NameOID
+
+    names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else certificate.issuer.rfc4514_string()
 
 
 def _issued_by(certificate, anchors: list[str]) -> bool:
@@ -382,13 +391,8 @@ def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors
         suffix = "/" + label
         failures = [entry.get("code") for entry in active.get("failure") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
         successes = [entry.get("code") for entry in active.get("success") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
-        certificate = _identity_certificate(data, label, info.get("cert_serial_number"))
-        issuer = None
-        if certificate is not None:
-            from cryptography.x509.oid import NameOID
-
-            names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-            issuer = str(names[0].value) if names else certificate.issuer.rfc4514_string()
+        certificate = embedded_certificate(data, label.encode(), info.get("cert_serial_number"))
+        issuer = issuer_name(certificate) if certificate is not None else None
         cawg_failures = [code for code in failures if code.startswith("cawg.")]
         if any("mismatch" in code for code in failures):
             status = "tampered"
@@ -457,27 +461,8 @@ def signer_issuer(data: bytes, serial: str | None) -> str | None:
     """The issuer (common name, else the full name) of the signing certificate, read from the x5chain that the
     COSE signature embeds: the certificate whose serial number c2pa reports is found among the DER
     certificates after the signature box label. c2pa's own ``issuer`` is the signer's O= field instead."""
-    if not serial:
-        return None
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    start = data.find(b"c2pa.signature")
-    while start != -1:
-        window = data[start : start + 65536]
-        position = window.find(b"\x30\x82")
-        while position != -1:
-            length = int.from_bytes(window[position + 2 : position + 4], "big") + 4
-            try:
-                certificate = x509.load_der_x509_certificate(window[position : position + length])
-            except ValueError:
-                certificate = None
-            if certificate is not None and str(certificate.serial_number) == str(serial):
-                names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-                return str(names[0].value) if names else certificate.issuer.rfc4514_string()
-            position = window.find(b"\x30\x82", position + 1)
-        start = data.find(b"c2pa.signature", start + 1)
-    return None
+    certificate = embedded_certificate(data, b"c2pa.signature", serial)
+    return issuer_name(certificate) if certificate is not None else None
 
 
 def made_with(manifest: dict) -> str | None:
