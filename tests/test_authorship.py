@@ -290,3 +290,31 @@ def test_aipic_verify_json_gives_the_author_terms_and_statement(pipeline, capsys
     assert main(["verify", str(path), "--home", str(pipeline.home)]) == 0
     text = capsys.readouterr().out
     assert "Author: frank (creator)" in text and "What the person can claim: frank contributed" in text
+
+
+@pytest.mark.parametrize("output_format", ["jpeg", "webp"])
+def test_an_author_identity_is_attached_in_every_output_format(pipeline, output_format):
+    path = _make(pipeline, author=pipeline.author_for_account("gina"), output_format=output_format)
+    result = pipeline.verify(path)
+    assert result.verdict == "trusted" and result.identities[0]["name"] == "gina"
+
+
+def test_an_authors_output_is_timestamped_when_a_tsa_is_configured(tmp_path):
+    from aipic.engine import EngineSettings
+    from tsa import TimeStampAuthority
+
+    authority = TimeStampAuthority()
+    url = authority.start()
+    try:
+        timestamped = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(tsa_url=url))
+        try:
+            outcome = timestamped.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=2), author=timestamped.author_for_account("hana"))
+            [item] = outcome.items
+            assert item.timestamped
+            result = verify_bytes(item.path.read_bytes(), [*timestamped.identity.trust_anchors, authority.ca_pem], [timestamped.identity_authority.ca_pem])
+            assert result.verdict == "trusted" and result.timestamp == "trusted"
+            assert result.identities[0]["name"] == "hana" and result.identities[0]["status"] == "aipic"
+        finally:
+            timestamped.close()
+    finally:
+        authority.stop()
