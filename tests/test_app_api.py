@@ -127,3 +127,18 @@ def test_the_public_api_lists_only_the_four_tasks(batching_app):
     url, _ = batching_app
     endpoints = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == ["/image_to_image", "/style_transfer", "/text_to_image", "/verify"]
+
+
+def test_the_api_enforces_the_cost_budget_and_the_pixel_limit_with_clear_messages(batching_app, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    from PIL import Image
+
+    url, _ = batching_app
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match="too large for one go"):
+        client.predict("a cat", "", 1, 100, 0, 1024, 1024, 4, "png", api_name="/text_to_image")
+    huge = tmp_path / "huge.png"
+    Image.new("L", (11000, 11000)).save(huge, optimize=False, compress_level=9)  # a small file that decodes to 121 MP
+    with pytest.raises(AppError, match="11000×11000; at most 16,777,216 pixels"):
+        client.predict(handle_file(str(huge)), "as a painting", "", 0.5, 1, 2, 0, 1, "png", api_name="/image_to_image")
