@@ -195,7 +195,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
         with gr.Accordion("Authorship and terms", open=False, elem_id=f"{prefix}-terms"):
             gr.Markdown("May others use this image for… (recorded as signed `cawg.training-mining` terms)")
             with gr.Row():
-                fields = [gr.Dropdown(choices, value=authorship.DEFAULT_TERMS[use], label=authorship.USE_TITLES[use].capitalize(), elem_id=f"{prefix}-terms-{use}") for use in authorship.USES]
+                fields = [gr.Dropdown(choices, value=authorship.DEFAULT_TERMS[use], label=authorship.USE_TITLES[use][0].upper() + authorship.USE_TITLES[use][1:], elem_id=f"{prefix}-terms-{use}") for use in authorship.USES]
             constraint = gr.Textbox(label="If constrained: under what terms", max_length=authorship.MAX_CONSTRAINT_CHARS)
             rights = gr.Textbox(label="Your rights statement (optional, recorded in the manifest)", placeholder="e.g. © 2026 Your Name. Some rights reserved.", max_length=authorship.MAX_RIGHTS_CHARS, elem_id=f"{prefix}-rights")
         return [*fields, constraint, rights]

@@ -122,7 +122,8 @@ def read_rights(assertions: dict) -> str | None:
 def terms_lines(entries: dict) -> list[str]:
     """One line per use, in plain words, from assertion entries (full or short names)."""
     lines = []
-    for name, entry in entries.items():
+    order = {use: index for index, use in enumerate(USES)}  # the four uses in a fixed order, others after them
+    for name, entry in sorted(entries.items(), key=lambda item: order.get(str(item[0]).split(".", 1)[-1], len(USES))):
         short = str(name).split(".", 1)[-1]
         value = (entry or {}).get("use", "?")
         line = f"{USE_TITLES.get(short, short)}: {USE_WORDS.get(value, value)}"

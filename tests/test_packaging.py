@@ -66,3 +66,12 @@ def test_building_the_app_writes_nothing_into_the_source_tree(tiny_pipeline):
 
     app.build_app(tiny_pipeline, RateLimiter(0))
     assert not list(REPO_ROOT.glob("*.pyi")) and not list((REPO_ROOT / "aipic").glob("*.pyi"))
+
+
+def test_the_claim_generator_version_is_the_package_version():
+    import tomllib
+
+    import aipic
+    from aipic.catalog import REPO_ROOT
+
+    assert aipic.__version__ == tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
