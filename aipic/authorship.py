@@ -185,6 +185,7 @@ class IdentityAuthority:
     # validity at the time of reading (even with a timestamp), so an expired one reads as "expired" (README).
     LIFETIME = datetime.timedelta(days=30)
     RENEW_BEFORE = datetime.timedelta(days=1)
+    CACHE_SIZE = 4096  # issued certificates kept in memory (keys never touch the disk)
 
     def __init__(self, key_dir: str | Path):
         from .identity import BACKUP_DIR, _write_public, create_ca, write_private
@@ -224,6 +225,9 @@ class IdentityAuthority:
             author = self._issued.get((account, provider))
             if author is None or author.not_after is None or author.not_after - now < self.RENEW_BEFORE:
                 author = self._issue(account, provider, now)
+                self._issued.pop((account, provider), None)
+                if len(self._issued) >= self.CACHE_SIZE:  # a public demo meets many accounts: keep the most recent
+                    self._issued.pop(next(iter(self._issued)))
                 self._issued[(account, provider)] = author
         return author
 
