@@ -290,12 +290,9 @@ def load_own_credential(cert_path: str | Path, key_path: str | Path) -> Author:
         key_bytes = Path(key_path).read_bytes()
     except (OSError, UnicodeDecodeError) as error:
         raise BadInput(f"Cannot read the author credential: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        chain = x509.load_pem_x509_certificates(chain_text.encode())
-    except ValueError:
-        chain = []
-    if not chain:
-        raise BadInput(f"{Path(cert_path).name} holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' blocks).")
+    from .verify import load_pem_certificates
+
+    chain = load_pem_certificates(chain_text, Path(cert_path).name)
     try:
         key = serialization.load_pem_private_key(key_bytes, password=None)
     except (ValueError, TypeError):

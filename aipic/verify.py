@@ -412,8 +412,8 @@ def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors
     return out
 
 
-def check_pem_anchors(text: str, source: str) -> str:
-    """A trust-anchor file must hold PEM certificates; a clear error otherwise."""
+def load_pem_certificates(text: str, source: str) -> list:
+    """The PEM certificates in a file someone gave (trust anchors, an author's chain); a clear error if none."""
     from cryptography import x509
 
     from .errors import BadInput
@@ -424,6 +424,12 @@ def check_pem_anchors(text: str, source: str) -> str:
         certificates = []
     if not certificates:
         raise BadInput(f"{source} holds no PEM certificate (expected '-----BEGIN CERTIFICATE-----' blocks).")
+    return certificates
+
+
+def check_pem_anchors(text: str, source: str) -> str:
+    """A trust-anchor file must hold PEM certificates; a clear error otherwise."""
+    load_pem_certificates(text, source)
     return text
 
 
