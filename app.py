@@ -14,6 +14,7 @@ import threading
 import logging
 import os
 import time
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -29,12 +30,10 @@ from aipic.style import StyleRequest
 from aipic.webui import (  # noqa: F401 - re-exported for callers of app
     DARK_MODE_JS,
     EXAMPLE_PROMPTS,
-    IMAGE_TYPES,
     ON_SPACES,
     Number,
     Slider,
     _number,
-    audit_markdown,
     auth_from_env,
     client_of,
     credentials_view,
@@ -166,12 +165,24 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
             label, licence = entry.label, entry.license
         return f"**Model:** {label} · **Licence:** {authorship.licence_markdown(licence)}"
 
-    def credentials_panel(prefix):
-        """Beside every output: its Content Credentials in plain words, the raw manifest one click away."""
-        panel = gr.Markdown(elem_id=f"{prefix}-credentials", label="Content Credentials")
+    def signed_outputs(prefix, gallery_label, files_label, between=None):
+        """A generating tab's output column, its components in the order outcome_outputs fills them: gallery,
+        generation info, files, the Content Credentials panel (plain words, the raw manifest one click away), and
+        the outputs' paths, seeds and selected index. ``between`` adds controls under the gallery."""
+        out = SimpleNamespace(gallery=gr.Gallery(label=gallery_label, elem_id=f"{prefix}-gallery"))
+        out.extra = between() if between is not None else None
+        audit = gr.Markdown(elem_id=f"{prefix}-audit")
+        files = gr.File(label=files_label, file_count="multiple", elem_id=f"{prefix}-files")
+        out.panel = gr.Markdown(elem_id=f"{prefix}-credentials", label="Content Credentials")
         with gr.Accordion("Raw manifest", open=False):
-            raw = gr.JSON(label="Active manifest")
-        return panel, raw, gr.State([]), gr.State([]), gr.State(0)
+            out.raw = gr.JSON(label="Active manifest")
+        out.paths, out.seeds, out.selected = gr.State([]), gr.State([]), gr.State(0)
+        out.components = [out.gallery, audit, files, out.panel, out.raw, out.paths, out.seeds, out.selected]
+        return out
+
+    def go_and_stop(label, go_id, stop_id):
+        with gr.Row():
+            return gr.Button(label, variant="primary", elem_id=go_id), gr.Button("Stop", variant="stop", elem_id=stop_id)
 
     upload_limits = (f"PNG, JPEG, WebP, GIF, TIFF or BMP · up to 25 MB and {limits.max_upload_pixels / 1e6:.1f} megapixels. "
                      "The file is used as uploaded, so its own Content Credentials stay in the chain.")
@@ -257,17 +268,14 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                             output_format = format_picker()
                         private = privacy_choice()
                         t_rights = rights_controls("t2i")
-                        with gr.Row():
-                            generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
-                            t_stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
+                        generate, t_stop = go_and_stop("Generate", "t2i-generate", "t2i-stop")
                     with gr.Column():
-                        gallery = gr.Gallery(label="Signed outputs", elem_id="t2i-gallery")
-                        with gr.Row():
-                            t_reuse = gr.Button("Reuse seed", size="sm", elem_id="t2i-reuse-seed")
-                            t_send = gr.Button("Send to image-to-image", size="sm", elem_id="t2i-send-i2i")
-                        audit = gr.Markdown(elem_id="t2i-audit")
-                        files = gr.File(label="Download signed files", file_count="multiple", elem_id="t2i-files")
-                        t_panel, t_raw, t_paths, t_seeds, t_selected = credentials_panel("t2i")
+                        def reuse_and_send():
+                            with gr.Row():
+                                return gr.Button("Reuse seed", size="sm", elem_id="t2i-reuse-seed"), gr.Button("Send to image-to-image", size="sm", elem_id="t2i-send-i2i")
+
+                        t_out = signed_outputs("t2i", "Signed outputs", "Download signed files", between=reuse_and_send)
+                        t_reuse, t_send = t_out.extra
                 t_model.change(licence_for, t_model, t_licence, api_visibility="private")
 
             with gr.Tab("Image to image", id="i2i"):
@@ -289,14 +297,9 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                             i_format = format_picker()
                         i_private = privacy_choice()
                         i_rights = rights_controls("i2i")
-                        with gr.Row():
-                            i_go = gr.Button("Transform", variant="primary", elem_id="i2i-go")
-                            i_stop = gr.Button("Stop", variant="stop", elem_id="i2i-stop")
+                        i_go, i_stop = go_and_stop("Transform", "i2i-go", "i2i-stop")
                     with gr.Column():
-                        i_gallery = gr.Gallery(label="Signed outputs")
-                        audit_i = gr.Markdown(elem_id="i2i-audit")
-                        i_files = gr.File(label="Download signed files", file_count="multiple", elem_id="i2i-files")
-                        i_panel, i_raw, i_paths, i_seeds, i_selected = credentials_panel("i2i")
+                        i_out = signed_outputs("i2i", "Signed outputs", "Download signed files")
                 i_model.change(licence_for, i_model, i_licence, api_visibility="private")
 
             with gr.Tab("Style transfer", id="style"):
@@ -314,14 +317,9 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                             s_seed = Number(label="Seed", value=0, precision=0)
                             s_format = format_picker()
                         s_rights = rights_controls("style")
-                        with gr.Row():
-                            s_go = gr.Button("Stylise", variant="primary", elem_id="style-go")
-                            s_stop = gr.Button("Stop", variant="stop", elem_id="style-stop")
+                        s_go, s_stop = go_and_stop("Stylise", "style-go", "style-stop")
                     with gr.Column():
-                        s_gallery = gr.Gallery(label="Signed output")
-                        s_audit = gr.Markdown(elem_id="style-audit")
-                        s_files = gr.File(label="Download signed file", file_count="multiple", elem_id="style-files")
-                        s_panel, s_raw, s_paths, s_seeds, s_selected = credentials_panel("style")
+                        s_out = signed_outputs("style", "Signed output", "Download signed file")
 
             with gr.Tab("History", id="history"):
                 gr.Markdown("Everything you made in this session, newest first (kept only while this page is open; download what you want to keep).")
@@ -338,22 +336,17 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
 
         tail = [history, history_gallery]
         t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights, t_model, history],
-                                 [gallery, audit, files, t_panel, t_raw, t_paths, t_seeds, t_selected, *tail], api_name="text_to_image")
-        t_stop.click(stop, None, None, cancels=[t_event], api_visibility="private")
-        gallery.select(select_credentials, t_paths, [t_panel, t_raw, t_selected], api_visibility="private")
-        t_reuse.click(reuse_seed, [t_seeds, t_selected], seed, api_visibility="private")
-        t_send.click(send_to_img2img, [t_paths, t_selected], [init_file, tabs], api_visibility="private")
-
+                                 [*t_out.components, *tail], api_name="text_to_image")
+        t_reuse.click(reuse_seed, [t_out.seeds, t_out.selected], seed, api_visibility="private")
+        t_send.click(send_to_img2img, [t_out.paths, t_out.selected], [init_file, tabs], api_visibility="private")
         i_event = i_go.click(image_to_image, [init_file, i_prompt, i_negative, strength, i_seed, i_steps, i_guidance, i_batch, i_format, i_private, *i_rights, i_model, history],
-                             [i_gallery, audit_i, i_files, i_panel, i_raw, i_paths, i_seeds, i_selected, *tail], api_name="image_to_image")
-        i_stop.click(stop, None, None, cancels=[i_event], api_visibility="private")
-        i_gallery.select(select_credentials, i_paths, [i_panel, i_raw, i_selected], api_visibility="private")
-
+                             [*i_out.components, *tail], api_name="image_to_image")
         s_event = s_go.click(stylise, [content_file, style_file, s_steps, s_size, s_weight, s_seed, s_format, *s_rights, history],
-                             [s_gallery, s_audit, s_files, s_panel, s_raw, s_paths, s_seeds, s_selected, *tail], api_name="style_transfer",
+                             [*s_out.components, *tail], api_name="style_transfer",
                              concurrency_id="long-jobs", concurrency_limit=2)  # long jobs: their own Gradio slots and engine lane
-        s_stop.click(stop, None, None, cancels=[s_event], api_visibility="private")
-        s_gallery.select(select_credentials, s_paths, [s_panel, s_raw, s_selected], api_visibility="private")
+        for out, event, stop_button in ((t_out, t_event, t_stop), (i_out, i_event, i_stop), (s_out, s_event, s_stop)):
+            stop_button.click(stop, None, None, cancels=[event], api_visibility="private")
+            out.gallery.select(select_credentials, out.paths, [out.panel, out.raw, out.selected], api_visibility="private")
     return demo
 
 

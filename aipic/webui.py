@@ -15,9 +15,6 @@ from .verify import panel_markdown
 
 log = logging.getLogger("aipic.app")
 
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"]
-
-
 ERROR_TITLES = {
     "BadInput": "Please check your input",
     "Blocked": "Held back by the safety filter",
