@@ -28,7 +28,7 @@ from .errors import AipicError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
 from .fingerprint import fingerprints, soft_binding
 from .watermark import soft_binding as watermark_binding
-from .images import EXTENSIONS, encode
+from .images import EXTENSIONS, encode, in_background
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +221,9 @@ class EncodeSignStage:
         for record in records:
             job = record.job
             output_format = job.output_format or self.default_format
+            pending = in_background(fingerprints, record.array)  # the fingerprints while this thread encodes
             data, mime = encode(record.array, output_format)
-            record.fingerprints = fingerprints(record.array)
+            record.fingerprints = pending.result()
             record.path = Path(output_name(job.task, record.seed, output_format))
             manifest = provenance.build_manifest(
                 title=record.path.name,

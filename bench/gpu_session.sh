@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# The GPU measurements still pending, in one device call (about 8 minutes on an H200; each compiled
-# configuration spends ~75-100 s compiling). Run from the repository root on the device machine, with the
-# wheels in .whl/ carried (diffusers, open_clip, c2pa-python and their small dependencies):
+# The GPU measurements still pending, in one device call (about 6–7 minutes on an H200; each compiled
+# configuration spends ~75 s compiling). Run from the repository root on the device machine, with the wheels
+# in .whl/ carried (diffusers, open_clip, c2pa-python, sqlalchemy, alembic, imagehash, PyWavelets and their
+# small dependencies):
 #
-#     bash bench/gpu_session.sh            # results as JSON under $OUT (or /tmp/aipic-gpu)
+#     bash bench/gpu_session.sh            # results as JSON under $OUT (or /tmp/aipic-gpu), one log beside them
 #
-# 1. batched vs single: bit-identical on the GPU or not, and by how much (README, Engine)
-# 2. aipic end to end vs bare diffusers, compiled + TAESD, PNG (run-length zlib) and JPEG, with the safety
-#    checker (a random-weight CLIP ViT-L/14, as the app runs by default)
-# 3. the same without the safety checker, and with the invisible watermark, for the stage costs
-set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1
+# In order of importance, each step under its own time limit so that one failure costs only itself:
+# 1. aipic end to end vs bare diffusers, compiled + TAESD, PNG (the default) and JPEG, with the safety checker
+#    (a random-weight CLIP ViT-L/14, as the app runs by default): the engine issue's targets
+# 2. batched vs single: bit-identical on the GPU or not, and by how much (README, Engine)
+# 3. PNG writers on this machine's CPU (bench_encode.py)
+# 4. the same as 1 with the invisible watermark (on in the app by default; the targets are defined without it)
+# 5. the same as 1 without the safety checker, for its cost
+set -uo pipefail
 out=${OUT:-/tmp/aipic-gpu}
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/device.txt"
-common=(--real-architectures --device cuda --size 512 --steps 1 --tiny-decoder --compile --buckets 1 16)
-python3 bench/bench_batch_identity.py --real-architectures --device cuda --json "$out/batch-identity.json"
-python3 bench/bench_engine.py "${common[@]}" --formats png jpeg --json "$out/engine-safety.json"
-python3 bench/bench_engine.py "${common[@]}" --formats png --no-safety --skip-eager --json "$out/engine-no-safety.json"
-python3 bench/bench_engine.py "${common[@]}" --formats png --watermark --skip-eager --json "$out/engine-watermark.json"
+log="$out/session.log"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >>"$log" 2>&1 || { echo "wheel install failed" | tee -a "$log"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+nproc >>"$out/device.txt"
+common=(--real-architectures --device cuda --size 512 --steps 1 --tiny-decoder --compile --buckets 1 16 --concurrency 32 --per-client 8 --skip-eager)
+
+step() {  # step <seconds> <name> <command...>
+    local limit=$1 name=$2
+    shift 2
+    echo "== $name ($(date -u +%T))" | tee -a "$log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$log" | grep -E "^(device|  [a-z_]+ |wrote|Traceback|[A-Za-z]*Error)" || true
+    echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
+}
+
+step 170 engine-safety python3 bench/bench_engine.py "${common[@]}" --formats png jpeg --json "$out/engine-safety.json"
+step 60 batch-identity python3 bench/bench_batch_identity.py --real-architectures --device cuda --json "$out/batch-identity.json"
+step 30 encode python3 bench/bench_encode.py --repeat 30 --out "$out/encode.json"
+step 130 engine-watermark python3 bench/bench_engine.py "${common[@]}" --formats png --watermark --json "$out/engine-watermark.json"
+step 130 engine-no-safety python3 bench/bench_engine.py "${common[@]}" --formats png --no-safety --json "$out/engine-no-safety.json"
