@@ -61,12 +61,16 @@ class EngineSettings:
     ``max_gpu_batch``: most images in one GPU batch (a request's own ``batch`` is limited by the catalog).
     ``batch_wait_s``: how long the oldest queued job waits for compatible company before it runs alone.
     ``cpu_workers``: threads that encode, sign and store (PIL, zlib and c2pa release the GIL while they work).
+    ``cpu_processes``: worker processes that watermark, fingerprint, encode and sign for those threads, so
+    their Python does not compete with the GPU loop's for the GIL (None: automatic, on for CUDA machines
+    with 4 cores or more; 0: none, all in the threads).
     ``compile``: torch.compile the UNet and VAE on CUDA, warmed at start for ``buckets`` (padded batch sizes).
     """
 
     max_gpu_batch: int = 16
     batch_wait_s: float = 0.004
     cpu_workers: int = 0  # 0: one per core, at most 16
+    cpu_processes: int | None = None  # None: automatic (aipic.workers.automatic_processes on CUDA, else 0)
     compile: bool = False
     buckets: tuple = (1, 4, 16)
     output_format: str = "png"
@@ -90,6 +94,8 @@ class EngineSettings:
                 values["batch_wait_s"] = float(env["AIPIC_BATCH_WAIT_MS"]) / 1000
             if env.get("AIPIC_CPU_WORKERS"):
                 values["cpu_workers"] = int(env["AIPIC_CPU_WORKERS"])
+            if env.get("AIPIC_CPU_PROCESSES"):
+                values["cpu_processes"] = int(env["AIPIC_CPU_PROCESSES"])
             if env.get("SPACES_ZERO_GPU"):  # Hugging Face ZeroGPU: the GPU is lent per call
                 values["inline"] = True
             for name in ("compile", "watermark", "thumbnail", "safety", "nudenet", "inline"):
@@ -115,6 +121,8 @@ class EngineSettings:
             raise ConfigError(f"The batch wait window must be between 0 and 120 000 ms (got {self.batch_wait_s * 1000:g} ms).")
         if self.cpu_workers < 0:
             raise ConfigError(f"cpu_workers must be 0 (automatic) or more (got {self.cpu_workers}).")
+        if self.cpu_processes is not None and self.cpu_processes < 0:
+            raise ConfigError(f"cpu_processes must be 0 (none) or more (got {self.cpu_processes}).")
         if self.tsa_url and not self.tsa_url.startswith(("http://", "https://")):
             raise ConfigError(f"The time-stamp authority must be an http(s) URL (got {self.tsa_url!r}).")
         if self.output_format not in OUTPUT_FORMATS:

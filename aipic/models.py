@@ -132,6 +132,64 @@ def prepare_for_gpu(pipe, compile: bool = False):
     return pipe
 
 
+class BucketCompiled(torch.nn.Module):
+    """An image tower (CLIP's, the safety checker's) compiled with CUDA graphs for a few padded batch sizes.
+
+    A batch is padded up to the next bucket (repeating its last image) and the results cut back, so the
+    captured graphs are reused whatever the batch. CUDA graphs belong to the thread that captured them: the
+    compiled tower runs only on the thread that first used it (the engine's batch lane, at warm-up); any
+    other thread (the long-job lane) and any batch above the largest bucket run the eager tower. If
+    compiling fails, the eager tower takes over for good and the log says so.
+    """
+
+    compiled: Any  # the torch.compile'd tower
+
+    def __init__(self, tower: torch.nn.Module, buckets: tuple):
+        super().__init__()
+        self.eager = tower
+        # not a child module: the tower's parameters are registered once, under ``eager``
+        object.__setattr__(self, "compiled", torch.compile(tower, mode="reduce-overhead", dynamic=False))
+        self.buckets = tuple(sorted(buckets))
+        self._thread: int | None = None
+        self._failed = False
+
+    def forward(self, images: torch.Tensor, *args, **kwargs):
+        count = images.shape[0]
+        size = next((bucket for bucket in self.buckets if bucket >= count), None)
+        if self._thread is None:
+            self._thread = threading.get_ident()
+        if self._failed or size is None or threading.get_ident() != self._thread:
+            return self.eager(images, *args, **kwargs)
+        if size > count:
+            images = torch.cat([images, images[-1:].expand(size - count, *images.shape[1:])])
+        try:
+            out = self.compiled(images, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - an optimisation, not a requirement
+            log.warning("compiled image tower failed (%s); using the eager one", type(error).__name__)
+            self._failed = True
+            return self.eager(images[:count], *args, **kwargs)
+        return _cut(out, count)
+
+
+def _cut(out, count: int):
+    """The first ``count`` rows of a tower's output (a tensor, a tuple of them, or a transformers ModelOutput)."""
+    if isinstance(out, torch.Tensor):
+        return out[:count].clone()  # a CUDA graph's output is overwritten by its next run
+    if hasattr(out, "to_tuple"):
+        return type(out)(**{key: _cut(value, count) for key, value in out.items()})
+    if isinstance(out, (tuple, list)):
+        return type(out)(_cut(value, count) for value in out)
+    return out
+
+
+def compile_tower(owner: torch.nn.Module, attribute: str, buckets: tuple | None) -> None:
+    """Swap ``owner.<attribute>`` (an image tower on CUDA) for its BucketCompiled version, once."""
+    tower = getattr(owner, attribute)
+    if not buckets or isinstance(tower, BucketCompiled) or next(tower.parameters()).device.type != "cuda":
+        return
+    setattr(owner, attribute, BucketCompiled(tower, buckets))
+
+
 def load_text_to_image(entry: ModelEntry, mode: str, device: torch.device, compile: bool = False) -> LoadedModel:
     if entry.is_tiny_random or mode == "tiny":
         note = "" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")

@@ -28,6 +28,7 @@ from .models import ModelRegistry
 from .safety import NudeNetStage, SafetyCheckerStage
 from .stages import AuditStage, DiffusionGenerator, EncodeSignStage, GenerateStage, ReadbackStage, RegistryStage, StoreStage, StyleGenerator, WatermarkStage
 from .style import StyleRequest, resolve_style_request
+from .workers import WorkerPool, automatic_processes
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class AipicPipeline:
         self._auditor = None
         self._engine = None
         self._registry = None
+        self._workers: WorkerPool | None = None
         self._setup = threading.RLock()
         self._lock = ModelLock()  # the model lock: held by the engine's GPU stages only
 
@@ -143,16 +145,28 @@ class AipicPipeline:
     def engine(self) -> Engine:
         return self._once("_engine", lambda: Engine(self.build_stages(), self.settings, lock=self._lock))
 
+    @property
+    def workers(self) -> WorkerPool:
+        """The finishing worker processes (none on CPU machines and in inline mode unless configured)."""
+
+        def make() -> WorkerPool:
+            count = self.settings.cpu_processes
+            if count is None:
+                count = automatic_processes() if self.models.device.type == "cuda" and not self.settings.inline else 0
+            return WorkerPool(count)
+
+        return self._once("_workers", make)
+
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
         return [
             GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()], self.catalog.limits.max_seconds),
-            *([SafetyCheckerStage(lambda: self.models.get("safety"))] if self.settings.safety else []),
-            AuditStage(lambda: self.auditor),
+            *([SafetyCheckerStage(lambda: self.models.get("safety"), self.buckets)] if self.settings.safety else []),
+            AuditStage(lambda: self.auditor, self.buckets),
             ReadbackStage(),
             *([NudeNetStage()] if self.settings.nudenet else []),
-            *([WatermarkStage()] if self.settings.watermark else []),
-            EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail),
+            *([WatermarkStage(self.workers)] if self.settings.watermark else []),
+            EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail, self.workers),
             StoreStage(lambda: self.output_dir),
             RegistryStage(lambda: self.registry),
         ]
@@ -211,6 +225,9 @@ class AipicPipeline:
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def placeholder_notes(self) -> list[str]:
         """Plain-language notes about any tiny random-weight models in use (loads the default models)."""
@@ -347,6 +364,7 @@ class AipicPipeline:
             log.info("inline mode (ZeroGPU): no start-up warm-up; the GPU exists only inside each call")
             return 0.0
         start = time.perf_counter()
+        self.workers.start()
         limits = self.catalog.limits
         for size in self.buckets or (1,):
             jobs, left = [], size

@@ -58,12 +58,17 @@ class SafetyCheckerStage:
 
     name, gpu = "safety", True
 
-    def __init__(self, checker):
+    def __init__(self, checker, buckets: tuple | None = None):
         self._checker = checker  # a callable returning the LoadedModel (loaded on first use)
+        self.buckets = buckets  # compiled: the vision tower with CUDA graphs for these padded batch sizes
 
     def process(self, records) -> None:
         model = self._checker()
         checker = model.obj
+        if self.buckets and hasattr(checker, "vision_model"):
+            from .models import compile_tower
+
+            compile_tower(checker, "vision_model", self.buckets)
         dtype = next(checker.parameters()).dtype
         device = next(checker.parameters()).device
         groups: dict[tuple, list] = {}

@@ -12,9 +12,7 @@ watermark, a registry sink) is one more object in the engine's list.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,9 +24,10 @@ from . import provenance
 from .engine import Job, Record
 from .errors import AipicError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
-from .fingerprint import fingerprints, soft_binding
-from .watermark import soft_binding as watermark_binding
-from .images import EXTENSIONS, encode, in_background
+from . import workers
+from .images import EXTENSIONS
+from .models import compile_tower
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +134,15 @@ class AuditStage:
 
     name, gpu = "audit", True
 
-    def __init__(self, auditor: Callable):
+    def __init__(self, auditor: Callable, buckets: tuple | None = None):
         self._auditor = auditor  # a callable returning the BiasAuditor (loaded on first use)
+        self.buckets = buckets  # compiled: CLIP's image tower with CUDA graphs for these padded batch sizes
 
     def process(self, records: list[Record]) -> None:
-        results = self._auditor().audit_pixels([record.pixels for record in records])
+        auditor = self._auditor()
+        if self.buckets and hasattr(auditor.model, "visual"):
+            compile_tower(auditor.model, "visual", self.buckets)
+        results = auditor.audit_pixels([record.pixels for record in records])
         for record, result in zip(records, results):
             record.audit = result
 
@@ -162,10 +165,13 @@ class ReadbackStage:
 
 class WatermarkStage:
     """Embed an invisible watermark (a random 32-bit id with a CRC) in the pixels, before they are fingerprinted,
-    encoded and signed. Runs in the CPU pool (~140 ms for 512² on one core). Images under 256×256 are left
-    unmarked, and the manifest says why."""
+    encoded and signed. Runs in the CPU pool (~140 ms for 512² on one core; in a worker process when there are
+    any). Images under 256×256 are left unmarked, and the manifest says why."""
 
     name, gpu = "watermark", False
+
+    def __init__(self, pool: WorkerPool | None = None):
+        self._pool = pool or WorkerPool(0)
 
     def process(self, records: list[Record]) -> None:
         from . import watermark
@@ -175,57 +181,28 @@ class WatermarkStage:
                 record.watermark_note = f"not marked: smaller than {watermark.MIN_SIDE}×{watermark.MIN_SIDE}"
                 continue
             record.watermark_id = watermark.new_id()
-            record.array = watermark.embed(record.array, record.watermark_id)
+            record.array = self._pool.call(workers.watermark, record.array, record.watermark_id)
 
 
 class EncodeSignStage:
-    """Encode in the request's format and embed a signed C2PA manifest of what the person and the models did."""
+    """Encode in the request's format and embed a signed C2PA manifest of what the person and the models did.
+    The fingerprints, encoding and signing run in a worker process when the pool has any (aipic.workers)."""
 
     name, gpu = "encode_sign", False
 
-    def __init__(self, identity: Callable, default_format: str = "png", tsa_url: str | None = None, thumbnail: bool = False):
+    def __init__(self, identity: Callable, default_format: str = "png", tsa_url: str | None = None, thumbnail: bool = False, pool: WorkerPool | None = None):
         self._identity = identity  # a callable returning the SigningIdentity
         self.default_format = default_format
         self.tsa_url = tsa_url
         self.thumbnail = thumbnail
-        self._local = threading.local()  # one c2pa Signer per worker thread (and TSA choice), reused
-
-    def _signer(self, tsa_url):
-        identity = self._identity()
-        key = (id(identity), tsa_url)
-        cache = getattr(self._local, "signers", None)
-        if cache is None:
-            cache = self._local.signers = {}
-        if key not in cache:
-            cache[key] = provenance.make_signer(identity, tsa_url)
-        return cache[key]
-
-    def _sign_once(self, data, mime, manifest, ingredients, author, tsa_url) -> tuple[bytes, bytes]:
-        if author is not None:  # aipic's claim and the author's CAWG identity assertion
-            return provenance.sign_as_author(data, mime, manifest, ingredients, self._identity(), author, tsa_url, self.thumbnail)
-        return provenance.sign_with_store(data, mime, manifest, ingredients, self._signer(tsa_url), self.thumbnail)
-
-    def _sign(self, data, mime, manifest, ingredients, author=None) -> tuple[tuple[bytes, bytes], bool]:
-        """Sign with a timestamp when a TSA is configured; if the TSA cannot be reached, sign without one (the
-        output is still signed; only the independent signing time is missing) and say so in the log."""
-        if self.tsa_url:
-            try:
-                return self._sign_once(data, mime, manifest, ingredients, author, self.tsa_url), True
-            except StageFailed:
-                raise
-            except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
-                log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
-        return self._sign_once(data, mime, manifest, ingredients, author, None), False
+        self._pool = pool or WorkerPool(0)
 
     def process(self, records: list[Record]) -> None:
         for record in records:
             job = record.job
             output_format = job.output_format or self.default_format
-            pending = in_background(fingerprints, record.array)  # the fingerprints while this thread encodes
-            data, mime = encode(record.array, output_format)
-            record.fingerprints = pending.result()
             record.path = Path(output_name(job.task, record.seed, output_format))
-            manifest = provenance.build_manifest(
+            fields = dict(
                 title=record.path.name,
                 task=job.task,
                 description=job.description,
@@ -236,15 +213,13 @@ class EncodeSignStage:
                          **({"watermark": record.watermark_note} if record.watermark_note else {})},
                 audit=provenance.public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
-                format=mime,
-                soft_bindings=[soft_binding(record.fingerprints["full"])] + ([watermark_binding(record.watermark_id)] if record.watermark_id else []),
                 terms=job.terms,
             )
-            # The manifest's label comes from the output's id, so the registry knows it without reading it back.
-            record.manifest_label = manifest["label"] = f"urn:c2pa:{uuid.UUID(record.id)}"
-            (record.data, record.manifest_store), record.timestamped = self._sign(data, mime, manifest, job.ingredients, job.author)
-            record.mime = mime
-            record.sha256 = hashlib.sha256(record.data).hexdigest()
+            record.manifest_label = f"urn:c2pa:{uuid.UUID(record.id)}"
+            done = self._pool.call(workers.encode_and_sign, record.array, output_format, fields, record.manifest_label, record.watermark_id,
+                                   job.ingredients, self._identity(), job.author, self.tsa_url, self.thumbnail)
+            record.data, record.manifest_store, record.mime = done["data"], done["store"], done["mime"]
+            record.fingerprints, record.timestamped, record.sha256 = done["fingerprints"], done["timestamped"], done["sha256"]
             record.array = None
 
 

@@ -128,7 +128,7 @@ def bench_bare(args, device, dtype):
 
 
 def aipic_pipeline(args, compile_):
-    settings = EngineSettings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers,
+    settings = EngineSettings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers, cpu_processes=args.cpu_processes,
                               compile=compile_, output_format=args.formats[0], buckets=tuple(args.buckets), watermark=args.watermark,
                               safety=not args.no_safety)
     pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"), settings=settings)
@@ -194,7 +194,7 @@ def bench_aipic(args, compile_=False, prefix="aipic"):
     warm = pipeline.warm_up()
     for seed in range(2):
         pipeline.text_to_image(request(args, seed))  # first CPU-pool and signer use
-    results = {f"{prefix}_warm_up_s": round(time.perf_counter() - start, 1)}
+    results = {f"{prefix}_warm_up_s": round(time.perf_counter() - start, 1), f"{prefix}_cpu_processes": pipeline.workers.processes}
     metrics = pipeline.engine.metrics
 
     for number, output_format in enumerate(args.formats):
@@ -280,6 +280,7 @@ def main(argv=None):
     parser.add_argument("--max-gpu-batch", type=int, default=16)
     parser.add_argument("--wait-ms", type=float, default=4.0)
     parser.add_argument("--cpu-workers", type=int, default=0)
+    parser.add_argument("--cpu-processes", type=int, default=None, help="finishing worker processes (default: automatic, on for CUDA)")
     parser.add_argument("--formats", nargs="+", default=["png"], choices=("png", "jpeg", "webp"), help="output formats to measure; the first is the default (targets)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--buckets", type=int, nargs="+", default=[1, 4, 16])

@@ -81,3 +81,48 @@ def test_the_weights_revision_is_recorded_as_the_software_agent_version(tiny_pip
     assert _hub_revision("/some/local/dir/model_index.json") is None
     assert software_agent({"name": "stabilityai/sd-turbo", "revision": "1681ed0", "pretrained": None}) == {"name": "stabilityai/sd-turbo", "version": "1681ed0"}
     assert software_agent(tiny_pipeline.models.get("text_to_image").describe())["version"] == "random-weights"
+
+
+def test_a_bucket_compiled_tower_pads_cuts_and_stays_on_its_own_thread():
+    import threading
+
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from aipic.models import BucketCompiled
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return BaseModelOutputWithPooling(last_hidden_state=x * 2, pooler_output=self.linear(x))
+
+    tower = Tower()
+    wrapped = BucketCompiled(tower, (1, 4))
+    seen = []
+
+    def fake_compiled(x):  # stands in for the CUDA-graph version (CPU here): records the padded batch
+        seen.append(x.shape[0])
+        return tower(x)
+
+    wrapped.compiled = fake_compiled
+    x = torch.randn(3, 3)
+    out = wrapped(x)
+    assert seen == [4] and out.pooler_output.shape == (3, 2)
+    assert torch.allclose(out.pooler_output, tower(x).pooler_output) and torch.allclose(out[0], x * 2)
+    assert wrapped(torch.randn(5, 3)).pooler_output.shape == (5, 2) and seen == [4]  # above the largest bucket: eager
+    other = []
+    thread = threading.Thread(target=lambda: other.append(wrapped(torch.randn(1, 3)).pooler_output.shape))
+    thread.start()
+    thread.join()
+    assert other == [(1, 2)] and seen == [4]  # another thread (the long-job lane) runs the eager tower
+
+    def broken(x):
+        raise RuntimeError("compiler failed")
+
+    wrapped.compiled = broken
+    assert wrapped(torch.randn(2, 3)).pooler_output.shape == (2, 2)  # falls back to the eager tower for good
+    wrapped.compiled = fake_compiled
+    wrapped(torch.randn(1, 3))
+    assert seen == [4]

@@ -1,0 +1,162 @@
+"""Finishing an image in worker processes, out of the GPU loop's way.
+
+Finishing (watermark, fingerprints, encoding, signing) is mostly C code, but enough of it holds Python's GIL
+that 16 threads doing it slow the GPU loop's own Python down: on an H200 the same compiled batch of 16 took
+134 ms to generate while the pool's threads encoded JPEGs and 183 ms while they encoded PNGs and hashed
+(bench/results). With worker processes the CPU pool's threads only hand an image over and wait.
+
+``WorkerPool(0)`` runs everything in the calling thread (the CPU default, the tests' and ZeroGPU's). The
+functions sent to a worker live in this module and import nothing from torch; their arguments and results
+are plain data (numpy arrays, bytes, dicts, dataclasses of strings).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import multiprocessing
+import os
+import threading
+
+from .errors import AipicError, StageFailed
+
+log = logging.getLogger(__name__)
+
+
+class WorkerFailed(Exception):
+    """A worker's error that is not an AipicError, by type name only (library errors may not pickle)."""
+
+
+class WorkerPool:
+    """A lazily started pool of ``processes`` spawned worker processes (0: run in the calling thread)."""
+
+    def __init__(self, processes: int = 0):
+        self.processes = max(0, int(processes))
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                # spawn, not fork: the parent holds CUDA and many threads, which a forked child must not inherit
+                self._executor = concurrent.futures.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise)
+                log.info("started %d finishing worker processes", self.processes)
+            return self._executor
+
+    def call(self, function, *args):
+        """``function(*args)`` in a worker process (or here, with no processes); its errors are raised here."""
+        if not self.processes:
+            return _guarded(function, *args)
+        try:
+            return self._pool().submit(_guarded, function, *args).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            with self._lock:  # a worker died (killed, out of memory): the next call starts a fresh pool
+                broken, self._executor = self._executor, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            log.error("a finishing worker process died; starting new ones")
+            raise StageFailed("Finishing this image failed (a worker process stopped). Nothing was published; please try again.") from None
+
+    def start(self) -> None:
+        """Start every worker and load what finishing needs, so no request pays for it (part of warm-up)."""
+        if self.processes:
+            pool = self._pool()
+            for future in [pool.submit(_ready) for _ in range(self.processes)]:
+                future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def automatic_processes(cores: int | None = None) -> int:
+    """Worker processes when none are configured on a GPU machine: all cores but two (the GPU loop and the
+    app), at most 16; none on machines with fewer than 4 cores, where threads do as well."""
+    cores = cores or os.cpu_count() or 1
+    return min(16, cores - 2) if cores >= 4 else 0
+
+
+def _initialise() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _ready() -> int:
+    from . import fingerprint, images, provenance, watermark  # noqa: F401 - imported once, before any request
+
+    import imagehash  # noqa: F401
+
+    return os.getpid()
+
+
+def _guarded(function, *args):
+    try:
+        return function(*args)
+    except AipicError:
+        raise
+    except Exception as error:  # noqa: BLE001 - library errors may not pickle: send their type name
+        raise WorkerFailed(type(error).__name__) from None
+
+
+# ---- the work ----------------------------------------------------------------------------------------------
+
+_signers: dict = {}  # one c2pa Signer per identity and TSA choice, per process (or per thread without workers)
+_signers_lock = threading.Lock()
+
+
+def _signer(identity, tsa_url):
+    from . import provenance
+
+    key = (threading.get_ident(), str(identity.key_path), identity.chain_pem, tsa_url)
+    with _signers_lock:
+        signer = _signers.get(key)
+    if signer is None:
+        signer = provenance.make_signer(identity, tsa_url)
+        with _signers_lock:
+            _signers[key] = signer
+    return signer
+
+
+def watermark(array, watermark_id: str):
+    from . import watermark as marks
+
+    return marks.embed(array, watermark_id)
+
+
+def encode_and_sign(array, output_format: str, fields: dict, label: str, watermark_id: str | None, ingredients: list, identity, author, tsa_url: str | None, thumbnail: bool) -> dict:
+    """Fingerprint, encode and sign one picture: the signed file, its manifest store, fingerprints and hash.
+
+    ``fields`` are ``provenance.build_manifest``'s arguments but the format and soft bindings, which are
+    known only here. Signs with a timestamp when a TSA is given; if the TSA cannot be reached, signs without
+    one (the output is still signed; only the independent signing time is missing) and says so in the log."""
+    from . import provenance
+    from .fingerprint import fingerprints, soft_binding
+    from .images import encode, in_background
+    from .watermark import soft_binding as watermark_binding
+
+    pending = in_background(fingerprints, array)  # the fingerprints while this thread encodes
+    data, mime = encode(array, output_format)
+    prints = pending.result()
+    manifest = provenance.build_manifest(
+        **fields, format=mime, soft_bindings=[soft_binding(prints["full"])] + ([watermark_binding(watermark_id)] if watermark_id else []))
+    manifest["label"] = label  # from the output's id, so the registry knows it without reading it back
+
+    def sign(tsa):
+        if author is not None:  # aipic's claim and the author's CAWG identity assertion
+            return provenance.sign_as_author(data, mime, manifest, ingredients, identity, author, tsa, thumbnail)
+        return provenance.sign_with_store(data, mime, manifest, ingredients, _signer(identity, tsa), thumbnail)
+
+    timestamped = False
+    if tsa_url:
+        try:
+            signed, store = sign(tsa_url)
+            timestamped = True
+        except AipicError:
+            raise
+        except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
+            log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
+    if not timestamped:
+        signed, store = sign(None)
+    return {"data": signed, "store": store, "mime": mime, "fingerprints": prints, "timestamped": timestamped, "sha256": hashlib.sha256(signed).hexdigest()}

@@ -1,0 +1,72 @@
+"""Finishing in worker processes: the same signed, recorded outputs as in threads, and failures stay local."""
+
+import io
+import os
+
+import pytest
+from PIL import Image
+
+from aipic import authorship
+from aipic.engine import EngineSettings
+from aipic.errors import BadInput, StageFailed
+from aipic.generate import GenerationRequest
+from aipic.images import open_user_image
+from aipic.pipeline import AipicPipeline
+from aipic.recovery import recover
+from aipic.workers import WorkerFailed, WorkerPool, automatic_processes
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = WorkerPool(1)
+    yield pool
+    pool.close()
+
+
+def test_errors_come_back_typed_and_a_dead_worker_is_replaced(pool):
+    assert pool.call(max, 3, 4) == 4
+    with pytest.raises(BadInput, match="Please provide the image"):  # aipic's own errors keep their type and message
+        pool.call(open_user_image, None)
+    with pytest.raises(WorkerFailed, match="ValueError"):  # anything else by its type's name only
+        pool.call(int, "not a number")
+    with pytest.raises(StageFailed, match="a worker process stopped"):
+        pool.call(os._exit, 3)
+    assert pool.call(max, 5, 6) == 6  # a fresh worker took over
+
+
+def test_processes_are_automatic_only_on_machines_with_cores_to_spare():
+    assert automatic_processes(2) == 0 and automatic_processes(3) == 0
+    assert automatic_processes(4) == 2 and automatic_processes(16) == 14 and automatic_processes(64) == 16
+    with pytest.raises(Exception, match="cpu_processes must be 0"):
+        EngineSettings(cpu_processes=-1).check()
+
+
+def test_outputs_finished_in_worker_processes_are_signed_watermarked_and_recorded(tmp_path):
+    settings = EngineSettings(max_gpu_batch=3, batch_wait_s=30.0, cpu_workers=3, cpu_processes=2)
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", settings=settings)
+    try:
+        assert pipeline.workers.processes == 2
+        pipeline.workers.start()
+        bad_author = authorship.Author(name="Mallory", chain_pem="not a certificate", key_pem="not a key")
+        asked = [("a lighthouse", 11, None), ("a harbour", 40, bad_author), ("a ferry", 7, None)]
+        jobs = [pipeline.text_to_image_job(GenerationRequest(prompt=p, seed=s, width=256, height=256, steps=2), author=a) for p, s, a in asked]
+        futures = [pipeline.submit(job) for job in jobs]
+        with pytest.raises(StageFailed, match="Nothing was published"):  # its signing failed in a worker: that request only
+            futures[1].result(timeout=300)
+        for (prompt, seed, _), job, future in zip(asked, jobs, futures):
+            if job is jobs[1]:
+                continue
+            [item] = pipeline.outcome(job, future.result(timeout=300)).items
+            result = pipeline.verify(item.path)
+            assert result.verdict == "trusted"
+            assert result.contributions["human"]["prompt"] == prompt and result.contributions["model"]["seed"] == seed
+            entry = pipeline.registry.get(item.id)
+            assert entry is not None and entry.path == str(item.path) and entry.fingerprint == item.fingerprint
+            assert item.watermark_id and entry.watermark_id == item.watermark_id  # marked in a worker, recorded here
+            with Image.open(item.path) as image:  # a copy without credentials is still recognised by its watermark
+                copy = io.BytesIO()
+                image.convert("RGB").save(copy, "JPEG", quality=90)
+            found = recover(copy.getvalue(), pipeline.registry.url)
+            assert found is not None and found["output_id"] == item.id and found["matched_by"].startswith("watermark")
+    finally:
+        pipeline.close()
