@@ -364,7 +364,7 @@ class AipicPipeline:
             log.info("inline mode (ZeroGPU): no start-up warm-up; the GPU exists only inside each call")
             return 0.0
         start = time.perf_counter()
-        self.workers.start()
+        self.workers.start(self.identity)
         limits = self.catalog.limits
         for size in self.buckets or (1,):
             jobs, left = [], size

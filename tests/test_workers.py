@@ -1,7 +1,10 @@
 """Finishing in worker processes: the same signed, recorded outputs as in threads, and failures stay local."""
 
+import contextlib
 import io
 import os
+import threading
+import time
 
 import pytest
 from PIL import Image
@@ -13,7 +16,7 @@ from aipic.generate import GenerationRequest
 from aipic.images import open_user_image
 from aipic.pipeline import AipicPipeline
 from aipic.recovery import recover
-from aipic.workers import WorkerFailed, WorkerPool, automatic_processes
+from aipic.workers import WorkerFailed, WorkerPool, automatic_processes, warm_up_finishing
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +26,45 @@ def pool():
     pool.close()
 
 
+@contextlib.contextmanager
+def busy(pool):
+    """Another image being finished meanwhile (in this process: it came alone), so calls go to the workers."""
+    release = threading.Event()
+    thread = threading.Thread(target=pool.call, args=(release.wait, 60))
+    thread.start()
+    while pool._in_flight == 0:
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_call_that_comes_alone_runs_here_and_others_go_to_the_workers(pool):
+    assert pool.call(os.getpid) == os.getpid()  # nothing else finishing: no hand-over
+    with busy(pool):
+        assert pool.call(os.getpid) != os.getpid()
+
+
 def test_errors_come_back_typed_and_a_dead_worker_is_replaced(pool):
-    assert pool.call(max, 3, 4) == 4
-    with pytest.raises(BadInput, match="Please provide the image"):  # aipic's own errors keep their type and message
-        pool.call(open_user_image, None)
-    with pytest.raises(WorkerFailed, match="ValueError"):  # anything else by its type's name only
+    with busy(pool):
+        assert pool.call(max, 3, 4) == 4
+        with pytest.raises(BadInput, match="Please provide the image"):  # aipic's own errors keep their type and message
+            pool.call(open_user_image, None)
+        with pytest.raises(WorkerFailed, match="ValueError"):  # anything else by its type's name only
+            pool.call(int, "not a number")
+        with pytest.raises(StageFailed, match="a worker process stopped"):
+            pool.call(os._exit, 3)
+        assert pool.call(max, 5, 6) == 6  # a fresh worker took over
+    with pytest.raises(WorkerFailed, match="ValueError"):  # the same errors when it runs here
         pool.call(int, "not a number")
-    with pytest.raises(StageFailed, match="a worker process stopped"):
-        pool.call(os._exit, 3)
-    assert pool.call(max, 5, 6) == 6  # a fresh worker took over
+
+
+def test_finishing_warms_up_with_a_real_signature(tmp_path):
+    from aipic.provenance import ensure_signing_identity
+
+    assert warm_up_finishing(ensure_signing_identity(tmp_path / "keys")) and warm_up_finishing(None)
 
 
 def test_processes_are_automatic_only_on_machines_with_cores_to_spare():
@@ -46,7 +79,7 @@ def test_outputs_finished_in_worker_processes_are_signed_watermarked_and_recorde
     pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", settings=settings)
     try:
         assert pipeline.workers.processes == 2
-        pipeline.workers.start()
+        pipeline.workers.start(pipeline.identity)
         bad_author = authorship.Author(name="Mallory", chain_pem="not a certificate", key_pem="not a key")
         asked = [("a lighthouse", 11, None), ("a harbour", 40, bad_author), ("a ferry", 7, None)]
         jobs = [pipeline.text_to_image_job(GenerationRequest(prompt=p, seed=s, width=256, height=256, steps=2), author=a) for p, s, a in asked]
