@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models", choices=("auto", "real", "tiny"), default=None)
     models.add_argument("--json", action="store_true")
 
-    commands.add_parser("download", help="fetch the default real weights (needs network)")
+    download = commands.add_parser("download", help="fetch the default real weights (needs network)")
+    download.add_argument("--trustmark", action="store_true", help="fetch Adobe TrustMark's model files instead (the watermark with AIPIC_WATERMARK_METHOD=trustmark) into AIPIC_TRUSTMARK_MODELS or <home>/models/trustmark")
+    download.add_argument("--home", default=None, help="folder for keys/, outputs/ and models/ (default: $AIPIC_HOME or ~/.aipic)")
     return parser
 
 
@@ -243,7 +245,10 @@ def cmd_verify(args) -> int:
         registry_url = None  # verifying never creates a registry
     identity_ca = home / "keys" / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
     identity_anchors = [identity_ca.read_text()] if identity_ca.is_file() else []
-    results = {path: verify_file(path, anchors, registry_url=registry_url, identity_anchors=identity_anchors) for path in args.files}
+    from .trustmark_marks import for_verifying
+
+    trustmark = for_verifying(home) if registry_url else None
+    results = {path: verify_file(path, anchors, registry_url=registry_url, identity_anchors=identity_anchors, trustmark=trustmark) for path in args.files}
     if args.prompt is not None:
         from .verify import prompt_matches
 
@@ -316,6 +321,15 @@ def cmd_models(args) -> int:
 def cmd_download(args) -> int:
     from .catalog import load_catalog
     from .models import download_weights
+
+    if args.trustmark:
+        from .data import default_home
+        from .trustmark_marks import download
+
+        folder = os.environ.get("AIPIC_TRUSTMARK_MODELS", "").strip() or str(Path(args.home or default_home()) / "models" / "trustmark")
+        fetched = download(folder, os.environ.get("AIPIC_TRUSTMARK_VARIANT", "Q").strip().upper() or "Q")
+        print(f"TrustMark files in {folder}: " + (", ".join(Path(path).name for path in fetched) + " fetched" if fetched else "already there"))
+        return EXIT_OK
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
         raise ModelUnavailable("No network: HF_HUB_OFFLINE is set, so the model hub is not contacted. Unset it on a machine with network access, then run aipic download again.")

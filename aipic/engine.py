@@ -54,6 +54,9 @@ def _synchronize() -> None:
 # ---- settings --------------------------------------------------------------------------------------------
 
 
+WATERMARK_METHODS = ("dwtdctsvd", "trustmark")
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """How the engine batches and finishes. Every knob in one place; the app and CLI pass these through.
@@ -79,6 +82,9 @@ class EngineSettings:
     inline: bool = False  # run each job in the caller's thread, no background GPU threads (ZeroGPU: CUDA exists only inside the call)
     long_families: tuple = ("style",)  # generator families that run in their own lane (their own queue and GPU thread)
     watermark: bool = True  # the invisible watermark stage (CPU pool; the GPU targets are measured without it)
+    watermark_method: str = "dwtdctsvd"  # dwtdctsvd (no weights) | trustmark (Adobe TrustMark, its files on this machine)
+    trustmark_models: str | None = None  # the folder with TrustMark's files (None: <home>/models/trustmark)
+    trustmark_variant: str = "Q"
     safety: bool = True  # the Stable Diffusion safety checker on every generation (GPU, batched)
     nudenet: bool = False  # NudeNet as a second checker (CPU pool; an optional AGPL extra: the operator opts in)
 
@@ -103,6 +109,12 @@ class EngineSettings:
                     values[name] = env[f"AIPIC_{name.upper()}"].strip().lower() in ("1", "true", "yes", "on")
             if env.get("AIPIC_TSA_URL"):
                 values["tsa_url"] = env["AIPIC_TSA_URL"].strip()
+            if env.get("AIPIC_WATERMARK_METHOD"):
+                values["watermark_method"] = env["AIPIC_WATERMARK_METHOD"].strip().lower()
+            if env.get("AIPIC_TRUSTMARK_MODELS"):
+                values["trustmark_models"] = env["AIPIC_TRUSTMARK_MODELS"].strip()
+            if env.get("AIPIC_TRUSTMARK_VARIANT"):
+                values["trustmark_variant"] = env["AIPIC_TRUSTMARK_VARIANT"].strip().upper()
             if env.get("AIPIC_OUTPUT_FORMAT"):
                 values["output_format"] = env["AIPIC_OUTPUT_FORMAT"].strip().lower()
         except ValueError as error:
@@ -125,6 +137,10 @@ class EngineSettings:
             raise ConfigError(f"cpu_processes must be 0 (none) or more (got {self.cpu_processes}).")
         if self.tsa_url and not self.tsa_url.startswith(("http://", "https://")):
             raise ConfigError(f"The time-stamp authority must be an http(s) URL (got {self.tsa_url!r}).")
+        if self.watermark_method not in WATERMARK_METHODS:
+            raise ConfigError(f"Unknown watermark method {self.watermark_method!r}; use one of {', '.join(WATERMARK_METHODS)}.")
+        if self.trustmark_variant not in ("Q", "P", "C", "B"):
+            raise ConfigError(f"Unknown TrustMark variant {self.trustmark_variant!r}; use one of Q, P, C, B.")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"Unknown output format {self.output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
 
@@ -244,6 +260,7 @@ class Record:
     timestamped: bool = False  # the signature carries an RFC 3161 timestamp
     fingerprints: dict | None = None  # perceptual hashes of the picture ("full", the soft binding) and its centred crops
     watermark_id: str | None = None  # the invisible watermark's id (8 hex digits), when marked
+    watermark_binding: dict | None = None  # its c2pa.soft-binding (algorithm and value), for the manifest
     watermark_note: str | None = None  # why an output was not marked
     manifest_store: bytes | None = None
     manifest_label: str | None = None

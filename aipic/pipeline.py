@@ -20,7 +20,7 @@ from .audit import AttributeSet, AuditResult, BiasAuditor, load_attribute_set
 from .catalog import Catalog, load_catalog
 from .data import default_home
 from .engine import Engine, EngineSettings, Job, ModelLock
-from .errors import BadInput, ConfigError
+from .errors import BadInput, ConfigError, ModelUnavailable
 from .generate import GenerationRequest, batch_key, resolve_request, truncation_warnings
 from .images import open_user_image
 from .logs import keep_user_text_out_of_logs
@@ -93,6 +93,7 @@ class AipicPipeline:
         self._engine = None
         self._registry = None
         self._workers: WorkerPool | None = None
+        self._trustmark = None
         self._setup = threading.RLock()
         self._lock = ModelLock()  # the model lock: held by the engine's GPU stages only
 
@@ -157,6 +158,30 @@ class AipicPipeline:
 
         return self._once("_workers", make)
 
+    @property
+    def trustmark(self):
+        """The TrustMark model spec when that is the watermark method (its files checked once), else None.
+
+        Its files must be Adobe's published ones; only with tiny models (tests, offline trials) are other files
+        accepted, as stand-ins whose soft binding names aipic's stand-in algorithm rather than Adobe's."""
+        if self.settings.watermark_method != "trustmark":
+            return None
+
+        def make():
+            from . import trustmark_marks
+
+            folder = self.settings.trustmark_models or str(self.home / "models" / "trustmark")
+            spec = trustmark_marks.TrustMarkSpec(folder, self.settings.trustmark_variant)
+            if self.models.mode == "tiny":
+                try:
+                    trustmark_marks.check_files(spec)
+                except ModelUnavailable:
+                    spec = trustmark_marks.TrustMarkSpec(folder, self.settings.trustmark_variant, published=False)
+            trustmark_marks.check_files(spec)
+            return spec
+
+        return self._once("_trustmark", make)
+
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
         return [
@@ -165,7 +190,7 @@ class AipicPipeline:
             AuditStage(lambda: self.auditor, self.buckets),
             ReadbackStage(),
             *([NudeNetStage()] if self.settings.nudenet else []),
-            *([WatermarkStage(self.workers)] if self.settings.watermark else []),
+            *([WatermarkStage(self.workers, self.trustmark)] if self.settings.watermark else []),
             EncodeSignStage(lambda: self.identity, self.settings.output_format, self.settings.tsa_url, self.settings.thumbnail, self.workers),
             StoreStage(lambda: self.output_dir),
             RegistryStage(lambda: self.registry),
@@ -364,7 +389,7 @@ class AipicPipeline:
             log.info("inline mode (ZeroGPU): no start-up warm-up; the GPU exists only inside each call")
             return 0.0
         start = time.perf_counter()
-        self.workers.start(self.identity)
+        self.workers.start(self.identity, self.trustmark if self.settings.watermark else None)
         limits = self.catalog.limits
         for size in self.buckets or (1,):
             jobs, left = [], size
@@ -406,7 +431,7 @@ class AipicPipeline:
     def verify(self, path, extra_trust_anchors: Sequence[str] = ()) -> provenance.Verification:
         """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
-        return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem])
+        return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem], trustmark=self.trustmark)
 
     def credentials(self, path) -> provenance.Verification:
         """Read back the credentials of an output this pipeline just wrote, as a verifier sees them."""

@@ -16,7 +16,10 @@ from .fingerprint import MATCH_BITS, distance, fingerprint
 WATERMARK_FINGERPRINT_AGREES = 16  # a watermarked copy's fingerprint within 16 bits (unrelated images: ~32)
 
 
-def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
+def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), by_fingerprint: bool = True) -> dict | None:
+    """The registry's match for a copy: its file hash, else the dwtDctSvd watermark, else (``by_fingerprint``)
+    the nearest fingerprint. A verifier that also reads TrustMark asks without the fingerprint, reads TrustMark
+    next, and only then looks the fingerprint up (recover_by_fingerprint): watermarks first, as the issue asks."""
     from .registry import Registry
 
     registry = Registry(registry_url, migrate=False)  # reading only: verifying never changes the database
@@ -36,6 +39,8 @@ def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -
                 return None
             entry, how, bits = _by_watermark(registry, pixels, probe)
             if entry is None:
+                if not by_fingerprint:
+                    return None
                 found = registry.nearest_fingerprint(probe, MATCH_BITS)
                 if found is None:
                     return None
@@ -43,17 +48,7 @@ def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -
                 how = f"fingerprint ({bits} of 64 bits differ)"
     finally:
         registry.close()
-    return {
-        "output_id": entry.id,
-        "signed_on": entry.created_at.isoformat() if entry.created_at else None,
-        "task": entry.task,
-        "model": entry.model,
-        "matched_by": how,
-        "distance_bits": bits,
-        "manifest_label": entry.manifest_label,
-        "original_manifest": _store_verdict(entry.manifest_store, trust_anchors),
-        "original_file": "deleted (retention)" if entry.file_deleted_at else "kept",
-    }
+    return _found(entry, how, bits, trust_anchors)
 
 
 def _by_watermark(registry, pixels, probe: str):
@@ -70,7 +65,75 @@ def _by_watermark(registry, pixels, probe: str):
     bits = distance(probe, entry.fingerprint)
     if bits > WATERMARK_FINGERPRINT_AGREES:
         return None, "", 0
-    return entry, f"watermark {watermark_id} (CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits
+    return entry, f"watermark {watermark_id} (dwtDctSvd; CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits
+
+
+def trustmark_probe(data: bytes, spec) -> dict | None:
+    """What the TrustMark reader needs from an image the registry did not otherwise recognise: the decoder's
+    input (a small fixed-size picture) and the whole picture's fingerprint. Made in the bounded worker, which
+    parses the untrusted file; the reader itself runs in its own process (it needs torch)."""
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    from .trustmark_marks import decoder_input
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > 64 * 1024 * 1024:
+                return None
+            pixels = np.asarray(image.convert("RGB"))
+        prepared = decoder_input(spec, pixels)
+        return {"shape": list(prepared.shape), "pixels": base64.b64encode(prepared.tobytes()).decode(), "fingerprint": fingerprint(pixels)}
+    except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
+        return None
+
+
+def recover_by_watermark(watermark_id: str, probe: str, algorithm: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
+    """The registry's entry for a watermark id read by another method (TrustMark), on the same terms as
+    dwtDctSvd's: the id's CRC checked by the reader, and the copy's fingerprint agreeing with the original's."""
+    from .registry import Registry
+
+    registry = Registry(registry_url, migrate=False)
+    try:
+        entry = registry.by_watermark(watermark_id)
+    finally:
+        registry.close()
+    if entry is None:
+        return None
+    bits = distance(probe, entry.fingerprint)
+    if bits > WATERMARK_FINGERPRINT_AGREES:
+        return None
+    return _found(entry, f"watermark {watermark_id} ({algorithm}; CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits, trust_anchors)
+
+
+def recover_by_fingerprint(probe: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
+    from .registry import Registry
+
+    registry = Registry(registry_url, migrate=False)
+    try:
+        found = registry.nearest_fingerprint(probe, MATCH_BITS)
+    finally:
+        registry.close()
+    if found is None:
+        return None
+    entry, bits = found
+    return _found(entry, f"fingerprint ({bits} of 64 bits differ)", bits, trust_anchors)
+
+
+def _found(entry, how: str, bits: int, trust_anchors: Sequence[str]) -> dict:
+    return {
+        "output_id": entry.id,
+        "signed_on": entry.created_at.isoformat() if entry.created_at else None,
+        "task": entry.task,
+        "model": entry.model,
+        "matched_by": how,
+        "distance_bits": bits,
+        "manifest_label": entry.manifest_label,
+        "original_manifest": _store_verdict(entry.manifest_store, trust_anchors),
+        "original_file": "deleted (retention)" if entry.file_deleted_at else "kept",
+    }
 
 
 def _store_verdict(store: bytes, trust_anchors: Sequence[str]) -> str:

@@ -165,23 +165,27 @@ class ReadbackStage:
 
 class WatermarkStage:
     """Embed an invisible watermark (a random 32-bit id with a CRC) in the pixels, before they are fingerprinted,
-    encoded and signed. Runs in the CPU pool (~140 ms for 512² on one core; in a worker process when there are
-    any). Images under 256×256 are left unmarked, and the manifest says why."""
+    encoded and signed. Runs in the CPU pool (in a worker process when there are any). The default method is
+    dwtDctSvd (~140 ms for 512² on one core; images under 256×256 are left unmarked, and the manifest says why);
+    with ``trustmark`` (a TrustMarkSpec) Adobe TrustMark marks every size."""
 
     name, gpu = "watermark", False
 
-    def __init__(self, pool: WorkerPool | None = None):
+    def __init__(self, pool: WorkerPool | None = None, trustmark=None):
         self._pool = pool or WorkerPool(0)
+        self.trustmark = trustmark
 
     def process(self, records: list[Record]) -> None:
         from . import watermark
 
         for record in records:
-            if not watermark.can_mark(record.width, record.height):
+            if self.trustmark is None and not watermark.can_mark(record.width, record.height):
                 record.watermark_note = f"not marked: smaller than {watermark.MIN_SIDE}×{watermark.MIN_SIDE}"
                 continue
-            record.watermark_id = watermark.new_id()
-            record.array = self._pool.call(workers.watermark, record.array, record.watermark_id)
+            watermark_id = watermark.new_id()
+            record.array = self._pool.call(workers.watermark, record.array, watermark_id, self.trustmark)
+            record.watermark_id = watermark_id
+            record.watermark_binding = workers.watermark_binding(watermark_id, self.trustmark)
 
 
 class EncodeSignStage:
@@ -216,7 +220,7 @@ class EncodeSignStage:
                 terms=job.terms,
             )
             record.manifest_label = f"urn:c2pa:{uuid.UUID(record.id)}"
-            done = self._pool.call(workers.encode_and_sign, record.array, output_format, fields, record.manifest_label, record.watermark_id,
+            done = self._pool.call(workers.encode_and_sign, record.array, output_format, fields, record.manifest_label, record.watermark_binding,
                                    job.ingredients, self._identity(), job.author, self.tsa_url, self.thumbnail)
             record.data, record.manifest_store, record.mime = done["data"], done["store"], done["mime"]
             record.fingerprints, record.timestamped, record.sha256 = done["fingerprints"], done["timestamped"], done["sha256"]

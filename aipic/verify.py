@@ -136,6 +136,7 @@ class Verification:
     identities: list = field(default_factory=list)  # CAWG identity assertions: name, role, issuer, status, codes
     terms: dict | None = None  # training-and-mining terms ({use: {"use": …}}), read even from failed credentials
     rights: str | None = None  # the rights statement the manifest makes, if any
+    trustmark_probe: dict | None = field(default=None, repr=False)  # between the bounded worker and its parent only
 
     @property
     def author_name(self) -> str | None:
@@ -155,7 +156,8 @@ class Verification:
         return self.verdict in ("trusted", "untrusted", "expired")
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "ok": self.ok, "claims_verified": self.claims_verified}
+        fields = {key: value for key, value in self.__dict__.items() if key != "trustmark_probe"}
+        return {**fields, "ok": self.ok, "claims_verified": self.claims_verified}
 
     def report(self) -> str:
         """A human-readable report: the verdict in plain words first, then what the credentials say."""
@@ -553,18 +555,69 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
 RECOVER_WHEN = ("no_credentials", "unreadable_manifest", "tampered", "invalid")
 
 
-def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: Sequence[str] = ()) -> Verification:
-    """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry."""
+def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: Sequence[str] = (), trustmark=None) -> Verification:
+    """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry.
+    With a TrustMarkSpec and nothing recovered otherwise, ``trustmark_probe`` carries what its reader needs."""
     result = verify_bytes(data, trust_anchors, identity_anchors)
     if registry_url and result.verdict in RECOVER_WHEN:
-        from .recovery import recover
+        from .recovery import recover, trustmark_probe
 
         try:
-            result.recovered = recover(data, registry_url, trust_anchors)
+            result.recovered = recover(data, registry_url, trust_anchors, by_fingerprint=trustmark is None)
+            if result.recovered is None and trustmark is not None:
+                result.trustmark_probe = trustmark_probe(data, trustmark)
         except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
             log.warning("registry lookup failed: %s", type(error).__name__)
             result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
     return result
+
+
+TRUSTMARK_READ_SECONDS = 120.0  # loading torch and the model, then one small decode
+
+
+def _read_trustmark(result: Verification, trustmark, registry_url: str, trust_anchors: Sequence[str], isolate: bool) -> None:
+    """Read a TrustMark id from the worker's probe and look it up. The reader runs in its own process (it needs
+    torch, which neither this process nor the memory-bounded worker loads) on a small picture the worker made;
+    then, if it found nothing, the fingerprint: watermarks first."""
+    probe, result.trustmark_probe = result.trustmark_probe, None
+    if not probe:
+        return
+    try:
+        _trustmark_then_fingerprint(result, probe, trustmark, registry_url, trust_anchors, isolate)
+    except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
+        log.warning("registry lookup failed: %s", type(error).__name__)
+        result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
+
+
+def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, registry_url: str, trust_anchors: Sequence[str], isolate: bool) -> None:
+    import base64
+
+    import numpy as np
+
+    from .errors import AipicError
+    from .recovery import recover_by_fingerprint, recover_by_watermark
+
+    pixels = base64.b64decode(probe["pixels"])
+    try:
+        if isolate:
+            command = [sys.executable, "-m", "aipic.trustmark_marks", trustmark.folder, trustmark.variant, "1" if trustmark.published else "0"]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
+            done = subprocess.run(command, input=json.dumps(probe["shape"]).encode() + b"\n" + pixels, capture_output=True, timeout=TRUSTMARK_READ_SECONDS, env=env)
+            answer = json.loads(done.stdout or b"{}")
+        else:
+            from .trustmark_marks import read_prepared
+
+            answer = {"id": read_prepared(trustmark, np.frombuffer(pixels, dtype=np.uint8).reshape(probe["shape"]))}
+    except (subprocess.TimeoutExpired, ValueError, AipicError) as error:
+        log.warning("TrustMark reading failed: %s", type(error).__name__)
+        result.problems.append(f"The TrustMark watermark could not be read ({type(error).__name__}).")
+        answer = {}
+    if answer.get("error"):
+        result.problems.append(f"The TrustMark watermark could not be read: {answer['error']}")
+    if answer.get("id"):
+        result.recovered = recover_by_watermark(answer["id"], probe["fingerprint"], trustmark.algorithm, registry_url, trust_anchors)
+    if result.recovered is None:
+        result.recovered = recover_by_fingerprint(probe["fingerprint"], registry_url, trust_anchors)
 
 
 def _worker_main() -> None:
@@ -572,6 +625,7 @@ def _worker_main() -> None:
     as JSON on stdout. A fresh interpreter that imports only what checking needs: no torch, no app, no threads."""
     path, max_bytes, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     registry_url = sys.argv[4] if len(sys.argv) > 4 else None
+    trustmark = None
     try:
         import resource
 
@@ -579,22 +633,27 @@ def _worker_main() -> None:
     except (ImportError, ValueError, OSError):
         pass
     anchors = json.loads(sys.stdin.read() or "{}")
+    if anchors.get("trustmark"):
+        from .trustmark_marks import TrustMarkSpec
+
+        trustmark = TrustMarkSpec(**anchors["trustmark"])
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
-        result = check(data, anchors.get("claim", []), registry_url, anchors.get("identity", []))
+        result = check(data, anchors.get("claim", []), registry_url, anchors.get("identity", []), trustmark)
     except MemoryError:
         result = Verification("unreadable", "Checking this file needed more memory than allowed: it is not a well-formed image.")
     except OSError as error:
         result = Verification("unreadable", f"Cannot read the file ({error.strerror or error}).")
-    sys.stdout.write(json.dumps(result.to_dict()))
+    sys.stdout.write(json.dumps({**result.to_dict(), "trustmark_probe": result.trustmark_probe}))
 
 
-def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: Sequence[str] = ()) -> Verification:
+def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: Sequence[str] = (), trustmark=None) -> Verification:
     """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
 
     The check runs in a separate process with an address-space limit and is killed after ``seconds``.
     ``identity_anchors``: the identity CAs whose certificates aipic checks itself for CAWG identities.
+    ``trustmark``: a TrustMarkSpec, to read a TrustMark watermark when nothing else recognises a copy.
     """
     path = Path(path)
     if not path.is_file():
@@ -606,11 +665,14 @@ def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry
     if size > max_bytes:
         return Verification("too_large", f"{VERDICT_TEXT['too_large']} It is {size / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB are checked.")
     if not isolate:
-        return check(path.read_bytes(), list(trust_anchors), registry_url, list(identity_anchors))
+        result = check(path.read_bytes(), list(trust_anchors), registry_url, list(identity_anchors), trustmark)
+        if result.trustmark_probe and registry_url:
+            _read_trustmark(result, trustmark, registry_url, trust_anchors, isolate=False)
+        return result
     command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory), *([registry_url] if registry_url else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors)}), capture_output=True, text=True, timeout=seconds, env=env)
+        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors), "trustmark": trustmark.__dict__ if trustmark else None}), capture_output=True, text=True, timeout=seconds, env=env)
     except subprocess.TimeoutExpired:
         log.warning("verification stopped after %.0f s", seconds)
         return Verification("unreadable", f"Checking this file took longer than {seconds:.0f} s, so it was stopped: it is not a well-formed image.")
@@ -619,7 +681,10 @@ def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry
     except ValueError:
         log.warning("verification worker ended without a result (exit %s)", done.returncode)
         return Verification("unreadable", "Checking this file failed: it is not a well-formed image.")
-    return Verification(**{key: value for key, value in fields.items() if key not in ("ok", "claims_verified")})
+    result = Verification(**{key: value for key, value in fields.items() if key not in ("ok", "claims_verified")})
+    if result.trustmark_probe and registry_url:
+        _read_trustmark(result, trustmark, registry_url, trust_anchors, isolate=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -38,13 +38,14 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._in_flight = 0  # calls being made now, here or in workers
         self._identity = None  # the signing identity each worker warms up with (set by start)
+        self._trustmark = None  # the TrustMark model each worker loads at start, when that is the watermark
 
     def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
                 # spawn, not fork: the parent holds CUDA and many threads, which a forked child must not inherit
                 self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise, initargs=(self._identity,))
+                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise, initargs=(self._identity, self._trustmark))
                 log.info("started %d finishing worker processes", self.processes)
             return self._executor
 
@@ -71,13 +72,13 @@ class WorkerPool:
             with self._lock:
                 self._in_flight -= 1
 
-    def start(self, identity=None) -> None:
+    def start(self, identity=None, trustmark=None) -> None:
         """Start every worker, each warmed up by finishing a small picture (imports, the PNG threads, the
         watermark's and fingerprint's first use, a c2pa signer for ``identity``), so no request pays for a cold
         worker: on an H200, 20 requests one after another through 14 cold workers took 274 ms each to encode
         and sign. Also warms this process, which finishes the requests that come alone. Part of warm-up."""
-        self._identity = identity
-        warm_up_finishing(identity)
+        self._identity, self._trustmark = identity, trustmark
+        warm_up_finishing(identity, trustmark)
         if self.processes:
             pool = self._pool()
             for future in [pool.submit(os.getpid) for _ in range(self.processes)]:  # one per worker: each starts
@@ -97,12 +98,16 @@ def automatic_processes(cores: int | None = None) -> int:
     return min(16, cores - 2) if cores >= 4 else 0
 
 
-def _initialise(identity) -> None:
+def _initialise(identity, trustmark=None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    warm_up_finishing(identity)
+    if trustmark is not None:  # TrustMark runs torch on the CPU: one thread per worker, the workers share the cores
+        import torch
+
+        torch.set_num_threads(1)
+    warm_up_finishing(identity, trustmark)
 
 
-def warm_up_finishing(identity=None) -> bool:
+def warm_up_finishing(identity=None, trustmark=None) -> bool:
     """Finish a small random picture once (watermark, fingerprints, PNG and JPEG, and a signature when an
     identity is given) so that the first request in this process or thread pays for nothing; True if it did."""
     try:
@@ -110,7 +115,7 @@ def warm_up_finishing(identity=None) -> bool:
 
         from . import provenance, watermark as marks
 
-        picture = marks.embed(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8), marks.new_id())
+        picture = watermark(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8), marks.new_id(), trustmark)
         fields = dict(title="warm-up", task="text-to-image", description="warm-up", agent=provenance.software_agent({"name": "warm-up"}), human={}, models=[], outputs={}, audit={}, ingredients=[])
         for output_format in ("jpeg", "png"):
             if identity is not None:
@@ -155,13 +160,30 @@ def _signer(identity, tsa_url):
     return signer
 
 
-def watermark(array, watermark_id: str):
+def watermark(array, watermark_id: str, trustmark=None):
+    """The picture carrying the id: dwtDctSvd by default, Adobe TrustMark with a TrustMarkSpec (its model
+    loaded once per process)."""
+    if trustmark is not None:
+        from . import trustmark_marks
+
+        return trustmark_marks.embed(trustmark, array, watermark_id)
     from . import watermark as marks
 
     return marks.embed(array, watermark_id)
 
 
-def encode_and_sign(array, output_format: str, fields: dict, label: str, watermark_id: str | None, ingredients: list, identity, author, tsa_url: str | None, thumbnail: bool) -> dict:
+def watermark_binding(watermark_id: str, trustmark=None) -> dict:
+    """The c2pa.soft-binding assertion of a watermark id, for the method that embedded it."""
+    if trustmark is not None:
+        from . import trustmark_marks
+
+        return trustmark_marks.soft_binding(trustmark, watermark_id)
+    from . import watermark as marks
+
+    return marks.soft_binding(watermark_id)
+
+
+def encode_and_sign(array, output_format: str, fields: dict, label: str, watermark_binding: dict | None, ingredients: list, identity, author, tsa_url: str | None, thumbnail: bool) -> dict:
     """Fingerprint, encode and sign one picture: the signed file, its manifest store, fingerprints and hash.
 
     ``fields`` are ``provenance.build_manifest``'s arguments but the format and soft bindings, which are
@@ -170,13 +192,12 @@ def encode_and_sign(array, output_format: str, fields: dict, label: str, waterma
     from . import provenance
     from .fingerprint import fingerprints, soft_binding
     from .images import encode, in_background
-    from .watermark import soft_binding as watermark_binding
 
     pending = in_background(fingerprints, array)  # the fingerprints while this thread encodes
     data, mime = encode(array, output_format)
     prints = pending.result()
     manifest = provenance.build_manifest(
-        **fields, format=mime, soft_bindings=[soft_binding(prints["full"])] + ([watermark_binding(watermark_id)] if watermark_id else []))
+        **fields, format=mime, soft_bindings=[soft_binding(prints["full"])] + ([watermark_binding] if watermark_binding else []))
     manifest["label"] = label  # from the output's id, so the registry knows it without reading it back
 
     def sign(tsa):

@@ -7,6 +7,10 @@ Makes signed outputs through the real pipeline (tiny models unless --models says
 attack, strips the credentials that way, and runs the real verifier with registry recovery on every copy.
 Unrelated images: scikit-image's bundled sample images (``pip install .[bench]``), plus random-noise and smooth
 random images. Prints a table and writes JSON.
+
+    python bench/bench_robustness.py --watermark-method trustmark --trustmark-models DIR --models real
+
+measures Adobe TrustMark instead of dwtDctSvd (its files in DIR: `aipic download --trustmark`).
 """
 
 import argparse
@@ -24,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
+from aipic.engine import EngineSettings  # noqa: E402
 from aipic.generate import GenerationRequest  # noqa: E402
 from aipic.pipeline import AipicPipeline  # noqa: E402
 
@@ -73,11 +78,11 @@ def unrelated_images(count: int, size: int) -> list:
     return images
 
 
-def watermark_quality(images) -> dict:
+def watermark_quality(images, trustmark=None) -> dict:
     """PSNR and SSIM of the invisible watermark on images that carry none yet (256² and larger)."""
-    from aipic import watermark
+    from aipic import watermark, workers
 
-    scores = [watermark.quality(np.asarray(image), watermark.embed(np.asarray(image), watermark.new_id())) for _, image in images if min(image.size) >= watermark.MIN_SIDE]
+    scores = [watermark.quality(np.asarray(image), workers.watermark(np.asarray(image), watermark.new_id(), trustmark)) for _, image in images if min(image.size) >= watermark.MIN_SIDE]
     psnr, ssim = [s["psnr_db"] for s in scores], [s["ssim"] for s in scores]
     return {"images": len(scores), "psnr_db_mean": float(np.mean(psnr)), "psnr_db_min": float(np.min(psnr)), "ssim_mean": float(np.mean(ssim)), "ssim_min": float(np.min(ssim))}
 
@@ -88,11 +93,15 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--unrelated", type=int, default=50, help="random images of each kind")
     parser.add_argument("--models", default="tiny", choices=("auto", "real", "tiny"))
+    parser.add_argument("--watermark-method", default="dwtdctsvd", choices=("dwtdctsvd", "trustmark"))
+    parser.add_argument("--trustmark-models", default=None, help="the folder with TrustMark's files (aipic download --trustmark)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="aipic-robust-"))
-    pipeline = AipicPipeline(models_mode=args.models, home=home)
+    settings = EngineSettings.from_env(watermark_method=args.watermark_method, trustmark_models=args.trustmark_models)
+    pipeline = AipicPipeline(models_mode=args.models, home=home, settings=settings)
+    method = {"dwtdctsvd": "dwtDctSvd", "trustmark": pipeline.trustmark.algorithm if pipeline.trustmark else ""}[args.watermark_method]
     prompts = ["a portrait of a nurse", "a lighthouse at dusk", "a bowl of fruit", "a city street in the rain"]
     made = []
     for n in range(args.outputs):
@@ -126,12 +135,12 @@ def main(argv=None):
     print(f"{'attack':<14}{'recovered':>12}{'watermark':>11}{'fingerprint':>13}{'wrong match':>13}")
     for attack, row in results.items():
         print(f"{attack:<14}{row['recovered'] / row['copies']:>12.0%}{row['by_watermark']:>11}{row['by_fingerprint']:>13}{row['wrong']:>13}")
-    marks = watermark_quality(unrelated)
+    marks = watermark_quality(unrelated, pipeline.trustmark)
     print(f"watermark quality over {marks['images']} images: PSNR {marks['psnr_db_mean']:.1f} dB (min {marks['psnr_db_min']:.1f}), SSIM {marks['ssim_mean']:.4f} (min {marks['ssim_min']:.4f})")
     print(f"false matches on unrelated images: {false_matches} of {len(unrelated)}")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "outputs": args.outputs, "size": args.size, "model": model, "method": "dwtDctSvd watermark (CRC + fingerprint agreement), else pHash fingerprint within 8 of 64 bits",
+        "outputs": args.outputs, "size": args.size, "model": model, "method": f"{method} watermark (CRC + fingerprint agreement), else pHash fingerprint within 8 of 64 bits",
         "attacks": {k: {**v, "share": v["recovered"] / v["copies"]} for k, v in results.items()},
         "unrelated_images": len(unrelated), "false_matches": false_matches, "watermark_quality": marks,
     }
