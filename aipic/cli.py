@@ -324,11 +324,12 @@ def cmd_download(args) -> int:
 
     if args.trustmark:
         from .data import default_home
-        from .trustmark_marks import download
+        from .trustmark_marks import download, from_env
 
-        folder = os.environ.get("AIPIC_TRUSTMARK_MODELS", "").strip() or str(Path(args.home or default_home()) / "models" / "trustmark")
-        fetched = download(folder, os.environ.get("AIPIC_TRUSTMARK_VARIANT", "Q").strip().upper() or "Q")
-        print(f"TrustMark files in {folder}: " + (", ".join(Path(path).name for path in fetched) + " fetched" if fetched else "already there"))
+        spec = from_env(args.home or default_home())
+        spec.check()
+        fetched = download(spec.folder, spec.variant)
+        print(f"TrustMark files in {spec.folder}: " + (", ".join(Path(path).name for path in fetched) + " fetched" if fetched else "already there"))
         return EXIT_OK
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):

@@ -170,7 +170,7 @@ class AipicPipeline:
         def make():
             from . import trustmark_marks
 
-            folder = self.settings.trustmark_models or str(self.home / "models" / "trustmark")
+            folder = self.settings.trustmark_models or trustmark_marks.default_folder(self.home)
             spec = trustmark_marks.TrustMarkSpec(folder, self.settings.trustmark_variant)
             if self.models.mode == "tiny":
                 try:

@@ -1,5 +1,5 @@
-"""Recognising stripped or altered copies of aipic outputs: the file's hash, else its perceptual fingerprint,
-looked up in the provenance registry; the registry's original manifest is then verified on its own.
+"""Recognising stripped or altered copies of aipic outputs: the file's hash, else its watermark, else its
+perceptual fingerprint, looked up in the provenance registry; the registry's original manifest is then verified on its own.
 
 A fingerprint match needs at most MATCH_BITS differing bits of 64 (unrelated images differ in about 32), so an
 unrelated image is never claimed. Imports no torch.
@@ -8,6 +8,7 @@ unrelated image is never claimed. Imports no torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import contextlib
 import hashlib
 import io
 
@@ -16,113 +17,93 @@ from .fingerprint import MATCH_BITS, distance, fingerprint
 WATERMARK_FINGERPRINT_AGREES = 16  # a watermarked copy's fingerprint within 16 bits (unrelated images: ~32)
 
 
-def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), by_fingerprint: bool = True) -> dict | None:
-    """The registry's match for a copy: its file hash, else the dwtDctSvd watermark, else (``by_fingerprint``)
-    the nearest fingerprint. A verifier that also reads TrustMark asks without the fingerprint, reads TrustMark
-    next, and only then looks the fingerprint up (recover_by_fingerprint): watermarks first, as the issue asks."""
+def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
+    """The registry's match for a copy: its file hash, else the dwtDctSvd watermark, else the nearest fingerprint."""
+    return search(data, registry_url, trust_anchors)[0]
+
+
+def search(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), trustmark=None) -> tuple[dict | None, dict | None]:
+    """(the registry's match or None, a TrustMark probe or None).
+
+    With a TrustMarkSpec, a copy that neither its hash nor the dwtDctSvd mark recognises gets no fingerprint
+    lookup yet: the probe carries what the TrustMark reader needs (the decoder's small fixed-size input and the
+    copy's fingerprint), and after_trustmark finishes the search, watermarks first. The probe is made here, in
+    the bounded worker that parses the untrusted file; the reader runs in its own process (it needs torch)."""
+    with _opened(registry_url) as registry:
+        entry = registry.by_sha256(hashlib.sha256(data).hexdigest())
+        if entry is not None:
+            return _found((entry, "file hash (exact copy)", 0), trust_anchors), None
+        try:
+            import numpy as np
+            from PIL import Image
+
+            from .watermark import read
+
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > 64 * 1024 * 1024:
+                    return None, None
+                pixels = np.asarray(image.convert("RGB"))
+            probe = fingerprint(pixels)
+        except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
+            return None, None
+        match = _by_watermark(registry, read(pixels), probe, "dwtDctSvd")
+        if match is None and trustmark is not None:
+            return None, _trustmark_probe(pixels, probe, trustmark)
+        match = match or _by_fingerprint(registry, probe)
+    return (_found(match, trust_anchors) if match else None), None
+
+
+def after_trustmark(watermark_id: str | None, probe: str, algorithm: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
+    """The rest of a search once the TrustMark reader has answered: its id, else the fingerprint."""
+    with _opened(registry_url) as registry:
+        match = _by_watermark(registry, watermark_id, probe, algorithm) or _by_fingerprint(registry, probe)
+    return _found(match, trust_anchors) if match else None
+
+
+@contextlib.contextmanager
+def _opened(registry_url: str):
     from .registry import Registry
 
     registry = Registry(registry_url, migrate=False)  # reading only: verifying never changes the database
     try:
-        entry, how, bits = registry.by_sha256(hashlib.sha256(data).hexdigest()), "file hash (exact copy)", 0
-        if entry is None:
-            try:
-                import numpy as np
-                from PIL import Image
-
-                with Image.open(io.BytesIO(data)) as image:
-                    if image.width * image.height > 64 * 1024 * 1024:
-                        return None
-                    pixels = np.asarray(image.convert("RGB"))
-                probe = fingerprint(pixels)
-            except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
-                return None
-            entry, how, bits = _by_watermark(registry, pixels, probe)
-            if entry is None:
-                if not by_fingerprint:
-                    return None
-                found = registry.nearest_fingerprint(probe, MATCH_BITS)
-                if found is None:
-                    return None
-                entry, bits = found
-                how = f"fingerprint ({bits} of 64 bits differ)"
+        yield registry
     finally:
         registry.close()
-    return _found(entry, how, bits, trust_anchors)
 
 
-def _by_watermark(registry, pixels, probe: str):
-    """The watermark's match, only when its CRC checks out *and* the fingerprint agrees (a decoder always
-    yields bits; a CRC passes by chance once in 65 536 images)."""
-    from .watermark import read
-
-    watermark_id = read(pixels)
+def _by_watermark(registry, watermark_id: str | None, probe: str, algorithm: str):
+    """A watermark's match, only when its CRC checked out (the reader returns None otherwise) *and* the copy's
+    fingerprint agrees (a decoder always yields bits; a CRC passes by chance once in 65 536 images)."""
     if watermark_id is None:
-        return None, "", 0
+        return None
     entry = registry.by_watermark(watermark_id)
     if entry is None:
-        return None, "", 0
-    bits = distance(probe, entry.fingerprint)
-    if bits > WATERMARK_FINGERPRINT_AGREES:
-        return None, "", 0
-    return entry, f"watermark {watermark_id} (dwtDctSvd; CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits
-
-
-def trustmark_probe(data: bytes, spec) -> dict | None:
-    """What the TrustMark reader needs from an image the registry did not otherwise recognise: the decoder's
-    input (a small fixed-size picture) and the whole picture's fingerprint. Made in the bounded worker, which
-    parses the untrusted file; the reader itself runs in its own process (it needs torch)."""
-    import base64
-
-    import numpy as np
-    from PIL import Image
-
-    from .trustmark_marks import decoder_input
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > 64 * 1024 * 1024:
-                return None
-            pixels = np.asarray(image.convert("RGB"))
-        prepared = decoder_input(spec, pixels)
-        return {"shape": list(prepared.shape), "pixels": base64.b64encode(prepared.tobytes()).decode(), "fingerprint": fingerprint(pixels)}
-    except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
-        return None
-
-
-def recover_by_watermark(watermark_id: str, probe: str, algorithm: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
-    """The registry's entry for a watermark id read by another method (TrustMark), on the same terms as
-    dwtDctSvd's: the id's CRC checked by the reader, and the copy's fingerprint agreeing with the original's."""
-    from .registry import Registry
-
-    registry = Registry(registry_url, migrate=False)
-    try:
-        entry = registry.by_watermark(watermark_id)
-    finally:
-        registry.close()
-    if entry is None:
         return None
     bits = distance(probe, entry.fingerprint)
     if bits > WATERMARK_FINGERPRINT_AGREES:
         return None
-    return _found(entry, f"watermark {watermark_id} ({algorithm}; CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits, trust_anchors)
+    return entry, f"watermark {watermark_id} ({algorithm}; CRC valid; fingerprint agrees, {bits} of 64 bits differ)", bits
 
 
-def recover_by_fingerprint(probe: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
-    from .registry import Registry
-
-    registry = Registry(registry_url, migrate=False)
-    try:
-        found = registry.nearest_fingerprint(probe, MATCH_BITS)
-    finally:
-        registry.close()
+def _by_fingerprint(registry, probe: str):
+    found = registry.nearest_fingerprint(probe, MATCH_BITS)
     if found is None:
         return None
     entry, bits = found
-    return _found(entry, f"fingerprint ({bits} of 64 bits differ)", bits, trust_anchors)
+    return entry, f"fingerprint ({bits} of 64 bits differ)", bits
 
 
-def _found(entry, how: str, bits: int, trust_anchors: Sequence[str]) -> dict:
+def _trustmark_probe(pixels, probe: str, spec) -> dict:
+    import base64
+
+    from .trustmark_marks import decoder_input
+
+    prepared = decoder_input(spec, pixels)
+    return {"shape": list(prepared.shape), "pixels": base64.b64encode(prepared.tobytes()).decode(), "fingerprint": probe}
+
+
+def _found(match: tuple, trust_anchors: Sequence[str]) -> dict:
+    entry, how, bits = match
     return {
         "output_id": entry.id,
         "signed_on": entry.created_at.isoformat() if entry.created_at else None,

@@ -58,16 +58,27 @@ class TrustMarkSpec:
         return f"com.adobe.trustmark.{self.variant}" if self.published else f"{STAND_IN_ALGORITHM}.{self.variant}"
 
 
+def default_folder(home: str | pathlib.Path) -> str:
+    return str(pathlib.Path(home) / "models" / "trustmark")
+
+
+def from_env(home: str | pathlib.Path, published: bool = True) -> TrustMarkSpec:
+    """The TrustMark model this home's deployment names (AIPIC_TRUSTMARK_MODELS, AIPIC_TRUSTMARK_VARIANT), read
+    without the engine's settings (which import torch): for `aipic verify` and `aipic download --trustmark`."""
+    import os
+
+    folder = os.environ.get("AIPIC_TRUSTMARK_MODELS", "").strip() or default_folder(home)
+    return TrustMarkSpec(folder, os.environ.get("AIPIC_TRUSTMARK_VARIANT", "").strip().upper() or "Q", published)
+
+
 def for_verifying(home: str | pathlib.Path) -> TrustMarkSpec | None:
     """The TrustMark model a verifier reads with: the one this home's deployment marks with
-    (AIPIC_WATERMARK_METHOD=trustmark, AIPIC_TRUSTMARK_MODELS, AIPIC_TRUSTMARK_VARIANT), when its files are here."""
+    (AIPIC_WATERMARK_METHOD=trustmark), when its files are here."""
     import os
 
     if os.environ.get("AIPIC_WATERMARK_METHOD", "").strip().lower() != "trustmark":
         return None
-    folder = os.environ.get("AIPIC_TRUSTMARK_MODELS", "").strip() or str(pathlib.Path(home) / "models" / "trustmark")
-    tiny = os.environ.get("AIPIC_MODELS", "").strip().lower() == "tiny"
-    spec = TrustMarkSpec(folder, os.environ.get("AIPIC_TRUSTMARK_VARIANT", "Q").strip().upper() or "Q", published=not tiny)
+    spec = from_env(home, published=os.environ.get("AIPIC_MODELS", "").strip().lower() != "tiny")
     return spec if spec.variant in VARIANTS and present(spec) else None
 
 

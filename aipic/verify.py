@@ -560,12 +560,10 @@ def check(data: bytes, trust_anchors: list[str], registry_url: str | None, ident
     With a TrustMarkSpec and nothing recovered otherwise, ``trustmark_probe`` carries what its reader needs."""
     result = verify_bytes(data, trust_anchors, identity_anchors)
     if registry_url and result.verdict in RECOVER_WHEN:
-        from .recovery import recover, trustmark_probe
+        from .recovery import search
 
         try:
-            result.recovered = recover(data, registry_url, trust_anchors, by_fingerprint=trustmark is None)
-            if result.recovered is None and trustmark is not None:
-                result.trustmark_probe = trustmark_probe(data, trustmark)
+            result.recovered, result.trustmark_probe = search(data, registry_url, trust_anchors, trustmark)
         except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
             log.warning("registry lookup failed: %s", type(error).__name__)
             result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
@@ -595,14 +593,13 @@ def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, re
     import numpy as np
 
     from .errors import AipicError
-    from .recovery import recover_by_fingerprint, recover_by_watermark
+    from .recovery import after_trustmark
 
     pixels = base64.b64decode(probe["pixels"])
     try:
         if isolate:
             command = [sys.executable, "-m", "aipic.trustmark_marks", trustmark.folder, trustmark.variant, "1" if trustmark.published else "0"]
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-            done = subprocess.run(command, input=json.dumps(probe["shape"]).encode() + b"\n" + pixels, capture_output=True, timeout=TRUSTMARK_READ_SECONDS, env=env)
+            done = subprocess.run(command, input=json.dumps(probe["shape"]).encode() + b"\n" + pixels, capture_output=True, timeout=TRUSTMARK_READ_SECONDS, env=_child_env())
             answer = json.loads(done.stdout or b"{}")
         else:
             from .trustmark_marks import read_prepared
@@ -614,10 +611,12 @@ def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, re
         answer = {}
     if answer.get("error"):
         result.problems.append(f"The TrustMark watermark could not be read: {answer['error']}")
-    if answer.get("id"):
-        result.recovered = recover_by_watermark(answer["id"], probe["fingerprint"], trustmark.algorithm, registry_url, trust_anchors)
-    if result.recovered is None:
-        result.recovered = recover_by_fingerprint(probe["fingerprint"], registry_url, trust_anchors)
+    result.recovered = after_trustmark(answer.get("id"), probe["fingerprint"], trustmark.algorithm, registry_url, trust_anchors)
+
+
+def _child_env() -> dict:
+    """The environment of aipic's helper processes: this aipic first on the path, even when not installed."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
 
 
 def _worker_main() -> None:
@@ -670,9 +669,8 @@ def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry
             _read_trustmark(result, trustmark, registry_url, trust_anchors, isolate=False)
         return result
     command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory), *([registry_url] if registry_url else [])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors), "trustmark": trustmark.__dict__ if trustmark else None}), capture_output=True, text=True, timeout=seconds, env=env)
+        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors), "trustmark": trustmark.__dict__ if trustmark else None}), capture_output=True, text=True, timeout=seconds, env=_child_env())
     except subprocess.TimeoutExpired:
         log.warning("verification stopped after %.0f s", seconds)
         return Verification("unreadable", f"Checking this file took longer than {seconds:.0f} s, so it was stopped: it is not a well-formed image.")

@@ -7,6 +7,7 @@ reader process, BCH correction, aipic's CRC, the registry, the fingerprint agree
 that "carries" the same id is still never claimed."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_outputs_of_every_size_carry_the_trustmark_binding(marking, tmp_path):
         assert bindings["org.aipic.trustmark-stand-in.Q"]["blocks"][0]["value"] == tm.soft_binding(marking.trustmark, item.watermark_id)["blocks"][0]["value"]
 
 
-def test_a_stripped_copy_is_recovered_by_its_trustmark_and_an_unrelated_image_never(marking, tmp_path):
+def test_a_stripped_copy_is_recovered_by_its_trustmark_and_an_unrelated_image_never(marking, tmp_path, capsys, monkeypatch):
     marking.output_dir = tmp_path
     [item] = marking.text_to_image(GenerationRequest(prompt="a harbour", seed=5, width=64, height=64)).items
     copy = tmp_path / "copy.png"
@@ -137,6 +138,15 @@ def test_a_stripped_copy_is_recovered_by_its_trustmark_and_an_unrelated_image_ne
     assert result.recovered["output_id"] == item.id
     assert result.recovered["matched_by"].startswith(f"watermark {item.watermark_id} (org.aipic.trustmark-stand-in.Q; CRC valid; fingerprint agrees")
     assert result.recovered["original_manifest"] == "signature valid, trusted signer"
+
+    from aipic.cli import main
+
+    monkeypatch.setenv("AIPIC_WATERMARK_METHOD", "trustmark")  # the deployment's settings, as `aipic verify` reads them
+    monkeypatch.setenv("AIPIC_MODELS", "tiny")
+    assert main(["verify", str(copy), "--home", str(marking.home), "--json"]) == 1  # no credentials of its own
+    report = json.loads(capsys.readouterr().out)[str(copy)]
+    assert report["recovered"]["matched_by"].startswith(f"watermark {item.watermark_id} (org.aipic.trustmark-stand-in.Q;")
+    assert "trustmark_probe" not in report
 
     unrelated = tmp_path / "unrelated.png"
     make_image(64, 64, seed=99).save(unrelated)
