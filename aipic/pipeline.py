@@ -385,11 +385,12 @@ class AipicPipeline:
         (each compiled bucket with --compile), so no user pays for loading or compilation. Stores nothing."""
         import time
 
+        trustmark = self.trustmark if self.settings.watermark else None  # its files checked at start, in every mode
         if self.settings.inline:
             log.info("inline mode (ZeroGPU): no start-up warm-up; the GPU exists only inside each call")
             return 0.0
         start = time.perf_counter()
-        self.workers.start(self.identity, self.trustmark if self.settings.watermark else None)
+        self.workers.start(self.identity, trustmark)
         limits = self.catalog.limits
         for size in self.buckets or (1,):
             jobs, left = [], size

@@ -105,7 +105,9 @@ def test_missing_or_unpublished_files_are_refused_with_what_to_do(stand_in, tmp_
 def test_a_deployment_without_the_files_fails_at_start_not_with_unmarked_outputs(tmp_path):
     from aipic.pipeline import AipicPipeline
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(watermark_method="trustmark"))
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(watermark_method="trustmark", inline=True))
+    with pytest.raises(ModelUnavailable, match="TrustMark Q model files are not in"):
+        pipeline.warm_up()  # even in inline mode (ZeroGPU), which warms nothing else up
     with pytest.raises(ModelUnavailable, match="TrustMark Q model files are not in"):
         pipeline.build_stages()
     real = AipicPipeline(models_mode="auto", device="cpu", home=tmp_path, settings=EngineSettings(watermark_method="trustmark", trustmark_models=str(tmp_path)))
