@@ -264,6 +264,8 @@ class AipicPipeline:
             model = self.models.get(section)
             if model.placeholder:
                 notes.append(model.note)
+        if self.settings.watermark and self.trustmark is not None and not self.trustmark.published:
+            notes.append("The TrustMark watermark uses tiny random-weight stand-ins, not Adobe's model: its marks mean nothing to real TrustMark readers.")
         return notes
 
     def _defaults(self, model) -> dict:

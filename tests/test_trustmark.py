@@ -117,6 +117,7 @@ def test_a_deployment_without_the_files_fails_at_start_not_with_unmarked_outputs
 
 def test_outputs_of_every_size_carry_the_trustmark_binding(marking, tmp_path):
     marking.output_dir = tmp_path
+    assert any("TrustMark watermark uses tiny random-weight stand-ins" in note for note in marking.placeholder_notes())
     items = marking.text_to_image(GenerationRequest(prompt="a lighthouse", seed=3, width=64, height=64, batch=2)).items
     for item in items:
         assert item.watermark_id and marking.registry.by_watermark(item.watermark_id).id == item.id
