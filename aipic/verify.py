@@ -601,6 +601,8 @@ def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, re
             command = [sys.executable, "-m", "aipic.trustmark_marks", trustmark.folder, trustmark.variant, "1" if trustmark.published else "0"]
             done = subprocess.run(command, input=json.dumps(probe["shape"]).encode() + b"\n" + pixels, capture_output=True, timeout=TRUSTMARK_READ_SECONDS, env=_child_env())
             answer = json.loads(done.stdout or b"{}")
+            if done.returncode != 0 and not answer:
+                answer = {"error": f"the reader process ended with exit status {done.returncode}"}
         else:
             from .trustmark_marks import read_prepared
 

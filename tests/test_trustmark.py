@@ -211,3 +211,21 @@ def test_worker_processes_load_trustmark_once_and_mark_the_same_way(stand_in):
         release.set()
         other.join()
         pool.close()
+
+
+def test_a_reader_that_cannot_load_is_reported_and_the_fingerprint_still_recognises_the_copy(marking, tmp_path):
+    import shutil
+
+    from aipic.verify import verify_file
+
+    marking.output_dir = tmp_path
+    [item] = marking.text_to_image(GenerationRequest(prompt="a quay", seed=8, width=64, height=64)).items
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(stripped(item.path))
+    broken = tmp_path / "broken"
+    shutil.copytree(marking.trustmark.folder, broken)
+    (broken / "decoder_Q.ckpt").write_bytes(b"not a checkpoint")
+    spec = tm.TrustMarkSpec(str(broken), "Q", published=False)
+    result = verify_file(copy, marking.identity.trust_anchors, registry_url=marking.registry.url, trustmark=spec)
+    assert any(problem.startswith("The TrustMark watermark could not be read: Could not load the TrustMark Q model") for problem in result.problems), result.problems
+    assert result.recovered["output_id"] == item.id and result.recovered["matched_by"].startswith("fingerprint (0 of 64")
