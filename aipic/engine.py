@@ -139,8 +139,9 @@ class EngineSettings:
             raise ConfigError(f"The time-stamp authority must be an http(s) URL (got {self.tsa_url!r}).")
         if self.watermark_method not in WATERMARK_METHODS:
             raise ConfigError(f"Unknown watermark method {self.watermark_method!r}; use one of {', '.join(WATERMARK_METHODS)}.")
-        if self.trustmark_variant not in ("Q", "P", "C", "B"):
-            raise ConfigError(f"Unknown TrustMark variant {self.trustmark_variant!r}; use one of Q, P, C, B.")
+        from .trustmark_marks import TrustMarkSpec
+
+        TrustMarkSpec("", self.trustmark_variant).check()
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"Unknown output format {self.output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
 

@@ -39,6 +39,7 @@ VARIANTS = ("Q", "P", "C", "B")
 SCHEMA = 1  # TrustMark.Encoding.BCH_5: 61 data bits, 5 correctable bit errors
 DATA_BITS = 61
 STAND_IN_ALGORITHM = "org.aipic.trustmark-stand-in"
+NEEDS_EXTRA = "The TrustMark watermark needs the optional extra: pip install 'aipic[trustmark]'."
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _published_checksums() -> dict:
     try:
         from trustmark.trustmark import MODEL_CHECKSUMS
     except ImportError:
-        raise ModelUnavailable("The TrustMark watermark needs the optional extra: pip install 'aipic[trustmark]'.") from None
+        raise ModelUnavailable(NEEDS_EXTRA) from None
     return dict(MODEL_CHECKSUMS)
 
 
@@ -146,7 +147,7 @@ def _load(spec: TrustMarkSpec):
     try:
         from trustmark import TrustMark
     except ImportError:
-        raise ModelUnavailable("The TrustMark watermark needs the optional extra: pip install 'aipic[trustmark]'.") from None
+        raise ModelUnavailable(NEEDS_EXTRA) from None
 
     folder = pathlib.Path(spec.folder)
 
@@ -237,7 +238,7 @@ def download(folder: str | pathlib.Path, variant: str = "Q", host: str | None = 
     try:
         from trustmark.trustmark import MODEL_REMOTE_HOST
     except ImportError:
-        raise ModelUnavailable("The TrustMark watermark needs the optional extra: pip install 'aipic[trustmark]'.") from None
+        raise ModelUnavailable(NEEDS_EXTRA) from None
     host = host or MODEL_REMOTE_HOST
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
