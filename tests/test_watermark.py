@@ -22,16 +22,26 @@ def reencoded(pixels, fmt, **options):
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
+# Fixed ids, so the test is the same every run: the three that majority voting lost at JPEG q75 (one bit of 48,
+# seen in CI), then 20 more drawn once from a seeded generator.
+IDS = ["8ae75347", "9cffd5d0", "01edbb6f"] + [f"{n:08x}" for n in np.random.default_rng(0).integers(0, 2**32, 20)]
+
+
 def test_the_mark_is_invisible_and_reads_back_after_re_encoding():
     original = smooth()
-    mark = watermark.new_id()
-    marked = watermark.embed(original, mark)
-    quality = watermark.quality(original, marked)
-    assert quality["psnr_db"] > 38 and quality["ssim"] > 0.99
-    assert watermark.read(marked) == mark
-    assert watermark.read(reencoded(marked, "PNG")) == mark
-    assert watermark.read(reencoded(marked, "JPEG", quality=90)) == mark
-    assert watermark.read(reencoded(marked, "JPEG", quality=75)) == mark
+    for mark in IDS:
+        marked = watermark.embed(original, mark)
+        quality = watermark.quality(original, marked)
+        assert quality["psnr_db"] > 38 and quality["ssim"] > 0.99, mark
+        assert watermark.read(marked) == mark
+        assert watermark.read(reencoded(marked, "PNG")) == mark
+        assert watermark.read(reencoded(marked, "JPEG", quality=90)) == mark
+        assert watermark.read(reencoded(marked, "JPEG", quality=75)) == mark
+
+
+def test_new_ids_are_random_32_bit_hex():
+    ids = {watermark.new_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 8 and int(i, 16) < 2**32 for i in ids)
 
 
 def test_no_mark_is_read_from_images_that_carry_none():
