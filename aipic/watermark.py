@@ -118,7 +118,7 @@ def read_bits(rgb: np.ndarray) -> np.ndarray | None:
     # Soft votes: a 0 is written a quarter of the way into its quantisation step, a 1 three quarters, so
     # -sin(2π·phase) is -1 for a clean 0 and +1 for a clean 1, and a block that compression pushed near a
     # boundary counts for little. Averaging these rather than hard 0/1 votes is what keeps every bit at JPEG
-    # q75 (hard votes lost one bit of 48 in ~4% of ids there; 0 of 900 with soft votes, smooth 512² pictures).
+    # q75 (hard votes lost one bit of 48 in ~5% of ids there; 0 of 900 with soft votes, smooth 512² pictures).
     votes = -np.sin(2 * np.pi * (sigma % SCALE) / SCALE)
     n = ID_BITS + CRC_BITS
     sums = np.bincount(np.arange(len(blocks)) % n, weights=votes, minlength=n)
