@@ -565,9 +565,13 @@ def check(data: bytes, trust_anchors: list[str], registry_url: str | None, ident
         try:
             result.recovered, result.trustmark_probe = search(data, registry_url, trust_anchors, trustmark)
         except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
-            log.warning("registry lookup failed: %s", type(error).__name__)
-            result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
+            _lookup_failed(result, error)
     return result
+
+
+def _lookup_failed(result: Verification, error: Exception) -> None:
+    log.warning("registry lookup failed: %s", type(error).__name__)
+    result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
 
 
 TRUSTMARK_READ_SECONDS = 120.0  # loading torch and the model, then one small decode
@@ -583,8 +587,7 @@ def _read_trustmark(result: Verification, trustmark, registry_url: str, trust_an
     try:
         _trustmark_then_fingerprint(result, probe, trustmark, registry_url, trust_anchors, isolate)
     except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
-        log.warning("registry lookup failed: %s", type(error).__name__)
-        result.problems.append(f"The provenance registry could not be searched ({type(error).__name__}).")
+        _lookup_failed(result, error)
 
 
 def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, registry_url: str, trust_anchors: Sequence[str], isolate: bool) -> None:
