@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(flips)
 
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
-    audit.add_argument("--suite", default="audits/suites/occupations.yaml")
+    audit.add_argument("--suite", default="audits/suites/occupations.yaml", help="a prompt suite's YAML file, or a packaged suite's name (occupations, occupations-bls, smoke)")
     audit.add_argument("--seeds", type=int, default=4)
     audit.add_argument("--model", default=None)
     audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIRS = ("models", "audits")
 
 
 def data_dir(name: str) -> Path:
@@ -26,7 +27,7 @@ def data_dir(name: str) -> Path:
 def data_file(path: str | Path) -> Path:
     """A path as given if it exists, else the same relative path inside aipic's data (``audits/suites/x.yaml``)."""
     path = Path(path)
-    if path.exists() or path.is_absolute() or not path.parts:
+    if path.exists() or path.is_absolute() or len(path.parts) < 2 or path.parts[0] not in DATA_DIRS:
         return path
     return data_dir(path.parts[0]) / Path(*path.parts[1:])
 
