@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from .data import suite_names
 from .errors import AipicError, BadInput, ModelUnavailable
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(flips)
 
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
-    audit.add_argument("--suite", default="audits/suites/occupations.yaml", help="a prompt suite's YAML file, or a packaged suite's name (occupations, occupations-bls, smoke)")
+    audit.add_argument("--suite", default="audits/suites/occupations.yaml", help=f"a prompt suite's YAML file, or a packaged suite's name ({', '.join(suite_names())})")
     audit.add_argument("--seeds", type=int, default=4)
     audit.add_argument("--model", default=None)
     audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")

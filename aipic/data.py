@@ -32,6 +32,11 @@ def data_file(path: str | Path) -> Path:
     return data_dir(path.parts[0]) / Path(*path.parts[1:])
 
 
+def suite_names() -> list[str]:
+    """The packaged prompt suites, by name (``audits/suites/<name>.yaml``)."""
+    return sorted(path.stem for path in (data_dir("audits") / "suites").glob("*.yaml"))
+
+
 def default_home() -> Path:
     """Where keys/ and outputs/ live: $AIPIC_HOME, else ~/.aipic."""
     return Path(os.environ.get("AIPIC_HOME") or Path.home() / ".aipic")

@@ -38,7 +38,7 @@ SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source",
 
 def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> PromptSuite:
     """Read and check a prompt suite; every problem gets a message that says exactly what is wrong."""
-    from .data import data_dir, data_file
+    from .data import data_dir, data_file, suite_names
 
     path = data_file(path)
     if not path.exists():
@@ -47,8 +47,7 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
         if len(path.parts) == 1 and by_name.is_file():  # `--suite smoke` names a packaged suite
             path = by_name
         else:
-            names = ", ".join(sorted(p.stem for p in packaged.glob("*.yaml")))
-            raise BadInput(f"No prompt suite at {path}. Give a YAML file's path or a packaged suite's name: {names}.")
+            raise BadInput(f"No prompt suite at {path}. Give a YAML file's path or a packaged suite's name: {', '.join(suite_names())}.")
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
