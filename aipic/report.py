@@ -38,16 +38,13 @@ SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source",
 
 def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> PromptSuite:
     """Read and check a prompt suite; every problem gets a message that says exactly what is wrong."""
-    from .data import data_dir, data_file, suite_names
+    from .data import data_file, suite_names
 
-    path = data_file(path)
+    given, path = path, data_file(path)
+    if not path.exists() and len(path.parts) == 1:  # `--suite smoke` names a packaged suite
+        path = data_file(f"audits/suites/{path.stem}.yaml")
     if not path.exists():
-        packaged = data_dir("audits") / "suites"
-        by_name = packaged / f"{path.stem}.yaml"
-        if len(path.parts) == 1 and by_name.is_file():  # `--suite smoke` names a packaged suite
-            path = by_name
-        else:
-            raise BadInput(f"No prompt suite at {path}. Give a YAML file's path or a packaged suite's name: {', '.join(suite_names())}.")
+        raise BadInput(f"No prompt suite at {given}. Give a YAML file's path or a packaged suite's name: {', '.join(suite_names())}.")
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
