@@ -75,6 +75,7 @@ class AipicPipeline:
         output_dir: str | Path | None = None,
         settings: EngineSettings | None = None,
         commercial: bool | None = None,
+        generators: Sequence = (),
     ):
         keep_user_text_out_of_logs()
         self.catalog = catalog or load_catalog()
@@ -96,6 +97,9 @@ class AipicPipeline:
         self._trustmark = None
         self._setup = threading.RLock()
         self._lock = ModelLock()  # the model lock: held by the engine's GPU stages only
+        # More generator families beside diffusion and style transfer (aipic.stages.Generator): their jobs go
+        # through the same audit, watermark, signing, storage and registry stages, unchanged.
+        self.generators = list(generators)
 
     # ---- shared pieces -------------------------------------------------------------------------------
 
@@ -185,7 +189,7 @@ class AipicPipeline:
     def build_stages(self) -> list:
         """The ordered stages every output goes through. A watermark or a registry sink slots in here."""
         return [
-            GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator()], self.catalog.limits.max_seconds),
+            GenerateStage([DiffusionGenerator(self.buckets), StyleGenerator(), *self.generators], self.catalog.limits.max_seconds),
             *([SafetyCheckerStage(lambda: self.models.get("safety"), self.buckets)] if self.settings.safety else []),
             AuditStage(lambda: self.auditor, self.buckets),
             ReadbackStage(),

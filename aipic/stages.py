@@ -22,7 +22,7 @@ import torch
 
 from . import provenance
 from .engine import Job, Record
-from .errors import AipicError, StageFailed
+from .errors import AipicError, ConfigError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
 from . import workers
 from .images import EXTENSIONS
@@ -93,6 +93,9 @@ class GenerateStage:
     name, gpu = "generate", True
 
     def __init__(self, generators: list, max_seconds: float | None = None):
+        families = [generator.family for generator in generators]
+        if len(set(families)) != len(families):
+            raise ConfigError(f"Two generators for one family ({', '.join(sorted(f for f in set(families) if families.count(f) > 1))}); each family has one.")
         self.generators = {generator.family: generator for generator in generators}
         self.max_seconds = max_seconds  # the per-request time limit (checked at every step)
 

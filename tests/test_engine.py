@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aipic.engine import EngineSettings
-from aipic.errors import AipicError, StageFailed
+from aipic.errors import AipicError, ConfigError, StageFailed
 from aipic.generate import GenerationRequest, resolve_request, run_diffusion, run_diffusion_batch
 from aipic.metrics import parse_text
 from aipic.pipeline import AipicPipeline
@@ -311,3 +311,69 @@ def test_inline_mode_runs_each_job_in_the_callers_thread_with_the_same_stages(tm
             pipeline.text_to_image(small("", 1))
     finally:
         pipeline.close()
+
+
+class LatentSampler:
+    """A generator family that is not diffusion: decode seeded Gaussian latents with a VAE in one batched call
+    (what a VAE family does). It plugs in beside diffusion and style transfer; no other stage changes."""
+
+    family = "vae"
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def generate(self, jobs, on_step):
+        vae = jobs[0].model.obj.vae
+        side = jobs[0].request["side"] // 8
+        seeds = [seed for job in jobs for seed in job.seeds]
+        self.batches.append(len(seeds))
+        latents = torch.cat([torch.randn(1, vae.config.latent_channels, side, side, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+        with torch.no_grad():
+            pixels = (vae.decode(latents / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+        on_step(1, 1)
+        out, start = [], 0
+        for job in jobs:
+            out.append([(pixels[start + k], seed, {"latent": "standard normal"}) for k, seed in enumerate(job.seeds)])
+            start += job.count
+        return out
+
+
+def latent_job(pipeline, seed, count):
+    from aipic.engine import Job
+
+    model = pipeline.models.get("text_to_image")
+    return Job(task="vae-sample", family="vae", request={"side": 64}, batch_key=("vae", model.entry.key, 64), seeds=[seed + i for i in range(count)],
+               model=model, human={"parameters": {"seed": seed, "images": count}}, description="a sample from a VAE's latent space",
+               output_dir=pipeline.output_dir)
+
+
+def test_a_new_generator_family_plugs_in_and_its_outputs_are_batched_audited_signed_and_recorded(tmp_path):
+    sampler = LatentSampler()
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=BATCHING, generators=[sampler])
+    try:
+        jobs = [latent_job(pipeline, 40, 1), latent_job(pipeline, 900, 3)]
+        results = [future.result(timeout=120) for future in [pipeline.submit(job) for job in jobs]]
+
+        assert sampler.batches == [4]  # two requests, one GPU batch
+        assert metric(pipeline, "aipic_requests_total", task="vae-sample", outcome="ok") == 2
+        for job, records in zip(jobs, results):
+            outcome = pipeline.outcome(job, records)
+            assert [item.seed for item in outcome.items] == job.seeds
+            for item in outcome.items:
+                result = pipeline.verify(item.path)
+                assert result.verdict == "trusted"
+                assert result.contributions["task"] == "vae-sample"
+                assert result.contributions["human"]["parameters"] == {"seed": job.seeds[0], "images": job.count}
+                assert result.contributions["model"]["seed"] == item.seed
+                assert result.contributions["model"]["models"][0]["latent"] == "standard normal"
+                assert result.audit == item.audit.to_dict()
+                assert pipeline.registry.get(item.id).file_sha256 == item.sha256
+    finally:
+        pipeline.close()
+
+
+def test_two_generators_for_one_family_are_a_configuration_error(tmp_path):
+    from aipic.stages import DiffusionGenerator, GenerateStage
+
+    with pytest.raises(ConfigError, match="Two generators for one family \\(diffusion\\)"):
+        GenerateStage([DiffusionGenerator(), DiffusionGenerator()])
