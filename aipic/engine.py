@@ -14,8 +14,9 @@ another.
 
 Stages are small objects with a ``name``, a ``gpu`` flag and ``process(records)``; they set fields on the
 records, or ``record.error`` for a record they cannot handle.  GPU stages come first (they share the batch and
-the lock); the CPU stages run per record.  ``process_batch(jobs)`` runs the GPU stages on a list of jobs and is
-the whole contract a Ray Serve deployment needs (``@serve.batch`` hands it a list, each caller awaits its own).
+the lock); the CPU stages run per record.  ``run_batch(jobs)`` runs a list of jobs in the caller's thread, each
+resolving its own future: the whole contract an outside batcher needs (Ray Serve's ``@serve.batch`` or Gradio's
+``batch=True`` hand it a list, and each caller awaits its own).
 """
 
 from __future__ import annotations
@@ -323,13 +324,8 @@ class Engine:
 
     def submit_many(self, jobs: list[Job]) -> list[concurrent.futures.Future]:
         """Queue several jobs at once: the batcher sees them together, whatever the wait window."""
-        if self.settings.inline:  # no GPU threads: each job runs now, in this thread; its future holds the result
-            for job in jobs:
-                try:
-                    self.run_inline(job)
-                except BaseException:  # noqa: BLE001 - the error is in the job's future
-                    pass
-            return [job.future for job in jobs]
+        if self.settings.inline:  # no GPU threads: the jobs run now, in this thread; their futures hold the results
+            return self.run_batch(jobs)
         for job in jobs:
             self._prepare(job)
         with self._cond:
@@ -355,24 +351,34 @@ class Engine:
     def run_inline(self, job: Job) -> list[Record]:
         """The same stages in the caller's thread, one job, no batching across requests (ZeroGPU, where CUDA
         exists only inside the decorated call that runs this)."""
-        self._prepare(job)
-        if not job.future.set_running_or_notify_cancel():
-            raise concurrent.futures.CancelledError()
-        try:
-            self.process_batch([job])
-        except BaseException as error:  # noqa: BLE001
-            self._fail_job(job, error)
-            return job.future.result()
-        for record in job.records:
-            for stage in self.cpu_stages:
-                if record.error is not None or record.blocked is not None:
-                    break
-                try:
-                    stage.process([record])
-                except Exception as error:  # noqa: BLE001 - this record fails, nothing else
-                    record.error = error
-        self._resolve(job)
+        self.run_batch([job])
         return job.future.result()
+
+    def run_batch(self, jobs: list[Job]) -> list[concurrent.futures.Future]:
+        """Run these jobs now, in the caller's thread: the GPU stages in as few batches as their batch keys and
+        ``max_gpu_batch`` allow, then the finishing stages (in the CPU pool; in this thread in inline mode, so
+        that every future is resolved when this returns).
+
+        This is the executor seam. A batcher from the ecosystem (Ray Serve's ``@serve.batch``, Gradio's
+        ``batch=True``) hands over a list of requests; each gets its own future, holding its own records or
+        its own error, exactly as through the engine's own micro-batcher."""
+        for job in jobs:
+            self._prepare(job)
+        running = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        finish = self._finish_here if self.settings.inline else self._finish
+        for group in self._compatible_groups(running):
+            self._run_gpu_batch(group, finish)
+        return [job.future for job in jobs]
+
+    def _compatible_groups(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs with equal batch keys, in order, cut at ``max_gpu_batch`` images (a job is never split)."""
+        by_key: dict[tuple, list[list[Job]]] = {}
+        for job in jobs:
+            groups = by_key.setdefault(job.batch_key, [[]])
+            if groups[-1] and sum(other.count for other in groups[-1]) + job.count > self.settings.max_gpu_batch:
+                groups.append([])
+            groups[-1].append(job)
+        return [group for groups in by_key.values() for group in groups]
 
     @staticmethod
     def _prepare(job: Job) -> None:
@@ -454,25 +460,30 @@ class Engine:
             if all(job.warm_up for job in jobs):
                 self._warm(jobs)
                 continue
-            try:
-                self.process_batch(jobs)
-            except BaseException as error:  # noqa: BLE001 - a batch-wide failure: retry each job alone
-                if len(jobs) > 1:
-                    log.warning("a GPU batch of %d jobs failed (%s); retrying each job alone", len(jobs), type(error).__name__)
-                    for job in jobs:
-                        for record in job.records:
-                            record.error = None
-                        try:
-                            self.process_batch([job])
-                        except BaseException as single:  # noqa: BLE001
-                            self._fail_job(job, single)
-                            continue
-                        self._finish(job)
-                    continue
+            self._run_gpu_batch(jobs, self._finish)
+
+    def _run_gpu_batch(self, jobs: list[Job], finish: Callable[[Job], None]) -> None:
+        """The GPU stages on these jobs as one batch, then ``finish`` for each; a batch-wide failure is retried
+        job by job, so it stays with the job that caused it."""
+        try:
+            self.process_batch(jobs)
+        except BaseException as error:  # noqa: BLE001 - a batch-wide failure: retry each job alone
+            if len(jobs) == 1:
                 self._fail_job(jobs[0], error)
-                continue
+                return
+            log.warning("a GPU batch of %d jobs failed (%s); retrying each job alone", len(jobs), type(error).__name__)
             for job in jobs:
-                self._finish(job)
+                for record in job.records:
+                    record.error = None
+                try:
+                    self.process_batch([job])
+                except BaseException as single:  # noqa: BLE001
+                    self._fail_job(job, single)
+                    continue
+                finish(job)
+            return
+        for job in jobs:
+            finish(job)
 
     def _warm(self, jobs: list[Job]) -> None:
         try:
@@ -508,6 +519,26 @@ class Engine:
 
     # ---- the CPU side ----------------------------------------------------------------------------------
 
+    def _finish_record(self, record: Record) -> None:
+        """The CPU stages on one record; a failing stage fails this record, nothing else."""
+        for stage in self.cpu_stages:
+            if record.error is not None or record.blocked is not None:
+                break
+            start = time.perf_counter()
+            try:
+                stage.process([record])
+            except Exception as error:  # noqa: BLE001 - this record fails, nothing else
+                record.error = error
+            seconds = time.perf_counter() - start
+            self.metrics.observe_stage(stage.name, seconds)
+            record.timings[stage.name] = seconds
+
+    def _finish_here(self, job: Job) -> None:
+        """A job's CPU stages in the caller's thread (inline mode: no other thread may be needed to finish)."""
+        for record in job.records:
+            self._finish_record(record)
+        self._resolve(job)
+
     def _finish(self, job: Job) -> None:
         """Hand a job's records to the CPU pool; the job resolves when the last of them is done."""
         remaining = [len(job.records)]
@@ -515,17 +546,7 @@ class Engine:
 
         def one(record: Record) -> None:
             try:
-                for stage in self.cpu_stages:
-                    if record.error is not None or record.blocked is not None:
-                        break
-                    start = time.perf_counter()
-                    try:
-                        stage.process([record])
-                    except Exception as error:  # noqa: BLE001 - this record fails, nothing else
-                        record.error = error
-                    seconds = time.perf_counter() - start
-                    self.metrics.observe_stage(stage.name, seconds)
-                    record.timings[stage.name] = seconds
+                self._finish_record(record)
             finally:
                 with guard:
                     remaining[0] -= 1

@@ -307,6 +307,10 @@ def test_inline_mode_runs_each_job_in_the_callers_thread_with_the_same_stages(tm
         assert [item.seed for item in outcome.items] == [3, 4]
         assert all(pipeline.verify(item.path).verdict == "trusted" for item in outcome.items)
         assert pipeline.warm_up() == 0.0
+        together = [pipeline.text_to_image_job(small("inline", seed)) for seed in (8, 9)]
+        futures = pipeline.engine.submit_many(together)
+        assert all(future.done() for future in futures)  # resolved in this thread, before submit_many returned
+        assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 2  # the first request, then both together
         with pytest.raises(AipicError, match="Please enter a prompt"):
             pipeline.text_to_image(small("", 1))
     finally:
@@ -377,3 +381,30 @@ def test_two_generators_for_one_family_are_a_configuration_error(tmp_path):
 
     with pytest.raises(ConfigError, match="Two generators for one family \\(diffusion\\)"):
         GenerateStage([DiffusionGenerator(), DiffusionGenerator()])
+
+
+def test_an_outside_batcher_hands_run_batch_a_list_and_each_request_gets_its_own_outputs_or_error(batching_pipeline):
+    """The executor seam for Ray Serve's @serve.batch or Gradio's batch=True: a list of mixed requests runs in the
+    caller's thread as few GPU batches as the batch keys and max_gpu_batch (4) allow, and each future holds
+    exactly its own request's signed outputs, or its own error."""
+    pipeline = batching_pipeline
+    asked = [("a nurse", 11, 1, 2), ("a pilot", 500, 2, 2), ("a chef", 7, 2, 2), ("a judge", 3, 1, 3)]  # prompt, seed, batch, steps
+    jobs = [pipeline.text_to_image_job(GenerationRequest(prompt=p, seed=s, batch=b, width=64, height=64, steps=n)) for p, s, b, n in asked]
+    orphan = latent_job(pipeline, 5, 1)  # a family this deployment has no generator for
+
+    futures = pipeline.engine.run_batch([*jobs[:2], orphan, *jobs[2:]])
+
+    with pytest.raises(AipicError, match="No generator for 'vae'"):
+        futures[2].result(timeout=120)
+    results = [future.result(timeout=120) for future in futures[:2] + futures[3:]]
+    # steps=2: 1 + 2 images, then 2 more (over 4); steps=3: its own batch. The orphan never reached a batch.
+    assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 3
+    assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 4
+    for (prompt, seed, batch, steps), job, records in zip(asked, jobs, results):
+        assert [record.seed for record in records] == [seed + i for i in range(batch)]
+        for item in pipeline.outcome(job, records).items:
+            credentials = pipeline.credentials(item.path)
+            assert credentials.verdict == "trusted"
+            assert credentials.contributions["human"]["prompt"] == prompt
+            assert credentials.contributions["human"]["parameters"]["steps"] == steps
+            assert credentials.contributions["model"]["seed"] == item.seed
