@@ -147,7 +147,8 @@ class EngineSettings:
             raise ConfigError(f"Unknown output format {self.output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
 
     @property
-    def workers(self) -> int:
+    def finishing_threads(self) -> int:
+        """The CPU pool's threads (``cpu_workers``, or one per core up to 16); not the worker processes."""
         return self.cpu_workers or min(16, os.cpu_count() or 1)
 
 
@@ -306,7 +307,7 @@ class Engine:
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers, thread_name_prefix="aipic-finish")
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.finishing_threads, thread_name_prefix="aipic-finish")
         self._torch_threads = _torch_threads()
         # Two lanes, each with its own GPU thread over the one model lock: batched requests, and long jobs
         # (style transfer) that hand the lock over between their steps. A long job never holds the others back.
