@@ -8,6 +8,7 @@ points at the signed file on disk.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -81,6 +82,10 @@ class AipicPipeline:
         self.catalog = catalog or load_catalog()
         self.attribute_set = attribute_set or load_attribute_set()
         self.settings = settings or EngineSettings.from_env()
+        if self.settings.max_gpu_batch < self.catalog.limits.max_batch:
+            # A request is never split across GPU batches, so it may ask for no more pictures than one batch holds.
+            limits = dataclasses.replace(self.catalog.limits, max_batch=self.settings.max_gpu_batch)
+            self.catalog = dataclasses.replace(self.catalog, limits=limits)
         provenance.assertion_namespace()  # a bad AIPIC_ASSERTION_NAMESPACE fails at start, not at the first signing
         self.models = ModelRegistry(self.catalog, models_mode, device, compile=self.settings.compile)
         self.home = Path(home) if home else default_home()

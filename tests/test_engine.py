@@ -408,3 +408,16 @@ def test_an_outside_batcher_hands_run_batch_a_list_and_each_request_gets_its_own
             assert credentials.contributions["human"]["prompt"] == prompt
             assert credentials.contributions["human"]["parameters"]["steps"] == steps
             assert credentials.contributions["model"]["seed"] == item.seed
+
+
+def test_a_request_may_ask_for_no_more_pictures_than_one_gpu_batch_holds(tmp_path):
+    """A request is never split across GPU batches: with max_gpu_batch 2 (a small GPU), the pictures per request
+    are limited to 2 wherever the limit is read (validation here, the app's slider), not run as a batch of 3."""
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(max_gpu_batch=2, cpu_workers=2))
+    try:
+        assert pipeline.catalog.limits.max_batch == 2
+        with pytest.raises(AipicError, match="Number of images.*2"):
+            pipeline.text_to_image_job(small("three", 1, batch=3))
+        assert len(pipeline.text_to_image(small("two", 1, batch=2)).items) == 2
+    finally:
+        pipeline.close()
