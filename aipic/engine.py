@@ -363,6 +363,8 @@ class Engine:
         This is the executor seam. A batcher from the ecosystem (Ray Serve's ``@serve.batch``, Gradio's
         ``batch=True``) hands over a list of requests; each gets its own future, holding its own records or
         its own error, exactly as through the engine's own micro-batcher."""
+        if self._closed:
+            raise AipicError("The engine is shutting down; please try again.")
         for job in jobs:
             self._prepare(job)
         running = [job for job in jobs if job.future.set_running_or_notify_cancel()]
