@@ -424,17 +424,9 @@ class Engine:
                     self._cond.wait()
                     continue
                 head = mine[0]
-                chosen: list[Job] = []
-                images, full = 0, False
-                for job in mine:
-                    if job.batch_key != head.batch_key:
-                        continue
-                    if chosen and images + job.count > self.settings.max_gpu_batch:
-                        full = True
-                        break
-                    chosen.append(job)
-                    images += job.count
-                full = full or images >= self.settings.max_gpu_batch
+                groups = self._compatible_groups([job for job in mine if job.batch_key == head.batch_key])
+                chosen = groups[0]
+                full = len(groups) > 1 or sum(job.count for job in chosen) >= self.settings.max_gpu_batch
                 left = head.submitted + self.settings.batch_wait_s - time.monotonic()
                 if full or left <= 0 or head.warm_up:  # warm-up jobs come together and wait for nobody
                     taken = {id(job) for job in chosen}
