@@ -163,6 +163,7 @@ def _print_outcome(outcome, as_json: bool) -> None:
         print(json.dumps({
             "outputs": [{"path": str(i.path), "seed": i.seed, "width": i.width, "height": i.height, "audit": i.audit.to_dict()} for i in outcome.items],
             "warnings": outcome.warnings,
+            "failed": outcome.failed,
             "models": outcome.models,
             **({"prompt_salt": outcome.prompt_salt} if outcome.prompt_salt else {}),
         }, indent=2))
@@ -181,6 +182,14 @@ def _print_outcome(outcome, as_json: bool) -> None:
             print(f"  {line}")
 
 
+def _outcome_exit(outcome) -> int:
+    """0 when every image was made (or held back by the safety filter); a stage's code, 1, when some could not
+    be finished: the ones that were are printed, signed and recorded."""
+    from .errors import StageFailed
+
+    return StageFailed.exit_code if outcome.failed else EXIT_OK
+
+
 def _generation_request(args, strength=None):
     from .generate import GenerationRequest
 
@@ -195,14 +204,14 @@ def cmd_generate(args) -> int:
     author = _author(args)
     outcome = _pipeline(args).text_to_image(_generation_request(args), args.model, author=author)
     _print_outcome(outcome, args.json)
-    return EXIT_OK
+    return _outcome_exit(outcome)
 
 
 def cmd_img2img(args) -> int:
     author = _author(args)
     outcome = _pipeline(args).image_to_image(_generation_request(args, args.strength), args.init_image, args.model, author=author)
     _print_outcome(outcome, args.json)
-    return EXIT_OK
+    return _outcome_exit(outcome)
 
 
 def cmd_style(args) -> int:
@@ -220,7 +229,7 @@ def cmd_style(args) -> int:
 
         outcome = _pipeline(args).style_transfer(request, progress=progress, author=author)
     _print_outcome(outcome, args.json)
-    return EXIT_OK
+    return _outcome_exit(outcome)
 
 
 def cmd_verify(args) -> int:

@@ -362,7 +362,8 @@ class Engine:
 
         This is the executor seam. A batcher from the ecosystem (Ray Serve's ``@serve.batch``, Gradio's
         ``batch=True``) hands over a list of requests; each gets its own future, holding its own records or
-        its own error, exactly as through the engine's own micro-batcher."""
+        its own error, exactly as through the engine's own micro-batcher. A job of several images of which only
+        some failed resolves with all its records; the failed ones carry ``record.error``."""
         if self._closed:
             raise AipicError("The engine is shutting down; please try again.")
         for job in jobs:
@@ -553,26 +554,38 @@ class Engine:
             self._pool.submit(one, record)
 
     def _resolve(self, job: Job) -> None:
-        errors = [record.error for record in job.records if record.error is not None]
-        if errors:
-            self._fail_job(job, errors[0])
-            return
+        """Resolve a job once all its records are done. It fails with its first error when none of its images
+        was made; when some were, it resolves with all its records (the failed ones carry ``record.error``, a
+        message for the person), so the images that are signed and recorded are not withheld from them."""
+        failed = [record for record in job.records if record.error is not None]
         held_back = [record for record in job.records if record.blocked is not None]
         for record in held_back:
             self.metrics.held_back.labels(checker=record.blocked.split(" (")[0]).inc()
+        made = len(job.records) - len(failed) - len(held_back)
+        if failed and not made:
+            self._fail_job(job, failed[0].error)
+            return
         if held_back and len(held_back) == len(job.records):
             from .safety import Blocked
 
             self._fail_job(job, Blocked(len(held_back)))
             return
-        self.metrics.requests.labels(task=job.task, outcome="ok").inc()
+        for record in failed:
+            record.error = self._public_error(job, record.error)
+        self.metrics.requests.labels(task=job.task, outcome="partial" if failed else "ok").inc()
         job.future.set_result(job.records)
 
     def _fail_job(self, job: Job, error: BaseException) -> None:
         outcome = "bad_input" if isinstance(error, AipicError) and error.exit_code == 2 else "error"
         self.metrics.requests.labels(task=job.task, outcome=outcome).inc()
-        if not isinstance(error, AipicError):
-            log.error("a %s job failed in the engine: %s", job.task, type(error).__name__, exc_info=error)
-            error = StageFailed(f"Making this image failed ({type(error).__name__}). Nothing was published; please try again.")
         if not job.future.done():
-            job.future.set_exception(error)
+            job.future.set_exception(self._public_error(job, error))
+
+    @staticmethod
+    def _public_error(job: Job, error: BaseException | None) -> AipicError:
+        """The error as the person sees it: an AipicError's own message; anything else is logged (by type, with
+        its traceback; never the request's text) and becomes a plain StageFailed."""
+        if isinstance(error, AipicError):
+            return error
+        log.error("a %s job failed in the engine: %s", job.task, type(error).__name__, exc_info=error)
+        return StageFailed(f"Making this image failed ({type(error).__name__}). Nothing was published; please try again.")

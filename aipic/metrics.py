@@ -15,7 +15,7 @@ class EngineMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        self.requests = Counter("aipic_requests", "Requests finished, by task and outcome (ok, bad_input, error).", ["task", "outcome"], registry=self.registry)
+        self.requests = Counter("aipic_requests", "Requests finished, by task and outcome (ok, partial: some images failed, bad_input, error).", ["task", "outcome"], registry=self.registry)
         self.gpu_batches = Counter("aipic_gpu_batches", "GPU batches run, by stage.", ["stage"], registry=self.registry)
         self.batch_size = Histogram("aipic_batch_size", "Images in each GPU batch, by stage.", ["stage"], buckets=SIZE_BUCKETS, registry=self.registry)
         self.stage_seconds = Histogram("aipic_stage_seconds", "Seconds per call of each stage (a whole batch for GPU stages, one image for CPU stages).", ["stage"], buckets=SECONDS_BUCKETS, registry=self.registry)

@@ -56,6 +56,7 @@ class Outcome:
     models: list[dict] = field(default_factory=list)
     prompt_salt: str | None = None  # a private prompt's salt: the person keeps it to prove authorship
     held_back: int = 0  # images the safety filter held back (never shown, signed or kept)
+    failed: int = 0  # images that could not be finished (never published); the others are here, signed and recorded
     parameters: dict = field(default_factory=dict)  # the request's resolved settings, as recorded in the manifest
 
     @property
@@ -420,13 +421,18 @@ class AipicPipeline:
     def outcome(self, job: Job, records) -> Outcome:
         items = [
             OutputItem(path=r.path, seed=r.seed, audit=r.audit, width=r.width, height=r.height, sha256=r.sha256, mime=r.mime, timestamped=r.timestamped, id=r.id, fingerprint=r.fingerprint, watermark_id=r.watermark_id)
-            for r in records if r.blocked is None
+            for r in records if r.blocked is None and r.error is None
         ]
         warnings = list(job.warnings)
-        held_back = len(records) - len(items)
+        held_back = sum(r.blocked is not None for r in records)
         if held_back:
             warnings.append(f"The safety filter held back {held_back} of {len(records)} images: they were not shown, signed or kept.")
-        return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back, parameters=dict(job.human.get("parameters") or {}))
+        failed = [r for r in records if r.error is not None]
+        if failed:
+            why = str(failed[0].error).strip().rstrip(".")
+            warnings.append(f"{len(failed)} of {len(records)} images could not be finished: {why}. The other {len(items)} are signed and recorded.")
+        return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back, failed=len(failed),
+                       parameters=dict(job.human.get("parameters") or {}))
 
     def run(self, job: Job) -> Outcome:
         return self.outcome(job, self.engine.run(job))

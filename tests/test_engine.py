@@ -116,6 +116,51 @@ def test_a_failing_stage_slotted_into_the_chain_fails_only_its_record(tmp_path):
         pipeline.close()
 
 
+def test_when_some_images_of_a_request_fail_the_others_are_delivered_and_the_failure_is_said(tmp_path, capsys):
+    """Image 2 of 3 fails before it is signed: the person gets images 1 and 3 (signed, recorded), a warning
+    that says which share failed and why, and the CLI's exit code for a failed stage; nothing of image 2 exists."""
+    from aipic import cli
+
+    class FailSecond:
+        name, gpu = "fail_second", False
+
+        def process(self, records):
+            for record in records:
+                if record.index == 1:
+                    raise RuntimeError("disk controller on fire")
+
+    class Pipeline(AipicPipeline):
+        def build_stages(self):
+            stages = super().build_stages()
+            at = [stage.name for stage in stages].index("encode_sign")
+            return [*stages[:at], FailSecond(), *stages[at:]]
+
+    home = tmp_path / "home"
+    pipeline = Pipeline(models_mode="tiny", device="cpu", home=home, settings=BATCHING)
+    try:
+        job = pipeline.text_to_image_job(small("a photo of a baker", 40, batch=3))
+        records = pipeline.engine.run(job, timeout=120)
+        outcome = pipeline.outcome(job, records)
+        assert [item.seed for item in outcome.items] == [40, 42]
+        assert outcome.failed == 1
+        assert outcome.warnings[-1] == ("1 of 3 images could not be finished: Making this image failed (RuntimeError). "
+                                        "Nothing was published; please try again. The other 2 are signed and recorded.")
+        assert isinstance(records[1].error, StageFailed) and records[1].path is None
+        for item in outcome.items:
+            assert pipeline.verify(item.path).verdict == "trusted"
+            assert pipeline.registry.get(item.id) is not None
+        assert len(list((home / "outputs").rglob("aipic-*"))) == 2
+        assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="partial") == 1
+
+        assert cli._outcome_exit(outcome) == StageFailed.exit_code
+        cli._print_outcome(outcome, as_json=False)
+        printed = capsys.readouterr()
+        assert "warning: 1 of 3 images could not be finished" in printed.err
+        assert [line.split()[0] for line in printed.out.splitlines() if "signed)" in line] == [str(item.path) for item in outcome.items]
+    finally:
+        pipeline.close()
+
+
 def test_a_cancelled_queued_request_is_dropped(batching_pipeline):
     pipeline = batching_pipeline
     waiting = pipeline.text_to_image_job(small("never made", 5))
