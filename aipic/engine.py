@@ -396,7 +396,9 @@ class Engine:
         for future in self.submit_many(jobs):
             future.result()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs, drop the queued ones, wait up to ``timeout`` for the GPU threads' running batches,
+        then for the finishing work. A batch still on the GPU after that fails its jobs plainly when it ends."""
         with self._cond:
             self._closed = True
             for job in self._queue:
@@ -404,7 +406,7 @@ class Engine:
             self._queue.clear()
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=timeout)
         self._pool.shutdown(wait=True)
 
     # ---- the GPU loop ----------------------------------------------------------------------------------
@@ -540,18 +542,25 @@ class Engine:
         remaining = [len(job.records)]
         guard = threading.Lock()
 
+        def done() -> None:
+            with guard:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._resolve(job)
+
         def one(record: Record) -> None:
             try:
                 self._finish_record(record)
             finally:
-                with guard:
-                    remaining[0] -= 1
-                    last = remaining[0] == 0
-                if last:
-                    self._resolve(job)
+                done()
 
         for record in job.records:
-            self._pool.submit(one, record)
+            try:
+                self._pool.submit(one, record)
+            except RuntimeError:  # the pool is shut: the engine closed while this batch was on the GPU
+                record.error = AipicError("The service stopped before this image was finished; nothing was published. Please try again.")
+                done()
 
     def _resolve(self, job: Job) -> None:
         """Resolve a job once all its records are done. It fails with its first error when none of its images

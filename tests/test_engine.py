@@ -161,6 +161,39 @@ def test_when_some_images_of_a_request_fail_the_others_are_delivered_and_the_fai
         pipeline.close()
 
 
+def test_a_batch_still_on_the_gpu_when_the_engine_closes_fails_its_job_plainly():
+    """close() waits only so long for a running batch; when that batch ends, its job fails with a message
+    (the finishing pool is gone) instead of the GPU thread dying and leaving the caller waiting forever."""
+    from aipic.engine import Engine, Job
+
+    release = threading.Event()
+
+    class SlowGpu:
+        name, gpu = "slow", True
+
+        def process(self, records):
+            release.wait(60)
+
+    class Finish:
+        name, gpu = "finish", False
+
+        def process(self, records):
+            pass
+
+    engine = Engine([SlowGpu(), Finish()], EngineSettings(batch_wait_s=0.0, cpu_workers=1))
+    job = Job(task="text-to-image", family="diffusion", request=None, batch_key=("k",), seeds=[1, 2], model=None, human={}, description="")
+    future = engine.submit(job)
+    while not future.running():
+        threading.Event().wait(0.01)
+    engine.close(timeout=0.05)
+    release.set()
+    with pytest.raises(AipicError, match="The service stopped before this image was finished"):
+        future.result(timeout=30)
+    for thread in engine._threads:  # the GPU threads ended normally
+        thread.join(5)
+        assert not thread.is_alive()
+
+
 def test_a_cancelled_queued_request_is_dropped(batching_pipeline):
     pipeline = batching_pipeline
     waiting = pipeline.text_to_image_job(small("never made", 5))
