@@ -430,7 +430,7 @@ class AipicPipeline:
         failed = [r for r in records if r.error is not None]
         if failed:
             why = str(failed[0].error).strip().rstrip(".")
-            warnings.append(f"{len(failed)} of {len(records)} images could not be finished: {why}. The other {len(items)} are signed and recorded.")
+            warnings.append(f"{len(failed)} of {len(records)} images could not be finished: {why}. The {len(items)} shown are signed and recorded.")
         return Outcome(items=items, warnings=warnings, models=[job.model.describe()], prompt_salt=job.secret, held_back=held_back, failed=len(failed),
                        parameters=dict(job.human.get("parameters") or {}))
 

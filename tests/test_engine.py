@@ -144,7 +144,7 @@ def test_when_some_images_of_a_request_fail_the_others_are_delivered_and_the_fai
         assert [item.seed for item in outcome.items] == [40, 42]
         assert outcome.failed == 1
         assert outcome.warnings[-1] == ("1 of 3 images could not be finished: Making this image failed (RuntimeError). "
-                                        "Nothing was published; please try again. The other 2 are signed and recorded.")
+                                        "Nothing was published; please try again. The 2 shown are signed and recorded.")
         assert isinstance(records[1].error, StageFailed) and records[1].path is None
         for item in outcome.items:
             assert pipeline.verify(item.path).verdict == "trusted"
