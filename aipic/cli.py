@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .data import suite_names
-from .errors import AipicError, BadInput, ModelUnavailable
+from .errors import AipicError, BadInput, ModelUnavailable, StageFailed
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -185,8 +185,6 @@ def _print_outcome(outcome, as_json: bool) -> None:
 def _outcome_exit(outcome) -> int:
     """0 when every image was made (or held back by the safety filter); a stage's code, 1, when some could not
     be finished: the ones that were are printed, signed and recorded."""
-    from .errors import StageFailed
-
     return StageFailed.exit_code if outcome.failed else EXIT_OK
 
 
