@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import threading
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 
 from .errors import AipicError, StageFailed
 
@@ -61,7 +62,7 @@ class WorkerPool:
             if not self.processes or alone:
                 return _guarded(function, *args)
             return self._pool().submit(_guarded, function, *args).result()
-        except concurrent.futures.process.BrokenProcessPool:
+        except BrokenProcessPool:
             with self._lock:  # a worker died (killed, out of memory): the next call starts a fresh pool
                 broken, self._executor = self._executor, None
             if broken is not None:

@@ -103,3 +103,14 @@ def test_outputs_finished_in_worker_processes_are_signed_watermarked_and_recorde
             assert found is not None and found["output_id"] == item.id and found["matched_by"].startswith("watermark")
     finally:
         pipeline.close()
+
+
+def test_without_worker_processes_errors_keep_their_type():
+    """WorkerPool(0) (CPU machines, ZeroGPU) raises a failing call's own error, not an AttributeError."""
+    def fails():
+        raise StageFailed("this image could not be finished")
+
+    with pytest.raises(StageFailed, match="could not be finished"):
+        WorkerPool(0).call(fails)
+    with pytest.raises(WorkerFailed, match="ValueError"):
+        WorkerPool(0).call(int, "not a number")
