@@ -449,7 +449,8 @@ class AipicPipeline:
     def verify(self, path, extra_trust_anchors: Sequence[str] = ()) -> provenance.Verification:
         """Verify any file (an upload, a stranger's file): in the bounded worker process."""
         anchors = [*self.identity.trust_anchors, *extra_trust_anchors]
-        return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem], trustmark=self.trustmark)
+        return provenance.verify_file(path, anchors, registry_url=self.registry.url, identity_anchors=[self.identity_authority.ca_pem], trustmark=self.trustmark,
+                                      max_pixels=self.catalog.limits.max_upload_pixels)
 
     def credentials(self, path) -> provenance.Verification:
         """Read back the credentials of an output this pipeline just wrote, as a verifier sees them."""

@@ -11,10 +11,20 @@ from collections.abc import Sequence
 import contextlib
 import hashlib
 import io
+import math
 
 from .fingerprint import MATCH_BITS, distance, fingerprint
 
 WATERMARK_FINGERPRINT_AGREES = 16  # a watermarked copy's fingerprint within 16 bits (unrelated images: ~32)
+MAX_LOOKUP_PIXELS = 4096 * 4096  # the app's upload limit: a picture with more pixels is not decoded at all
+FINGERPRINT_SIDE = 2048  # larger pictures are fingerprinted from a box-reduced copy (outputs are far smaller)
+
+
+class TooManyPixels(Exception):
+    """The picture has more pixels than a registry lookup decodes (it was not decoded)."""
+
+    def __init__(self, width: int, height: int, limit: int):
+        super().__init__(f"The picture is {width}×{height}; pictures over {limit:,} pixels are not compared with the registry.")
 
 
 def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:
@@ -22,35 +32,65 @@ def recover(data: bytes, registry_url: str, trust_anchors: Sequence[str] = ()) -
     return search(data, registry_url, trust_anchors)[0]
 
 
-def search(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), trustmark=None) -> tuple[dict | None, dict | None]:
+def search(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), trustmark=None, max_pixels: int = MAX_LOOKUP_PIXELS) -> tuple[dict | None, dict | None]:
     """(the registry's match or None, a TrustMark probe or None).
 
     With a TrustMarkSpec, a copy that neither its hash nor the dwtDctSvd mark recognises gets no fingerprint
     lookup yet: the probe carries what the TrustMark reader needs (the decoder's small fixed-size input and the
     copy's fingerprint), and after_trustmark finishes the search, watermarks first. The probe is made here, in
-    the bounded worker that parses the untrusted file; the reader runs in its own process (it needs torch)."""
+    the bounded worker that parses the untrusted file; the reader runs in its own process (it needs torch).
+
+    Memory stays bounded whatever the file: a picture over ``max_pixels`` is refused from its header
+    (TooManyPixels), before any pixel is decoded; the decoded picture is the only full-size copy (the watermark
+    is read strip by strip in float32, the fingerprint taken from a reduced copy of a large picture)."""
     with _opened(registry_url) as registry:
         entry = registry.by_sha256(hashlib.sha256(data).hexdigest())
         if entry is not None:
             return _found((entry, "file hash (exact copy)", 0), trust_anchors), None
+        picture = _decoded(data, max_pixels)
+        if picture is None:
+            return None, None
         try:
-            import numpy as np
-            from PIL import Image
-
             from .watermark import read
 
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > 64 * 1024 * 1024:
-                    return None, None
-                pixels = np.asarray(image.convert("RGB"))
-            probe = fingerprint(pixels)
-        except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
-            return None, None
-        match = _by_watermark(registry, read(pixels), probe, "dwtDctSvd")
-        if match is None and trustmark is not None:
-            return None, _trustmark_probe(pixels, probe, trustmark)
+            probe = fingerprint(_reduced(picture))
+            match = _by_watermark(registry, read(picture), probe, "dwtDctSvd")
+            if match is None and trustmark is not None:
+                return None, _trustmark_probe(picture, probe, trustmark)
+        finally:
+            picture.close()
         match = match or _by_fingerprint(registry, probe)
     return (_found(match, trust_anchors) if match else None), None
+
+
+def _decoded(data: bytes, max_pixels: int):
+    """The picture as an RGB PIL image, or None when it is not an image that can be looked at; TooManyPixels
+    (from the header, nothing decoded) when it is larger than ``max_pixels``."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
+        return None
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise TooManyPixels(image.width, image.height, max_pixels)
+    try:
+        if image.mode == "RGB":
+            image.load()
+            return image
+        with image:
+            return image.convert("RGB")
+    except Exception:  # noqa: BLE001 - damaged pixel data: nothing to recover
+        image.close()
+        return None
+
+
+def _reduced(picture):
+    """The picture itself, or a box-reduced copy when a side exceeds FINGERPRINT_SIDE (the fingerprint reads a
+    32×32 summary: averaging blocks first moves it by a bit or two at most, and saves decoding work)."""
+    factor = math.ceil(max(picture.size) / FINGERPRINT_SIDE)
+    return picture if factor <= 1 else picture.reduce(factor)
 
 
 def after_trustmark(watermark_id: str | None, probe: str, algorithm: str, registry_url: str, trust_anchors: Sequence[str] = ()) -> dict | None:

@@ -183,13 +183,14 @@ def embed(spec: TrustMarkSpec, rgb: np.ndarray, watermark_id: str) -> np.ndarray
     return np.asarray(marked.convert("RGB"))
 
 
-def decoder_input(spec: TrustMarkSpec, rgb: np.ndarray) -> np.ndarray:
+def decoder_input(spec: TrustMarkSpec, picture) -> np.ndarray:
     """What TrustMark's decoder looks at: the centre (a square when the aspect ratio is over 2, as the package
-    does) resized to its decoding resolution. Computed without torch, so the bounded verify worker can make it."""
+    does) resized to its decoding resolution. Computed without torch, so the bounded verify worker can make it.
+    ``picture``: an HWC uint8 RGB array or an RGB PIL image."""
     from PIL import Image
 
-    height, width = rgb.shape[:2]
-    image = Image.fromarray(rgb)
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    width, height = image.size
     if spec.variant == "P" or max(width, height) / min(width, height) > 2.0:  # P always reads the centre square
         side = min(width, height)
         image = image.crop(((width - side) // 2, (height - side) // 2, (width - side) // 2 + side, (height - side) // 2 + side))

@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,8 +72,41 @@ def find_assertion(assertions: dict, name: str, required_key: str | None = None)
             return data
     return None
 MAX_VERIFY_BYTES = 50 * 1024 * 1024  # larger files get "too_large" at once, without being read
+MAX_LOOKUP_PIXELS = 4096 * 4096  # larger pictures are verified but not decoded for a registry lookup
 VERIFY_SECONDS = 20.0  # wall-clock limit of one verification
-VERIFY_MEMORY_BYTES = 1536 * 1024 * 1024  # address-space limit of the worker process
+VERIFY_MEMORY_BYTES = 1536 * 1024 * 1024  # address-space limit of the worker process (virtual: libraries map more than they touch)
+VERIFY_WORKING_SET = 300 * 1024 * 1024  # what one verification may hold in memory (bench/bench_verify.py measures it)
+
+
+def automatic_verify_slots() -> int:
+    """How many verifications may run at once when none is configured: one per core, and no more than a
+    quarter of the machine's memory allows at VERIFY_WORKING_SET each."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = 4 * 1024**3
+    return max(1, min(os.cpu_count() or 1, memory // 4 // VERIFY_WORKING_SET))
+
+
+class VerifySlots:
+    """A process-wide cap on concurrent verification workers (each may hold up to VERIFY_WORKING_SET)."""
+
+    def __init__(self, slots: int):
+        self.resize(slots)
+
+    def resize(self, slots: int) -> None:
+        self.slots = max(1, int(slots))
+        self._semaphore = threading.BoundedSemaphore(self.slots)
+
+    def __enter__(self):
+        self._semaphore.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._semaphore.release()
+
+
+VERIFY_SLOTS = VerifySlots(automatic_verify_slots())
 
 VERDICT_TEXT = {
     "trusted": "Valid Content Credentials from a trusted signer.",
@@ -555,15 +589,18 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
 RECOVER_WHEN = ("no_credentials", "unreadable_manifest", "tampered", "invalid")
 
 
-def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: Sequence[str] = (), trustmark=None) -> Verification:
+def check(data: bytes, trust_anchors: list[str], registry_url: str | None, identity_anchors: Sequence[str] = (), trustmark=None, max_pixels: int = MAX_LOOKUP_PIXELS) -> Verification:
     """verify_bytes, then, when the file's own credentials are missing or broken, recovery from the registry.
-    With a TrustMarkSpec and nothing recovered otherwise, ``trustmark_probe`` carries what its reader needs."""
+    With a TrustMarkSpec and nothing recovered otherwise, ``trustmark_probe`` carries what its reader needs.
+    A picture over ``max_pixels`` is not decoded for the lookup; the result says so."""
     result = verify_bytes(data, trust_anchors, identity_anchors)
     if registry_url and result.verdict in RECOVER_WHEN:
-        from .recovery import search
+        from .recovery import TooManyPixels, search
 
         try:
-            result.recovered, result.trustmark_probe = search(data, registry_url, trust_anchors, trustmark)
+            result.recovered, result.trustmark_probe = search(data, registry_url, trust_anchors, trustmark, max_pixels)
+        except TooManyPixels as refused:
+            result.problems.append(str(refused))
         except Exception as error:  # noqa: BLE001 - recovery is extra; the verdict stands, and says the lookup failed
             _lookup_failed(result, error)
     return result
@@ -625,10 +662,10 @@ def _child_env() -> dict:
 
 
 def _worker_main() -> None:
-    """``python -m aipic.verify PATH MAX_BYTES MEMORY [REGISTRY_URL]``, trust anchors as JSON on stdin, the result
-    as JSON on stdout. A fresh interpreter that imports only what checking needs: no torch, no app, no threads."""
+    """``python -m aipic.verify PATH MAX_BYTES MEMORY``; the trust anchors and the registry URL as JSON on stdin
+    (never on the command line, which every user of the machine can read: the URL may hold a password), the
+    result as JSON on stdout. A fresh interpreter that imports only what checking needs: no torch, no app."""
     path, max_bytes, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    registry_url = sys.argv[4] if len(sys.argv) > 4 else None
     trustmark = None
     try:
         import resource
@@ -637,6 +674,7 @@ def _worker_main() -> None:
     except (ImportError, ValueError, OSError):
         pass
     anchors = json.loads(sys.stdin.read() or "{}")
+    registry_url = anchors.get("registry_url")
     if anchors.get("trustmark"):
         from .trustmark_marks import TrustMarkSpec
 
@@ -644,7 +682,7 @@ def _worker_main() -> None:
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
-        result = check(data, anchors.get("claim", []), registry_url, anchors.get("identity", []), trustmark)
+        result = check(data, anchors.get("claim", []), registry_url, anchors.get("identity", []), trustmark, anchors.get("max_pixels") or MAX_LOOKUP_PIXELS)
     except MemoryError:
         result = Verification("unreadable", "Checking this file needed more memory than allowed: it is not a well-formed image.")
     except OSError as error:
@@ -652,10 +690,11 @@ def _worker_main() -> None:
     sys.stdout.write(json.dumps({**result.to_dict(), "trustmark_probe": result.trustmark_probe}))
 
 
-def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: Sequence[str] = (), trustmark=None) -> Verification:
+def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry_url: str | None = None, max_bytes: int = MAX_VERIFY_BYTES, seconds: float = VERIFY_SECONDS, memory: int = VERIFY_MEMORY_BYTES, isolate: bool = True, identity_anchors: Sequence[str] = (), trustmark=None, max_pixels: int = MAX_LOOKUP_PIXELS) -> Verification:
     """Verify a file with bounded size, time and memory: hostile files get a quick verdict, never a stall.
 
-    The check runs in a separate process with an address-space limit and is killed after ``seconds``.
+    The check runs in a separate process with an address-space limit and is killed after ``seconds``; at most
+    VERIFY_SLOTS such processes run at once (the others wait for a slot before their time starts).
     ``identity_anchors``: the identity CAs whose certificates aipic checks itself for CAWG identities.
     ``trustmark``: a TrustMarkSpec, to read a TrustMark watermark when nothing else recognises a copy.
     """
@@ -669,13 +708,16 @@ def verify_file(path: str | Path, trust_anchors: Sequence[str] = (), *, registry
     if size > max_bytes:
         return Verification("too_large", f"{VERDICT_TEXT['too_large']} It is {size / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB are checked.")
     if not isolate:
-        result = check(path.read_bytes(), list(trust_anchors), registry_url, list(identity_anchors), trustmark)
+        result = check(path.read_bytes(), list(trust_anchors), registry_url, list(identity_anchors), trustmark, max_pixels)
         if result.trustmark_probe and registry_url:
             _read_trustmark(result, trustmark, registry_url, trust_anchors, isolate=False)
         return result
-    command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory), *([registry_url] if registry_url else [])]
+    command = [sys.executable, "-m", "aipic.verify", str(path), str(max_bytes), str(memory)]
+    request = {"claim": list(trust_anchors), "identity": list(identity_anchors), "trustmark": trustmark.__dict__ if trustmark else None,
+               "registry_url": registry_url, "max_pixels": max_pixels}
     try:
-        done = subprocess.run(command, input=json.dumps({"claim": list(trust_anchors), "identity": list(identity_anchors), "trustmark": trustmark.__dict__ if trustmark else None}), capture_output=True, text=True, timeout=seconds, env=_child_env())
+        with VERIFY_SLOTS:
+            done = subprocess.run(command, input=json.dumps(request), capture_output=True, text=True, timeout=seconds, env=_child_env())
     except subprocess.TimeoutExpired:
         log.warning("verification stopped after %.0f s", seconds)
         return Verification("unreadable", f"Checking this file took longer than {seconds:.0f} s, so it was stopped: it is not a well-formed image.")

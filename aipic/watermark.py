@@ -103,17 +103,41 @@ def embed(rgb: np.ndarray, watermark_id: str) -> np.ndarray:
     return _to_rgb(y, u, v)
 
 
-def read_bits(rgb: np.ndarray) -> np.ndarray | None:
-    """The 48 payload bits as the image carries them (always some bits), or None for an image too small."""
-    import pywt
+# The U channel from RGB in one matrix product (the coefficients of _u_channel folded together).
+_U_FROM_RGB = np.array([-0.492 * 0.299, -0.492 * 0.587, 0.492 * (1 - 0.114)], dtype=np.float32)
+_STRIP_ROWS = 256  # rows converted at a time: reading never holds a full-size float copy of the picture
+
+
+def approximation_band(picture) -> np.ndarray:
+    """The Haar approximation band of the picture's U channel (float32, half the size on each side), as
+    ``pywt.dwt2(u, "haar")[0]`` gives it, computed strip by strip from an HWC uint8 array or a PIL image: reading
+    a 16-megapixel upload needs this quarter-size band, not float copies of the whole picture."""
+    if isinstance(picture, np.ndarray):
+        height, width = picture.shape[:2]
+    else:
+        width, height = picture.size
+    h4, w4 = height // 4 * 4, width // 4 * 4
+    band = np.empty((h4 // 2, w4 // 2), dtype=np.float32)
+    for top in range(0, h4, _STRIP_ROWS):
+        bottom = min(top + _STRIP_ROWS, h4)
+        if isinstance(picture, np.ndarray):
+            strip = picture[top:bottom, :w4, :3]
+        else:
+            strip = np.asarray(picture.crop((0, top, w4, bottom)).convert("RGB"))
+        u = strip.astype(np.float32) @ _U_FROM_RGB + np.float32(128.0)
+        band[top // 2 : bottom // 2] = (u[0::2, 0::2] + u[0::2, 1::2] + u[1::2, 0::2] + u[1::2, 1::2]) * np.float32(0.5)
+    return band
+
+
+def read_bits(picture) -> np.ndarray | None:
+    """The 48 payload bits as the picture (an HWC uint8 RGB array or a PIL image) carries them (always some
+    bits), or None for a picture too small. Works in float32 on the approximation band only."""
     from scipy.fft import dctn
 
-    height, width = rgb.shape[:2]
+    width, height = (picture.shape[1], picture.shape[0]) if isinstance(picture, np.ndarray) else picture.size
     if not can_mark(width, height):
         return None
-    _, u, _ = _u_channel(rgb)
-    approx, _ = pywt.dwt2(u[: height // 4 * 4, : width // 4 * 4], "haar")
-    blocks = _blocks(approx)
+    blocks = _blocks(approximation_band(picture))
     sigma = np.linalg.svd(dctn(blocks, axes=(1, 2), norm="ortho"), compute_uv=False)[:, 0]
     # Soft votes: a 0 is written a quarter of the way into its quantisation step, a 1 three quarters, so
     # -sin(2π·phase) is -1 for a clean 0 and +1 for a clean 1, and a block that compression pushed near a
@@ -125,9 +149,9 @@ def read_bits(rgb: np.ndarray) -> np.ndarray | None:
     return (sums > 0).astype(np.float64)
 
 
-def read(rgb: np.ndarray) -> str | None:
-    """The watermark id an image carries, if its CRC checks out."""
-    bits = read_bits(rgb)
+def read(picture) -> str | None:
+    """The watermark id a picture (an HWC uint8 RGB array or a PIL image) carries, if its CRC checks out."""
+    bits = read_bits(picture)
     return None if bits is None else id_from_bits(bits)
 
 

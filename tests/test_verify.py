@@ -247,3 +247,70 @@ def test_a_deployment_signs_its_assertions_in_the_namespace_it_controls(tmp_path
     monkeypatch.setenv("AIPIC_ASSERTION_NAMESPACE", "c2pa.mine")
     with pytest.raises(ConfigError, match="reverse domain name you control"):
         AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "other")
+
+
+def test_the_registry_url_never_reaches_the_workers_command_line(tmp_path, monkeypatch):
+    """The URL may carry a PostgreSQL password: every user of the machine can read a process's argv."""
+    import aipic.verify as verifying
+    from aipic.registry import Registry
+
+    Registry.for_home(tmp_path).close()
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    seen = []
+    real_run = subprocess.run
+
+    def run(command, **kwargs):
+        seen.append((command, kwargs.get("input") or ""))
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(verifying.subprocess, "run", run)
+    picture = tmp_path / "plain.png"
+    make_image(64, 64).save(picture)
+    assert verify_file(picture, registry_url=url).verdict == "no_credentials"
+    [(command, given)] = seen
+    assert url not in " ".join(command) and url in given
+
+
+def test_large_pictures_are_looked_up_within_the_pixel_limit_and_refused_above_it(tmp_path):
+    """The registry lookup decodes a picture only up to the pixel limit (the app's upload limit): a 4096×4096
+    file is looked up; an 8000×8000 one is refused from its header and the result says so.
+    bench/bench_verify.py measures the memory each takes (target: under 300 MB)."""
+    from PIL import Image
+
+    from aipic.registry import Registry
+
+    Registry.for_home(tmp_path).close()
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    big, huge = tmp_path / "big.png", tmp_path / "huge.png"
+    Image.new("RGB", (4096, 4096), (40, 90, 160)).save(big)
+    Image.new("L", (8000, 8000)).save(huge, compress_level=9)
+    looked_up = verify_file(big, registry_url=url)
+    assert looked_up.verdict == "no_credentials" and looked_up.problems == []
+    refused = verify_file(huge, registry_url=url)
+    assert refused.verdict == "no_credentials"
+    assert refused.problems == ["The picture is 8000×8000; pictures over 16,777,216 pixels are not compared with the registry."]
+
+
+def test_concurrent_verifications_wait_for_a_slot():
+    import threading
+
+    from aipic.verify import VerifySlots
+
+    slots, inside, most = VerifySlots(2), [0], [0]
+    lock = threading.Lock()
+
+    def one():
+        with slots:
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2

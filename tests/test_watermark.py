@@ -65,3 +65,17 @@ def test_outputs_carry_the_mark_as_a_soft_binding_or_say_why_not(tiny_pipeline, 
     assert {b["alg"] for b in bindings} == {"org.aipic.phash64", watermark.ALGORITHM}
     assert small.watermark_id is None
     assert tiny_pipeline.verify(small.path).contributions["model"]["watermark"] == "not marked: smaller than 256×256"
+
+
+def test_the_reader_works_strip_by_strip_in_float32_and_agrees_with_the_transform():
+    """The reader never holds a full-size float copy: its Haar band, computed in strips from an array or a PIL
+    image, is PyWavelets' dwt2 approximation of the U channel to float32 precision."""
+    import pywt
+
+    rgb = np.random.default_rng(1).integers(0, 256, (600, 402, 3), dtype=np.uint8)
+    _, u, _ = watermark._u_channel(rgb)
+    expected = pywt.dwt2(u[:600, :400], "haar")[0]
+    band = watermark.approximation_band(rgb)
+    assert band.dtype == np.float32 and band.shape == expected.shape
+    assert np.abs(band - expected).max() < 1e-3
+    assert np.array_equal(watermark.approximation_band(Image.fromarray(rgb)), band)
