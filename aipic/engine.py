@@ -268,7 +268,8 @@ class Record:
     manifest_store: bytes | None = None
     manifest_label: str | None = None
     sha256: str | None = None
-    path: Path | None = None
+    path: Path | None = None  # where the output is published (its registry path)
+    staged: Path | None = None  # where it is written first, never served, until its registry row is committed
     width: int = 0
     height: int = 0
     error: BaseException | None = None

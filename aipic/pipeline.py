@@ -241,6 +241,13 @@ class AipicPipeline:
             log.info("retention: deleted %d output files older than %g days (their manifests stay in the registry)", len(deleted), days)
         return len(deleted)
 
+    def reconcile_outputs(self):
+        """At start: publish or remove what a crash left in staging, and quarantine files in the output folder
+        that the registry does not know (aipic.publish). The app runs this before it serves anything."""
+        from .publish import reconcile
+
+        return reconcile(self.output_dir, self.registry, self.home / "quarantine")
+
     def check_home(self) -> None:
         """Fail at start, in plain words, when the home or the output folder cannot be written."""
         import tempfile

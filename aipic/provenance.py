@@ -8,7 +8,6 @@ bias audit, next to the standard c2pa.actions assertion.
 import hashlib
 import secrets
 import io
-import os
 import threading
 from dataclasses import dataclass, field
 from collections.abc import Sequence
@@ -80,6 +79,9 @@ class Ingredient:
 
     def notice(self) -> str:
         """What to tell the person about this upload's own credentials, or ''."""
+        if self.credentials == "unchecked":
+            return (f"The {self.role or 'upload'} could not be read by the Content Credentials reader (the file is damaged); "
+                    "its pixels were used without any credentials it may carry, and this output's credentials say so.")
         if self.credentials == "unreadable_manifest":
             return (f"The {self.role or 'upload'}'s Content Credentials are damaged and cannot be read; it was used without them, "
                     "and this output's credentials say so.")
@@ -266,25 +268,12 @@ def make_ingredient(source, image, title: str, relationship: str, role: str, tru
     else:
         check = verify_bytes(data, list(trust_anchors))
     upload_sha256 = hashlib.sha256(data).hexdigest()
-    if check.verdict == "unreadable_manifest":
+    if check.verdict in ("unreadable_manifest", "unreadable", "too_large"):
+        # C2PA cannot parse the file (damaged credentials, or a damaged file that an image decoder still reads):
+        # no manifest can reference it, so its pixels go in as a PNG and the upload is recorded as such.
         data, mime = png_bytes(image), "image/png"
     verdict = check.verdict if check.verdict not in ("unreadable", "too_large") else "unchecked"
     return Ingredient(title=title, relationship=relationship, data=data, format=mime, role=role, credentials=verdict, codes=list(check.codes), upload_sha256=upload_sha256, terms=check.terms, rights=check.rights)
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Write to a .part file, flush it to disk, then rename: a crash or a full disk never leaves a file that looks whole."""
-    temporary = path.with_name(path.name + ".part")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---- verification (aipic.verify; re-exported here) ---------------------------------------------------------

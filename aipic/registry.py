@@ -176,6 +176,13 @@ class Registry:
         found = self.get(best[0]) if best else None
         return (found, best[1]) if found is not None and best is not None else None
 
+    def known_paths(self, paths: list[str]) -> set[str]:
+        """Those of these file paths that a recorded output has (indexed: the app checks its folder at start)."""
+        if not paths:
+            return set()
+        with self.engine.connect() as connection:
+            return set(connection.execute(sa.select(outputs.c.path).where(outputs.c.path.in_(paths))).scalars())
+
     def older_than(self, cutoff: datetime.datetime) -> list[Entry]:
         """Outputs whose file is still on disk and was made before ``cutoff`` (retention)."""
         with self.engine.connect() as connection:

@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from . import provenance
+from . import provenance, publish
 from .engine import Job, Record
 from .errors import AipicError, ConfigError, StageFailed
 from .generate import run_diffusion_batch, to_uint8
@@ -236,7 +236,9 @@ def output_name(task: str, seed: int, output_format: str) -> str:
 
 
 class StoreStage:
-    """Write each signed file atomically under <output dir>/<UTC day>/; a crash never leaves a half file that looks valid."""
+    """Write each signed file durably under its staging name (aipic.publish), which is never served; the
+    registry stage records it and only then renames it into <output dir>/<UTC day>/. A crash never leaves a half
+    file that looks valid, nor a published file the registry does not know."""
 
     name, gpu = "store", False
 
@@ -245,20 +247,19 @@ class StoreStage:
 
     def process(self, records: list[Record]) -> None:
         for record in records:
-            day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-            directory = Path(record.job.output_dir or self._default_dir()) / day
+            assert record.path is not None and record.data is not None  # named and signed by EncodeSignStage
+            final = publish.final_path(Path(record.job.output_dir or self._default_dir()), record.path.name)
             try:
-                directory.mkdir(parents=True, exist_ok=True)
-                assert record.path is not None and record.data is not None  # named and signed by EncodeSignStage
-                record.path = provenance.write_atomically(directory / record.path.name, record.data)
+                record.staged = publish.stage(final, record.data)
             except OSError as error:
                 raise StageFailed(f"Could not save the signed output ({error.strerror or error}); nothing was published.") from None
-            record.data = None
+            record.path, record.data = final, None
 
 
 class RegistryStage:
-    """Record every output in the provenance registry before anyone gets it. If the record cannot be committed,
-    the file is removed and the request fails: no output exists that the registry does not know."""
+    """Record every output in the provenance registry, then publish it (rename it from staging into its folder).
+    If the record cannot be committed, the staged file is removed and the request fails; if the rename fails,
+    the record is marked deleted: no output exists that the registry does not know."""
 
     name, gpu = "registry", False
 
@@ -270,16 +271,23 @@ class RegistryStage:
 
         for record in records:
             job = record.job
-            assert record.mime and record.sha256 and record.fingerprint and record.path  # set by the stages before
+            assert record.mime and record.sha256 and record.fingerprint and record.path and record.staged  # set by the stages before
             entry = Entry(
                 id=record.id, created_at=datetime.datetime.now(datetime.timezone.utc), task=job.task, model=job.model.name,
                 mime=record.mime, file_sha256=record.sha256, manifest_label=record.manifest_label or "", manifest_store=record.manifest_store or b"",
                 watermark_id=record.watermark_id, fingerprint=record.fingerprint, path=str(record.path), file_deleted_at=None,
             )
+            registry = self._registry()
             try:
-                self._registry().record(entry, record.fingerprints)
+                registry.record(entry, record.fingerprints)
             except Exception as error:  # noqa: BLE001
-                Path(record.path).unlink(missing_ok=True)
+                record.staged.unlink(missing_ok=True)
                 log.error("registry commit failed (%s); the output was removed", type(error).__name__)
                 raise StageFailed("The output could not be recorded in the provenance registry, so it was not published. Please try again.") from None
-            record.manifest_store = None
+            try:
+                publish.publish(record.staged, record.path)
+            except OSError as error:
+                record.staged.unlink(missing_ok=True)
+                registry.mark_deleted([record.id])
+                raise StageFailed(f"Could not publish the signed output ({error.strerror or error}); nothing was published.") from None
+            record.manifest_store, record.staged = None, None

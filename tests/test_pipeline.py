@@ -205,3 +205,20 @@ def test_an_unwritable_home_is_a_clear_error_at_start(tmp_path):
         home.mkdir(mode=0o500)
     with pytest.raises(ConfigError, match="aipic cannot write to .*Choose a writable folder"):
         AipicPipeline(models_mode="tiny", device="cpu", home=home).check_home()
+
+
+def test_a_damaged_png_upload_is_used_as_its_pixels_and_the_person_told(tiny_pipeline, fresh_outputs, tmp_path, capsys):
+    """A PNG without its end chunk: image decoders read it, C2PA cannot parse it. It is used without any
+    credentials it may carry (said plainly), never a failed request; the CLI prints one warning, no traceback."""
+    from aipic.cli import main
+
+    upload = tmp_path / "cut.png"
+    png = png_of(make_image(96, 64, seed=5))
+    upload.write_bytes(png[: png.rindex(b"IEND") - 4])
+    outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3, steps=2), upload)
+    assert any("could not be read by the Content Credentials reader" in warning for warning in outcome.warnings)
+    result = tiny_pipeline.verify(outcome.items[0].path)
+    assert result.verdict == "trusted" and result.contributions["human"]["uploads"][0]["credentials"] == "unchecked"
+    assert main(["img2img", str(upload), "as a watercolour", "--steps", "2", "--models", "tiny", "--device", "cpu", "--home", str(tmp_path / "cli-home")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "could not be read by the Content Credentials reader" in err

@@ -15,6 +15,7 @@ import uuid
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import inspect as sa_inspect
 
 from aipic.generate import GenerationRequest
 from aipic.pipeline import AipicPipeline
@@ -245,3 +246,73 @@ def test_retention_deletes_old_files_but_keeps_their_manifests(recorded, tmp_pat
     assert recovered["output_id"] == old.id and recovered["original_file"] == "deleted (retention)"
     assert recovered["original_manifest"] == "signature valid, trusted signer"
     assert recorded.apply_retention(days=0) == 0  # 0: keep everything
+
+
+def test_an_output_is_neither_published_nor_served_before_its_record_commits(tmp_path):
+    """While another connection holds the registry's write lock, the signed file exists only under its staging
+    name (which the app never serves); once the row commits, it is renamed into its day folder."""
+    import sqlite3
+
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home")
+    try:
+        _ = pipeline.registry
+        blocker = sqlite3.connect(tmp_path / "home" / "registry.sqlite3", timeout=30)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        outcome: list = []
+        thread = threading.Thread(target=lambda: outcome.append(pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64))))
+        thread.start()
+        outputs = tmp_path / "home" / "outputs"
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=120)
+        while not list((outputs / ".staging").rglob("*.png")):
+            assert datetime.datetime.now() < deadline, "nothing was staged"
+            threading.Event().wait(0.05)
+        published = [p for p in outputs.rglob("*.png") if ".staging" not in p.parts]
+        assert published == []  # nothing under a served name while the record waits
+        blocker.rollback()
+        blocker.close()
+        thread.join(timeout=120)
+        [item] = outcome[0].items
+        assert item.path.parent.parent == outputs.resolve() and item.path.is_file()
+        assert pipeline.registry.get(item.id).path == str(item.path)
+        assert not list((outputs / ".staging").rglob("*.png"))
+    finally:
+        pipeline.close()
+
+
+def test_the_app_start_reconciles_the_output_folder_with_the_registry(tmp_path):
+    """After a crash: a staged file whose row committed is published, one without a row is removed, and a file
+    the registry does not know is moved to the quarantine (never served); recorded outputs stay."""
+    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home")
+    try:
+        [kept, interrupted] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, batch=2)).items
+        outputs = (tmp_path / "home" / "outputs").resolve()
+        day = kept.path.parent.name
+        staging = outputs / ".staging" / day
+        staging.mkdir(parents=True, exist_ok=True)
+        os.replace(interrupted.path, staging / interrupted.path.name)  # the crash came between its commit and its rename
+        (staging / "aipic-never-recorded.png").write_bytes(b"signed but never recorded")
+        (outputs / day / "aipic-half.png.part").write_bytes(b"half a file")
+        stranger = outputs / day / "aipic-unrecorded.png"
+        stranger.write_bytes(b"left by an older aipic")
+        old = datetime.datetime.now().timestamp() - 3600
+        for path in (*staging.iterdir(), outputs / day / "aipic-half.png.part"):
+            os.utime(path, (old, old))
+        done = pipeline.reconcile_outputs()
+        assert (done.published, done.removed, done.quarantined) == (1, 2, 1)
+        assert kept.path.is_file() and interrupted.path.is_file() and not list(staging.iterdir())
+        assert not stranger.exists() and (tmp_path / "home" / "quarantine" / day / stranger.name).read_bytes() == b"left by an older aipic"
+        assert pipeline.reconcile_outputs() == type(done)()  # a second start finds nothing to do
+    finally:
+        pipeline.close()
+
+
+def test_known_paths_are_looked_up_by_index(url):
+    registry = Registry(url)
+    try:
+        registry.record(entry(7))
+        assert registry.known_paths(["/x/7.png", "/x/8.png"]) == {"/x/7.png"} and registry.known_paths([]) == set()
+        with registry.engine.connect() as connection:
+            indexes = sa_inspect(connection).get_indexes("outputs")
+        assert any(index["column_names"] == ["path"] for index in indexes)
+    finally:
+        registry.close()
