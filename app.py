@@ -14,9 +14,11 @@ import threading
 import logging
 import os
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+from gradio import utils as gradio_utils
 
 from aipic import authorship
 from aipic.errors import AipicError
@@ -24,8 +26,9 @@ from aipic.engine import EngineSettings
 from aipic.generate import GenerationRequest
 from aipic.images import OUTPUT_FORMATS
 from aipic.pipeline import AipicPipeline
+from aipic.publish import STAGING
 from aipic.ratelimit import RateLimiter
-from aipic.verify import badge_html
+from aipic.verify import VERIFY_SLOTS, badge_html
 from aipic.style import StyleRequest
 from aipic.webui import (  # noqa: F401 - re-exported for callers of app
     DARK_MODE_JS,
@@ -38,9 +41,13 @@ from aipic.webui import (  # noqa: F401 - re-exported for callers of app
     client_of,
     credentials_view,
     gpu_call,
+    keep_inputs_out_of_errors,
     outcome_outputs,
     rate_limit_from_env,
+    trusted_proxies_from_env,
+    verify_slots_from_env,
     signed_in_account,
+    tell_waiting_clients,
     user_errors,
 )
 
@@ -332,7 +339,8 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                 v_report = gr.Markdown(elem_id="verify-report")
                 v_json = gr.JSON(label="Details")
                 # Verify as soon as a file arrives (the server has it then), and again on the button.
-                gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json], api_name="verify")
+                gr.on([v_file.upload, v_go.click], verify, v_file, [v_report, v_json], api_name="verify",
+                      concurrency_id="verify", concurrency_limit=VERIFY_SLOTS.slots)  # each verification may hold up to 300 MB
 
         tail = [history, history_gallery]
         t_event = generate.click(text_to_image, [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *t_rights, t_model, history],
@@ -375,21 +383,34 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks):
     def metrics():
         return Response(pipeline.engine.metrics.render(), media_type=pipeline.engine.metrics.content_type)
 
+    secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.home / "registry.sqlite3"]
+    for served in (pipeline.output_dir, Path(gradio_utils.get_upload_folder())):
+        inside = [path for path in secrets if gradio_utils.is_in_or_equal(path.resolve(), served.resolve())]
+        if inside:
+            raise AipicError(f"The signing keys and the registry must not lie inside a folder the app serves ({served}); choose another home with --home or AIPIC_HOME.")
     # The engine batches across requests: let as many events reach it at once as fit in one GPU batch,
     # instead of Gradio serialising them first (the queue's default is one event at a time).
     # api_open=False: every request goes through the queue (and its max_size); /gradio_api/run/… is closed.
     demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64, api_open=False)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         server,
         demo,
         path="",
         auth=auth_from_env(),
         auth_message="Sign in: your outputs will name you as their author.",
         allowed_paths=[str(pipeline.output_dir)],
-        blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup")],
+        blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup"), str(pipeline.home / "quarantine"), str(pipeline.output_dir / STAGING)],
         max_file_size="25mb",
         footer_links=["api"],
+        show_error=False,  # mount's default is True: an internal error's text (a server path) would reach the client
     )
+    # Gradio accepts an input file only if it uploaded it (or it is a static output) once ``has_launched`` is
+    # set, which only launch() does: without it a client could name any server file (the CA key) as an input
+    # and Gradio would copy it into its cache and serve it. Mounted apps must set it themselves
+    # (tests/test_app_security.py keeps it from being lost in a Gradio upgrade).
+    demo.has_launched = True
+    keep_inputs_out_of_errors(demo)
+    return app
 
 
 def main(argv=None):
@@ -419,19 +440,40 @@ def main(argv=None):
             output_format=args.output_format,
             compile=args.compile,
         )
+        trusted_proxies = trusted_proxies_from_env()
+        slots = verify_slots_from_env()
+        if slots:
+            VERIFY_SLOTS.resize(slots)
         pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=args.home, settings=settings)
         pipeline.check_home()
-        _ = pipeline.identity  # make or load the signing identity now, not on the first request
+        pipeline.reconcile_outputs()  # nothing is served that the registry does not know, after a crash too
+        _ = pipeline.identity, pipeline.identity_authority  # make or load the signing and identity CAs now, not on the first request
         demo = build_app(pipeline)
+        server = make_server_app(pipeline, demo)
         pipeline.warm_up()
     except AipicError as error:
         raise SystemExit(f"aipic: error: {error}")
-    server = make_server_app(pipeline, demo)
     start_retention(pipeline)
     import uvicorn
+    from starlette.routing import Mount
+
+    gradio_app = next((route.app for route in server.routes if isinstance(route, Mount)), None)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            """A stop (SIGTERM, Ctrl-C) logs one line: the waiting clients are told first, so their streams
+            end by themselves before the grace period instead of being cut (a traceback each)."""
+            if not self.should_exit:
+                told = tell_waiting_clients(demo, gradio_app)
+                log.info("aipic stopping (signal %d): %d request(s) in progress were told the server is stopping", sig, told)
+            super().handle_exit(sig, frame)
 
     log.info("aipic on http://%s:%d (metrics at /metrics)", args.host, args.port)
-    uvicorn.run(server, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    # Forwarded headers name the client only when they come from a proxy the operator trusts (uvicorn would
+    # otherwise believe any local process's X-Forwarded-For, and the rate limit with it).
+    config = uvicorn.Config(server, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5,
+                            proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
+    Server(config).run()
 
 
 def __getattr__(name):

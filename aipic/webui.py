@@ -5,6 +5,7 @@ does not."""
 import functools
 import logging
 import os
+import re
 
 import gradio as gr
 
@@ -57,6 +58,15 @@ def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 - stands in for gr.Slide
     return _lenient(gr.Slider(*args, **kwargs))
 
 
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"`<>]+/)+([^\s/'\"`<>]*)")
+
+
+def without_server_paths(text: str) -> str:
+    """A message with every absolute path reduced to its file name: what the server's folders are called (its
+    home, its caches) is never shown to a client, whatever a library put in an error."""
+    return _SERVER_PATH.sub(lambda match: match.group(1) or "…", text)
+
+
 def user_errors(handler):
     """Show AipicError messages to the person; log anything unexpected and show a plain message, never a traceback."""
 
@@ -65,8 +75,9 @@ def user_errors(handler):
         try:
             return handler(*args, **kwargs)
         except AipicError as error:
-            raise gr.Error(str(error), title=ERROR_TITLES.get(type(error).__name__, "Cannot do that"), print_exception=False) from None
-        except gr.Error:
+            raise gr.Error(without_server_paths(str(error)), title=ERROR_TITLES.get(type(error).__name__, "Cannot do that"), print_exception=False) from None
+        except gr.Error as error:
+            error.message = without_server_paths(str(error.message))
             raise
         except Exception as error:  # noqa: BLE001
             log.exception("unexpected error in %s", handler.__name__)
@@ -168,6 +179,65 @@ def auth_from_env() -> list[tuple[str, str]] | None:
             raise AipicError("AIPIC_AUTH takes user:password pairs separated by commas.")
         pairs.append((user, password))
     return pairs or None
+
+
+def keep_inputs_out_of_errors(demo: gr.Blocks) -> None:
+    """A request with too few inputs gets a plain error. Gradio's own names the inputs it got, a prompt
+    included, and prints it to the server's log: user text never goes to the logs."""
+    original = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs):
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} inputs; the request gave {len(inputs)}.", title="Please check your input", print_exception=False)
+        return original(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs  # type: ignore[method-assign]
+
+
+STOPPING_MESSAGE = "The server is stopping (a restart or an update); nothing from this request was published. Please try again in a minute."
+
+
+def tell_waiting_clients(demo: gr.Blocks, gradio_app=None) -> int:
+    """When the server is asked to stop: every client still waiting on an event gets a plain "stopping" result,
+    so its stream ends by itself instead of being cut at the grace timeout (which logs a traceback per client);
+    the browsers' heartbeat streams end too. Returns how many requests were told."""
+    from gradio.server_messages import ProcessCompletedMessage
+
+    queue = demo._queue
+    told = 0
+    for session, event_ids in list(queue.pending_event_ids_session.items()):
+        messages = queue.pending_messages_per_session.get(session)
+        if messages is None:
+            continue
+        for event_id in list(event_ids):
+            message = ProcessCompletedMessage(output={"error": STOPPING_MESSAGE, "title": "Stopped", "visible": True}, success=False, title="Stopped")
+            message.event_id = event_id
+            messages.put_nowait(message)
+            told += 1
+    if gradio_app is not None:
+        gradio_app.stop_event.set()
+    return told
+
+
+def trusted_proxies_from_env() -> list[str]:
+    """AIPIC_TRUSTED_PROXIES: the addresses of the reverse proxies whose X-Forwarded-For header names the client
+    (comma-separated IPs or networks; * trusts every peer, right only when nothing but the proxy can connect).
+    Unset: no forwarded header is believed, from anyone, loopback included."""
+    return [item.strip() for item in os.environ.get("AIPIC_TRUSTED_PROXIES", "").split(",") if item.strip()]
+
+
+def verify_slots_from_env() -> int | None:
+    """AIPIC_VERIFY_CONCURRENCY: how many verifications run at once (unset: by cores and memory)."""
+    text = os.environ.get("AIPIC_VERIFY_CONCURRENCY", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise AipicError(f"AIPIC_VERIFY_CONCURRENCY must be a whole number of 1 or more (got {text!r}).")
+    return value
 
 
 def rate_limit_from_env() -> RateLimiter:

@@ -1,0 +1,183 @@
+"""The public app as an anonymous attacker meets it: server files named as inputs, forged forwarded headers,
+malformed calls, and a stop under load.
+
+Every request here goes through the queue exactly as the browser sends it (POST /gradio_api/queue/join, then the
+event stream), not through gradio_client, which would upload a local file instead of naming a server path.
+"""
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from PIL import Image
+
+from aipic.metrics import parse_text
+from conftest import running_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("attacked-home")) as started:
+        yield started
+
+
+def config(url) -> dict:
+    return json.loads(urllib.request.urlopen(url + "/config", timeout=30).read())
+
+
+def endpoint(url, api_name) -> tuple[int, list[int], list[int]]:
+    """(fn_index, the input component ids, the positions of the file-taking inputs) of a named endpoint."""
+    conf = config(url)
+    kinds = {component["id"]: component["type"] for component in conf["components"]}
+    dependency = next(d for d in conf["dependencies"] if d.get("api_name") == api_name)
+    inputs = dependency["inputs"]
+    return dependency["id"], inputs, [n for n, component in enumerate(inputs) if kinds[component] in ("image", "file")]
+
+
+def through_the_queue(url, fn_index: int, data: list, headers: dict | None = None) -> dict:
+    """Join the queue as the browser does and return the event's completion message."""
+    session = uuid.uuid4().hex[:12]
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}).encode()
+    join = urllib.request.Request(url + "/gradio_api/queue/join", data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    urllib.request.urlopen(join, timeout=30).read()
+    with urllib.request.urlopen(url + f"/gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
+        for line in stream:
+            text = line.decode().strip()
+            if text.startswith("data:"):
+                message = json.loads(text[5:])
+                if message.get("msg") in ("process_completed", "unexpected_error"):
+                    return message
+    raise AssertionError("the event stream ended without a result")
+
+
+def secrets_of(home) -> dict:
+    return {
+        "CA key": home / "keys" / "ca-key.pem",
+        "signer key": home / "keys" / "signer-key.pem",
+        "CA key backup": home / "keys-backup" / "ca-key.pem",
+        "registry": home / "registry.sqlite3",
+        "/etc/passwd": "/etc/passwd",
+    }
+
+
+@pytest.mark.parametrize("api_name", ["image_to_image", "style_transfer", "verify"])
+def test_a_server_path_named_as_an_input_is_refused_copied_nowhere_and_served_never(app, api_name):
+    url, home = app
+    fn_index, inputs, file_positions = endpoint(url, api_name)
+    assert file_positions, f"{api_name} takes a file"
+    secrets = secrets_of(home)
+    contents = {name: open(path, "rb").read() for name, path in secrets.items()}
+    for name, path in secrets.items():
+        for position in file_positions:
+            data = [None] * len(inputs)
+            data[position] = {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": "photo.png"}
+            message = through_the_queue(url, fn_index, data)
+            assert message.get("success") is False, f"{api_name} accepted {name}"
+            shown = json.dumps(message)
+            assert str(home) not in shown and str(path) not in shown and "BEGIN" not in shown, f"{api_name} told the client about {name}: {shown[:300]}"
+    cache = home / "gradio-cache"
+    for copied in (p for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else ():
+        assert copied.read_bytes() not in contents.values(), f"{copied} is a copy of a server secret"
+    for path in secrets.values():
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + f"/gradio_api/file={path}", timeout=30)
+        assert refused.value.code == 403
+
+
+def test_a_normal_upload_still_works(app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = app
+    picture = tmp_path / "holiday.png"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(picture)
+    report, details = Client(url, verbose=False).predict(handle_file(str(picture)), api_name="/verify")
+    assert details["verdict"] == "no_credentials" and "No Content Credentials" in report
+
+
+def test_outputs_are_served_but_staging_and_quarantine_are_not(app, tmp_path):
+    url, home = app
+    for folder in (home / "outputs" / ".staging", home / "quarantine"):
+        folder.mkdir(parents=True, exist_ok=True)
+        hidden = folder / "hidden.png"
+        Image.new("RGB", (8, 8)).save(hidden)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + f"/gradio_api/file={hidden}", timeout=30)
+        assert refused.value.code == 403
+    visible = home / "outputs" / "visible.png"
+    Image.new("RGB", (8, 8)).save(visible)
+    assert urllib.request.urlopen(url + f"/gradio_api/file={visible}", timeout=30).status == 200
+
+
+def test_too_few_inputs_get_a_plain_error_and_the_prompt_never_reaches_the_log(app):
+    url, home = app
+    secret = f"a secret prompt {uuid.uuid4().hex}"
+    request = urllib.request.Request(url + "/gradio_api/call/text_to_image", data=json.dumps({"data": [secret]}).encode(), headers={"Content-Type": "application/json"})
+    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    answer = urllib.request.urlopen(url + f"/gradio_api/call/text_to_image/{event_id}", timeout=60).read().decode()
+    assert "event: error" in answer and "takes 18 inputs; the request gave 1" in answer
+    time.sleep(0.5)
+    assert secret not in (home / "app.log").read_text()
+
+
+def _upload(url, path) -> dict:
+    """Upload a file as the browser does; its FileData for an input."""
+    boundary = uuid.uuid4().hex
+    data = open(path, "rb").read()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{os.path.basename(path)}\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "/gradio_api/upload", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    [server_path] = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    return {"path": server_path, "meta": {"_type": "gradio.FileData"}, "orig_name": os.path.basename(path)}
+
+
+@pytest.mark.parametrize("trusted, forwarded, passed", [
+    ("", ["203.0.113.1", "203.0.113.2", "203.0.113.3"], 2),  # forged headers from a local client change nothing
+    ("127.0.0.1", ["203.0.113.1", "203.0.113.2", "203.0.113.3"], 3),  # a trusted proxy's header names each client
+    ("127.0.0.1", ["203.0.113.9", "203.0.113.9", "203.0.113.9"], 2),  # …and the same client is limited
+])
+def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path_factory, trusted, forwarded, passed):
+    env = {"AIPIC_RATE_LIMIT": "2", **({"AIPIC_TRUSTED_PROXIES": trusted} if trusted else {})}
+    with running_app(tmp_path_factory.mktemp("proxy-home"), **env) as (url, _):
+        picture = tmp_path_factory.mktemp("upload") / "p.png"
+        Image.new("RGB", (32, 32), (9, 9, 9)).save(picture)
+        fn_index, inputs, _ = endpoint(url, "verify")
+        outcomes = [through_the_queue(url, fn_index, [_upload(url, picture)], headers={"X-Forwarded-For": address}) for address in forwarded]
+    ok = [message.get("success") for message in outcomes]
+    assert ok == [True] * passed + [False] * (len(forwarded) - passed)
+    if passed < len(forwarded):
+        assert "Too many requests from you" in json.dumps(outcomes[-1])
+
+
+def test_a_stop_under_load_logs_one_line_and_tells_the_waiting_clients(tmp_path_factory):
+    from gradio_client import Client
+
+    home = tmp_path_factory.mktemp("stopping-home")
+    results: list = []
+    with running_app(home, AIPIC_MAX_GPU_BATCH="4") as (url, _):
+        def one(n):
+            try:
+                Client(url, verbose=False).predict(f"a prompt {n}", "", n, 40, 0, 256, 256, 4, "png", api_name="/text_to_image")
+                results.append("done")
+            except Exception as error:  # noqa: BLE001 - the stop is what this test makes happen
+                results.append(str(error))
+
+        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        deadline = time.time() + 120
+        while "stage=generate" not in parse_text(urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()).get("aipic_gpu_batches_total", {}):
+            assert time.time() < deadline, "no batch ran"
+            time.sleep(0.2)  # wait until the first batch has run; the others are queued or on the GPU
+        before = len((home / "app.log").read_text().splitlines())
+    for thread in threads:
+        thread.join(timeout=60)
+    after = (home / "app.log").read_text().splitlines()[before:]
+    assert len(after) == 1 and "aipic stopping (signal 15)" in after[0], after
+    assert any("The server is stopping" in result for result in results), results
