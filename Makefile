@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint browser bench clean
+.PHONY: install run test test-fast lint browser bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install
 
 test: install browser lint
 	HF_HUB_OFFLINE=1 AIPIC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q $(ARGS)
+
+# The fast tier for a developer's loop: no app server, browser, subprocess, PostgreSQL or Ray (pytest -m "not slow").
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 bench: install
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)

@@ -5,12 +5,12 @@ Bad input prints one clear line to stderr and exits 2; no tracebacks.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from .data import suite_names
-from .errors import AipicError, BadInput, ModelUnavailable, StageFailed
+from aipic.common.data import suite_names
+from aipic.common.errors import AipicError, BadInput, ModelUnavailable, StageFailed
+from aipic.common.settings import Settings
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -50,7 +50,7 @@ def _author(args):
         return None
     if not (args.author_cert and args.author_key):
         raise BadInput("--author-cert and --author-key go together: your certificate chain and its private key.")
-    from .authorship import load_own_credential
+    from aipic.provenance.authorship import load_own_credential
 
     return load_own_credential(args.author_cert, args.author_key)
 
@@ -150,12 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pipeline(args, attributes=None):
-    from .audit import load_attribute_set
-    from .pipeline import AipicPipeline
+def settings_of(args) -> Settings:
+    """The one Settings of this command: the environment, then its options."""
+    return Settings.from_env(models_mode=getattr(args, "models", None), device=getattr(args, "device", None), home=Path(args.home) if getattr(args, "home", None) else None)
+
+
+def _pipeline(args, attributes=None, output_dir=None):
+    # Lazy: the pipeline imports torch and the models, which `aipic verify` and `aipic models` never need.
+    from aipic.audit.attributes import load_attribute_set
+    from aipic.pipeline import AipicPipeline
 
     attribute_set = load_attribute_set(attributes) if attributes else None
-    return AipicPipeline(attribute_set=attribute_set, models_mode=args.models, device=args.device, home=args.home, output_dir=args.out)
+    return AipicPipeline(settings_of(args), attribute_set=attribute_set, output_dir=output_dir)
 
 
 def _print_outcome(outcome, as_json: bool) -> None:
@@ -172,7 +178,7 @@ def _print_outcome(outcome, as_json: bool) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     if outcome.prompt_salt:
         print(f"Your prompt is recorded only as a salted hash. Keep this salt to prove later that you wrote it: {outcome.prompt_salt}")
-    from .authorship import licence_line
+    from aipic.provenance.authorship import licence_line
 
     for model in outcome.models:
         print(f"model: {model.get('label') or model.get('name')} — licence: {licence_line(model.get('license'))}")
@@ -189,7 +195,7 @@ def _outcome_exit(outcome) -> int:
 
 
 def _generation_request(args, strength=None):
-    from .generate import GenerationRequest
+    from aipic.generation.requests import GenerationRequest
 
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance,
@@ -200,20 +206,20 @@ def _generation_request(args, strength=None):
 
 def cmd_generate(args) -> int:
     author = _author(args)
-    outcome = _pipeline(args).text_to_image(_generation_request(args), args.model, author=author)
+    outcome = _pipeline(args, output_dir=args.out).text_to_image(_generation_request(args), args.model, author=author)
     _print_outcome(outcome, args.json)
     return _outcome_exit(outcome)
 
 
 def cmd_img2img(args) -> int:
     author = _author(args)
-    outcome = _pipeline(args).image_to_image(_generation_request(args, args.strength), args.init_image, args.model, author=author)
+    outcome = _pipeline(args, output_dir=args.out).image_to_image(_generation_request(args, args.strength), args.init_image, args.model, author=author)
     _print_outcome(outcome, args.json)
     return _outcome_exit(outcome)
 
 
 def cmd_style(args) -> int:
-    from .style import StyleRequest
+    from aipic.generation.requests import StyleRequest
 
     request = StyleRequest(content_image=args.content_image, style_image=args.style_image, steps=args.steps, size=args.size, style_weight=args.style_weight, content_weight=args.content_weight, seed=args.seed, output_format=args.format, record_upload_names=args.record_upload_names, **_rights_fields(args))
     author = _author(args)
@@ -225,18 +231,20 @@ def cmd_style(args) -> int:
             bar.n = done
             bar.refresh()
 
-        outcome = _pipeline(args).style_transfer(request, progress=progress, author=author)
+        outcome = _pipeline(args, output_dir=args.out).style_transfer(request, progress=progress, author=author)
     _print_outcome(outcome, args.json)
     return _outcome_exit(outcome)
 
 
 def cmd_verify(args) -> int:
     # Light imports only: verifying never loads torch or the models.
-    from .data import default_home
-    from .identity import local_trust_anchors
-    from .verify import check_pem_anchors, verify_file
+    from aipic.provenance.certificates import check_pem_anchors
+    from aipic.provenance.signing_identity import local_trust_anchors
+    from aipic.provenance.trustmark import for_verifying
+    from aipic.provenance.verify import verify_file
 
-    anchors = local_trust_anchors(Path(args.home or default_home()) / "keys")
+    settings = settings_of(args)
+    anchors = local_trust_anchors(settings.key_dir)
     for path in args.trust:
         try:
             text = Path(path).read_text()
@@ -245,20 +253,16 @@ def cmd_verify(args) -> int:
         anchors.append(check_pem_anchors(text, f"The trust anchor file {path}"))
     if (args.prompt is None) != (args.salt is None):
         raise BadInput("--prompt and --salt go together: the prompt you wrote and the salt printed when the image was made.")
-    from .registry import default_url
-
-    home = Path(args.home or default_home())
-    registry_url: str | None = default_url(home)
-    if registry_url and registry_url.startswith("sqlite:///") and not (home / "registry.sqlite3").is_file():
+    registry_url: str | None = settings.registry
+    if not settings.registry_url and not (settings.home / "registry.sqlite3").is_file():
         registry_url = None  # verifying never creates a registry
-    identity_ca = home / "keys" / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
+    identity_ca = settings.key_dir / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
     identity_anchors = [identity_ca.read_text()] if identity_ca.is_file() else []
-    from .trustmark_marks import for_verifying
-
-    trustmark = for_verifying(home) if registry_url else None
-    results = {path: verify_file(path, anchors, registry_url=registry_url, identity_anchors=identity_anchors, trustmark=trustmark) for path in args.files}
+    trustmark = for_verifying(settings) if registry_url else None
+    results = {path: verify_file(path, anchors, registry_url=registry_url, identity_anchors=identity_anchors, trustmark=trustmark, namespace=settings.assertion_namespace)
+               for path in args.files}
     if args.prompt is not None:
-        from .verify import prompt_matches
+        from aipic.provenance.verify import prompt_matches
 
         for result in results.values():
             matched = result.claims_verified and prompt_matches(result.contributions, args.prompt, args.salt)
@@ -275,24 +279,20 @@ def cmd_verify(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .report import load_suite, run_suite
+    from aipic.audit.classifier import load_validation
+    from aipic.audit.suites import load_suite, sample_size_notes
+    from aipic.pipeline.runs import run_suite
 
     suite = load_suite(args.suite)  # checked again against the attribute set once the pipeline has it
     out = Path(args.out) if args.out else Path("reports") / suite.name
-    from .report import sample_size_notes
-
     if args.seeds < 1:
         raise BadInput("--seeds must be at least 1.")
     for note in sample_size_notes(suite, args.seeds):
         print(note, file=sys.stderr)
-    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
+    pipeline = _pipeline(args, args.attributes)
     for note in pipeline.placeholder_notes():
         print(f"warning: {note}", file=sys.stderr)
-    validation = None
-    if args.validation:
-        from .validate import load_validation
-
-        validation = load_validation(args.validation)
+    validation = load_validation(args.validation) if args.validation else None
     paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume, validation=validation)
     if args.json:
         print(json.dumps({k: str(v) for k, v in paths.items()}))
@@ -306,18 +306,18 @@ def cmd_audit(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .catalog import load_catalog
-    from .models import resolve_mode
+    from aipic.models.catalog import load_catalog
 
     catalog = load_catalog()
+    mode = settings_of(args).models_mode
     listing = {
         section: {key: {"label": entry.label, "source": entry.source, "pretrained": entry.pretrained, "default": key == catalog.defaults[section]} for key, entry in entries.items()}
         for section, entries in catalog.entries.items()
     }
     if args.json:
-        print(json.dumps({"mode": resolve_mode(args.models), "catalog": listing}, indent=2))
+        print(json.dumps({"mode": mode, "catalog": listing}, indent=2))
         return EXIT_OK
-    print(f"model mode: {resolve_mode(args.models)}")
+    print(f"model mode: {mode}")
     for section, entries in listing.items():
         print(f"{section}:")
         for key, entry in entries.items():
@@ -327,20 +327,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .catalog import load_catalog
-    from .models import download_weights
+    from aipic.models.catalog import load_catalog
+    from aipic.models.loading import download_weights
+    from aipic.provenance import trustmark
 
+    settings = settings_of(args)
     if args.trustmark:
-        from .data import default_home
-        from .trustmark_marks import download, from_env
-
-        spec = from_env(args.home or default_home())
-        spec.check()
-        fetched = download(spec.folder, spec.variant)
+        spec = trustmark.for_settings(settings)
+        fetched = trustmark.download(spec.folder, spec.variant)
         print(f"TrustMark files in {spec.folder}: " + (", ".join(Path(path).name for path in fetched) + " fetched" if fetched else "already there"))
         return EXIT_OK
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+    if settings.hub_offline:
         raise ModelUnavailable("No network: HF_HUB_OFFLINE is set, so the model hub is not contacted. Unset it on a machine with network access, then run aipic download again.")
     try:
         fetched = download_weights(load_catalog())
@@ -374,10 +372,10 @@ def _emit_json(result: dict, args, pipeline, out_file: Path | None) -> bool:
 
 
 def cmd_audit_validate(args) -> int:
-    from .validate import validate
+    from aipic.pipeline.runs import validate_classifier
 
-    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}), args.attributes)
-    result = validate(pipeline, args.images, args.labels)
+    pipeline = _pipeline(args, args.attributes)
+    result = validate_classifier(pipeline, args.images, args.labels)
     if _emit_json(result, args, pipeline, Path(args.out) if args.out else None):
         return EXIT_OK
     print(f"{result['images']} labelled images; correction method: {result['correction_method']}")
@@ -391,9 +389,9 @@ def cmd_audit_validate(args) -> int:
 
 
 def cmd_audit_flips(args) -> int:
-    from .flips import run_flips
+    from aipic.pipeline.runs import run_flips
 
-    pipeline = _pipeline(argparse.Namespace(**{**vars(args), "out": None}))
+    pipeline = _pipeline(args)
     result = run_flips(pipeline, args.images, args.task, args.prompt, args.style, args.seed, args.out)
     if _emit_json(result, args, pipeline, Path(args.out) / "flips.json" if args.out else None):
         return EXIT_FAILED_CHECK if result["failed"] else EXIT_OK
@@ -405,7 +403,7 @@ def cmd_audit_flips(args) -> int:
 
 
 def cmd_audit_compare(args) -> int:
-    from .compare import compare, load_report, render_html
+    from aipic.audit.compare import compare, load_report, render_html
 
     result = compare(load_report(args.report_a), load_report(args.report_b), Path(args.report_a).name, Path(args.report_b).name)
     if args.out:
@@ -427,6 +425,13 @@ def cmd_audit_compare(args) -> int:
 COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "audit-flips": cmd_audit_flips, "models": cmd_models, "download": cmd_download}
 
 
+def _debugging() -> bool:
+    try:
+        return Settings.from_env().debug
+    except AipicError:
+        return False
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] in (["audit", "compare"], ["audit", "validate"], ["audit", "flips"]):  # `aipic audit compare A B` reads naturally
@@ -441,7 +446,7 @@ def main(argv=None) -> int:
         print("aipic: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - one clear line; AIPIC_DEBUG=1 shows the traceback
-        if os.environ.get("AIPIC_DEBUG"):
+        if _debugging():
             raise
         print(f"aipic: unexpected error ({type(error).__name__}): {error}. Set AIPIC_DEBUG=1 for details.", file=sys.stderr)
         return EXIT_FAILED_CHECK

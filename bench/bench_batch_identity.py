@@ -19,8 +19,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from aipic.catalog import load_catalog  # noqa: E402
-from aipic.generate import GenerationRequest, resolve_request, run_diffusion_batch, to_uint8  # noqa: E402
+from aipic.models.catalog import load_catalog  # noqa: E402
+from aipic.common.tensors import to_uint8  # noqa: E402
+from aipic.generation.diffusion import run_diffusion_batch  # noqa: E402
+from aipic.generation.requests import GenerationRequest  # noqa: E402
+from aipic.pipeline.resolve import resolve_generation  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -42,14 +45,14 @@ def main(argv=None) -> dict:
         defaults = {"steps": args.steps or 1, "guidance": 0.0, "size": args.size or 512}
         model = "random-weight SD-Turbo architecture"
     else:
-        from aipic.tiny import build_tiny_stable_diffusion
+        from aipic.models.tiny import build_tiny_stable_diffusion
 
         pipe = build_tiny_stable_diffusion().to(device)
         defaults = {"steps": args.steps or 3, "guidance": 5.0, "size": args.size or 64}
         model = "tiny random-weight SD"
     limits = load_catalog().limits
-    request = resolve_request(GenerationRequest(prompt="a lighthouse keeper at dusk", seed=1234, batch=args.batch), defaults, limits)
-    singles = [resolve_request(GenerationRequest(prompt=request.prompt, seed=1234 + index), defaults, limits) for index in range(args.batch)]
+    request = resolve_generation(GenerationRequest(prompt="a lighthouse keeper at dusk", seed=1234, batch=args.batch), defaults, limits)
+    singles = [resolve_generation(GenerationRequest(prompt=request.prompt, seed=1234 + index), defaults, limits) for index in range(args.batch)]
 
     def pixels(images):
         return [to_uint8(image.pixels.unsqueeze(0))[0].astype(np.int16) for image in images]

@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     options = {f"PIL level {level}, {strategy}": pil_png(level, strategy) for level in (1, 6) for strategy in ZLIB_STRATEGIES}
-    from aipic.images import png_fast  # aipic's writer: Up filter, level 1 run-length, stripes in parallel threads
+    from aipic.common.images import png_fast  # aipic's writer: Up filter, level 1 run-length, stripes in parallel threads
 
     options["aipic png_fast, 1 thread"] = lambda array: png_fast(array, stripes=1)
     options[f"aipic png_fast, {min(8, os.cpu_count() or 1)} threads"] = png_fast

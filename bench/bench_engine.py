@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from aipic.engine import EngineSettings  # noqa: E402
-from aipic.generate import GenerationRequest  # noqa: E402
+from aipic.common.settings import Settings  # noqa: E402
+from aipic.generation.requests import GenerationRequest  # noqa: E402
 from aipic.pipeline import AipicPipeline  # noqa: E402
 
 TARGETS = {"aipic_b1_p50_ms_max": 50.0, "aipic_load_img_s_min": 100.0, "throughput_ratio_min": 1.0}
@@ -87,7 +87,7 @@ def bare_pipeline(args, device, dtype):
         if args.tiny_decoder:
             pipe.vae = build_taesd_architecture(device, dtype)
         return pipe
-    from aipic import tiny
+    from aipic.models import tiny
 
     return tiny.build_tiny_stable_diffusion().to(device)
 
@@ -128,10 +128,10 @@ def bench_bare(args, device, dtype):
 
 
 def aipic_pipeline(args, compile_):
-    settings = EngineSettings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers, cpu_processes=args.cpu_processes,
+    settings = Settings(max_gpu_batch=args.max_gpu_batch, batch_wait_s=args.wait_ms / 1000, cpu_workers=args.cpu_workers, cpu_processes=args.cpu_processes,
                               compile=compile_, output_format=args.formats[0], buckets=tuple(args.buckets), watermark=args.watermark,
                               safety=not args.no_safety)
-    pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"), settings=settings)
+    pipeline = AipicPipeline(settings.replace(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-")))
     if args.real_architectures:
         from real_architectures import install_real_architectures
 
@@ -238,7 +238,7 @@ def bench_app(args, pipeline):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    from aipic.ratelimit import RateLimiter
+    from aipic.web.ratelimit import RateLimiter
 
     server = uvicorn.Server(uvicorn.Config(app_module.make_server_app(pipeline, app_module.build_app(pipeline, RateLimiter(0))), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -298,7 +298,7 @@ def main(argv=None):
         args.models = "tiny"  # placeholders for the style model; text-to-image and CLIP are replaced
         defaults = {"steps": 1, "guidance": 0.0, "size": 512}
     else:
-        from aipic.catalog import load_catalog
+        from aipic.models.catalog import load_catalog
 
         defaults = load_catalog().entry("text_to_image", "tiny-random").defaults
     args.size = args.size or defaults["size"]

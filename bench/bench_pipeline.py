@@ -19,10 +19,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from aipic import provenance  # noqa: E402
-from aipic.generate import GenerationRequest, resolve_request, run_diffusion  # noqa: E402
-from aipic.images import png_bytes  # noqa: E402
+from aipic.common.images import png_bytes  # noqa: E402
+from aipic.common.settings import Settings  # noqa: E402
+from aipic.generation.diffusion import run_diffusion  # noqa: E402
+from aipic.generation.requests import GenerationRequest  # noqa: E402
 from aipic.pipeline import AipicPipeline  # noqa: E402
+from aipic.pipeline.resolve import resolve_generation  # noqa: E402
+from aipic.provenance.manifest import build_manifest, software_agent  # noqa: E402
+from aipic.provenance.signing import sign_png  # noqa: E402
+from aipic.provenance.verify import verify_bytes  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -48,7 +53,7 @@ def main():
     parser.add_argument("--real-architectures", action="store_true", help="random weights of SD-Turbo / ViT-B-32 / VGG19, built offline")
     args = parser.parse_args()
 
-    pipeline = AipicPipeline(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-"))
+    pipeline = AipicPipeline(Settings(models_mode=args.models, device=args.device, home=tempfile.mkdtemp(prefix="aipic-bench-")))
     start = time.perf_counter()
     if args.real_architectures:
         from real_architectures import install_real_architectures
@@ -57,17 +62,17 @@ def main():
     model = pipeline.models.get("text_to_image")
     auditor = pipeline.auditor
     load_s = time.perf_counter() - start
-    defaults = dict(model.entry.defaults or {}) if args.real_architectures else pipeline._defaults(model)
-    request = resolve_request(GenerationRequest(prompt="a photo of a doctor", seed=0, steps=args.steps, width=args.size, height=args.size), defaults, pipeline.catalog.limits)
+    defaults = dict(model.entry.defaults or {}) if args.real_architectures else pipeline.models.request_defaults()
+    request = resolve_generation(GenerationRequest(prompt="a photo of a doctor", seed=0, steps=args.steps, width=args.size, height=args.size), defaults, pipeline.catalog.limits)
     run_diffusion(model.obj, request)  # warm-up
 
     generated, gen_t = timed(lambda: run_diffusion(model.obj, request), args.repeats)
     image = generated[0].image
     [audit], audit_t = timed(lambda: auditor.audit([image]), args.repeats)
-    manifest = provenance.build_manifest(title="bench.png", task="text-to-image", description="bench", agent=provenance.software_agent(model.describe()), human={"prompt": request.prompt, "parameters": request.parameters()}, models=[model.describe()], outputs={"seed": 0}, audit=audit.to_dict(), ingredients=[])
+    manifest = build_manifest(title="bench.png", task="text-to-image", description="bench", agent=software_agent(model.describe()), human={"prompt": request.prompt, "parameters": request.parameters()}, models=[model.describe()], outputs={"seed": 0}, audit=audit.to_dict(), ingredients=[])
     data = png_bytes(image)
-    signed, sign_t = timed(lambda: provenance.sign_png(data, manifest, [], pipeline.identity), args.repeats)
-    _, verify_t = timed(lambda: provenance.verify_bytes(signed, [pipeline.identity.ca_pem]), args.repeats)
+    signed, sign_t = timed(lambda: sign_png(data, manifest, [], pipeline.identity), args.repeats)
+    _, verify_t = timed(lambda: verify_bytes(signed, [pipeline.identity.ca_pem]), args.repeats)
     _, encode_t = timed(lambda: png_bytes(image), args.repeats)
 
     device = pipeline.models.device

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
-from aipic.engine import EngineSettings  # noqa: E402
-from aipic.generate import GenerationRequest  # noqa: E402
+from aipic.common.settings import Settings  # noqa: E402
+from aipic.generation.requests import GenerationRequest  # noqa: E402
 from aipic.pipeline import AipicPipeline  # noqa: E402
 
 
@@ -80,9 +80,10 @@ def unrelated_images(count: int, size: int) -> list:
 
 def watermark_quality(images, trustmark=None) -> dict:
     """PSNR and SSIM of the invisible watermark on images that carry none yet (256² and larger)."""
-    from aipic import watermark, workers
+    from aipic.pipeline.finishing import embed_mark
+    from aipic.provenance import watermark
 
-    scores = [watermark.quality(np.asarray(image), workers.watermark(np.asarray(image), watermark.new_id(), trustmark)) for _, image in images if min(image.size) >= watermark.MIN_SIDE]
+    scores = [watermark.quality(np.asarray(image), embed_mark(np.asarray(image), watermark.new_id(), trustmark)) for _, image in images if min(image.size) >= watermark.MIN_SIDE]
     psnr, ssim = [s["psnr_db"] for s in scores], [s["ssim"] for s in scores]
     return {"images": len(scores), "psnr_db_mean": float(np.mean(psnr)), "psnr_db_min": float(np.min(psnr)), "ssim_mean": float(np.mean(ssim)), "ssim_min": float(np.min(ssim))}
 
@@ -99,8 +100,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="aipic-robust-"))
-    settings = EngineSettings.from_env(watermark_method=args.watermark_method, trustmark_models=args.trustmark_models)
-    pipeline = AipicPipeline(models_mode=args.models, home=home, settings=settings)
+    settings = Settings.from_env(watermark_method=args.watermark_method, trustmark_models=args.trustmark_models)
+    pipeline = AipicPipeline(settings.replace(models_mode=args.models, home=home))
     method = {"dwtdctsvd": "dwtDctSvd", "trustmark": pipeline.trustmark.algorithm if pipeline.trustmark else ""}[args.watermark_method]
     prompts = ["a portrait of a nurse", "a lighthouse at dusk", "a bowl of fruit", "a city street in the rain"]
     made = []

@@ -30,7 +30,7 @@ TARGET_MB = 300
 
 MEASURE = """
 import json, resource, sys, time
-from aipic.verify import verify_file
+from aipic.provenance.verify import verify_file
 start = time.perf_counter()
 result = verify_file(sys.argv[1], registry_url=sys.argv[2])
 seconds = time.perf_counter() - start
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from aipic.registry import Registry
+    from aipic.provenance.registry import Registry
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +79,7 @@ def main() -> None:
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append({"case": name, "file_kb": round(path.stat().st_size / 1024, 1), **measured, "within_target": measured["peak_mb"] < TARGET_MB})
             print(f"{name:<40} {rows[-1]['file_kb']:>9.1f} KB  {measured['peak_mb']:7.1f} MB  {measured['seconds']:6.2f} s  {measured['verdict']}")
-    from aipic.verify import automatic_verify_slots
+    from aipic.provenance.verify import automatic_verify_slots
 
     result = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "target_mb": TARGET_MB,
               "verify_slots": automatic_verify_slots(), "cases": rows}

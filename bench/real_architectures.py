@@ -8,9 +8,9 @@ text tower), OpenCLIP ViT-B-32 and torchvision VGG19.
 
 import torch
 
-from aipic import tiny
-from aipic.catalog import Catalog
-from aipic.models import VGG19_LAYERS, LoadedModel
+from aipic.models import tiny
+from aipic.models.catalog import Catalog
+from aipic.models.loading import VGG19_LAYERS, LoadedModel
 
 
 def build_sd_turbo_architecture(device, dtype):
@@ -92,7 +92,7 @@ def build_vgg19_features(device):
 def install_real_architectures(pipeline, catalog: Catalog, tiny_decoder: bool = False) -> None:
     """Put random-weight real-architecture models into an AipicPipeline's registry, in place of the defaults,
     prepared as aipic prepares loaded weights (the CUDA fast path; torch.compile if the pipeline's settings ask)."""
-    from aipic.models import prepare_for_gpu
+    from aipic.models.loading import prepare_for_gpu
 
     device = pipeline.models.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32

@@ -23,13 +23,25 @@ if (os.cpu_count() or 1) > 2:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def fast_tier_starts_no_process(request, monkeypatch):
+    """The fast tier (make test-fast: -m "not slow") starts no app server, browser or other process: a test that
+    does must be marked slow, or it fails here."""
+    if request.node.get_closest_marker("slow") is None:
+        def refuse(*args, **kwargs):
+            raise AssertionError("this test starts a subprocess: mark it @pytest.mark.slow (the fast tier starts none)")
+
+        monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """One pipeline with the tiny random-weight models, shared by the tests (models load once)."""
+    from aipic.common.settings import Settings
     from aipic.pipeline import AipicPipeline
 
     home = tmp_path_factory.mktemp("aipic-home")
-    return AipicPipeline(models_mode="tiny", device="cpu", home=home)
+    return AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home))
 
 
 @pytest.fixture
@@ -67,7 +79,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(home, **env_overrides):
     """Start the real app (python app.py, tiny models) on a free port; yields (url, home)."""
-    from aipic.catalog import REPO_ROOT
+    from aipic.common.data import REPO_ROOT
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "AIPIC_HOME": str(home), "AIPIC_MODELS": "tiny", "AIPIC_RATE_LIMIT": "0", "GRADIO_TEMP_DIR": str(home / "gradio-cache"), **env_overrides}

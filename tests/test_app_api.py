@@ -4,9 +4,12 @@ import urllib.request
 
 import pytest
 
-from aipic.metrics import parse_text
-from aipic.provenance import local_trust_anchors, verify_bytes
+from aipic.engine.metrics import parse_text
+from aipic.provenance.signing_identity import local_trust_anchors
+from aipic.provenance.verify import verify_bytes
 from conftest import running_app
+
+pytestmark = pytest.mark.slow  # starts the app server
 
 PROMPTS = ["a photo of a nurse", "a photo of a pilot", "a photo of a chef", "a photo of a teacher"]
 
@@ -95,7 +98,7 @@ def test_a_port_in_use_is_one_clear_line(tmp_path):
     import subprocess
     import sys
 
-    from aipic.catalog import REPO_ROOT
+    from aipic.common.data import REPO_ROOT
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

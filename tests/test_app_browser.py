@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aipic.provenance import local_trust_anchors, verify_bytes
+from aipic.provenance.signing_identity import local_trust_anchors
+from aipic.provenance.verify import verify_bytes
 from conftest import running_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from aipic.metrics import parse_text
+from aipic.engine.metrics import parse_text
 from conftest import running_app
 
 pytestmark = pytest.mark.slow

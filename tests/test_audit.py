@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from aipic.audit import ABSTAIN, AttributeSpec, BiasAuditor, decide, load_attribute_set
-from aipic.errors import AipicError
+from aipic.audit.attributes import ABSTAIN, AttributeSpec, load_attribute_set
+from aipic.audit.auditor import BiasAuditor, decide
+from aipic.common.errors import AipicError
 from conftest import make_image
 from PIL import Image
 

@@ -6,21 +6,25 @@ import json
 
 import pytest
 
-from aipic import authorship, provenance
-from aipic.catalog import load_catalog
-from aipic.errors import BadInput, ConfigError
-from aipic.generate import GenerationRequest
-from aipic.identity import create_ca, issue_signer
+from aipic.provenance.manifest import build_manifest
+from aipic.provenance.signing import sign_as_author
+from aipic.provenance import authorship
+from aipic.models.catalog import load_catalog
+from aipic.common.errors import BadInput, ConfigError
+from aipic.common.settings import Settings
+from aipic.generation.requests import GenerationRequest
+from aipic.provenance.certificates import create_ca
+from aipic.provenance.signing_identity import issue_signer
 from aipic.pipeline import AipicPipeline
-from aipic.style import StyleRequest
-from aipic.verify import verify_bytes
+from aipic.generation.requests import StyleRequest
+from aipic.provenance.verify import verify_bytes
 from conftest import image_file
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     home = tmp_path_factory.mktemp("authorship-home")
-    made = AipicPipeline(models_mode="tiny", device="cpu", home=home)
+    made = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home))
     yield made
     made.close()
 
@@ -38,6 +42,7 @@ def _assertions(path):
     return {a["label"]: a.get("data") for a in store["manifests"][store["active_manifest"]]["assertions"]}
 
 
+@pytest.mark.slow
 def test_a_signed_in_author_gets_a_signed_identity_assertion_and_the_claim_stays_trusted(pipeline):
     path = _make(pipeline, author=pipeline.author_for_account("alice"))
     result = pipeline.verify(path)
@@ -59,6 +64,7 @@ def test_a_signed_in_author_gets_a_signed_identity_assertion_and_the_claim_stays
     assert "signed by aipic identity local CA, not on your identity trust list" in elsewhere.report()
 
 
+@pytest.mark.slow
 def test_anonymous_use_is_recorded_as_anonymous_with_no_identity(pipeline):
     path = _make(pipeline)
     assertions = _assertions(path)
@@ -82,6 +88,7 @@ def test_a_broken_identity_signature_reads_as_tampered(pipeline):
     assert result.author_name is None  # a tampered identity names nobody
 
 
+@pytest.mark.slow
 def test_training_and_mining_terms_round_trip(pipeline):
     path = _make(pipeline, terms={"ai_training": "not allowed", "data_mining": "constrained"}, terms_constraint="only with credit")
     assertions = _assertions(path)
@@ -111,12 +118,13 @@ def test_bad_terms_are_clear_errors(uses, constraint, message):
 
 
 def test_bad_terms_fail_before_any_model_loads(tmp_path):
-    fresh = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path)
+    fresh = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path))
     with pytest.raises(BadInput, match="not a choice"):
-        fresh.text_to_image_job(GenerationRequest(prompt="x", terms={"ai_training": "perhaps"}))
+        fresh.jobs.text_to_image(GenerationRequest(prompt="x", terms={"ai_training": "perhaps"}))
     assert fresh.models._loaded == {}
 
 
+@pytest.mark.slow
 def test_a_rights_statement_is_recorded_and_shown(pipeline):
     path = _make(pipeline, rights_statement="© 2026 Alice. All rights reserved.")
     result = pipeline.verify(path)
@@ -150,18 +158,20 @@ def _no_inference_upload(pipeline, tmp_path, tamper=False):
     return upload
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tamper", [False, True])
 def test_an_upload_whose_terms_forbid_ai_inference_is_refused(pipeline, tmp_path, tamper):
     upload = _no_inference_upload(pipeline, tmp_path, tamper)
     with pytest.raises(BadInput, match="AI inference is not allowed, so aipic will not use it") as refused:
-        pipeline.image_to_image_job(GenerationRequest(prompt="as a painting", width=64, height=64, steps=2), upload)
+        pipeline.jobs.image_to_image(GenerationRequest(prompt="as a painting", width=64, height=64, steps=2), upload)
     assert ("failed verification (tampered); the restriction is honoured anyway" in str(refused.value)) == tamper
     style = tmp_path / "style.png"
     image_file(style, 64, 64)
     with pytest.raises(BadInput, match="style image's Content Credentials say that AI inference is not allowed"):
-        pipeline.style_job(StyleRequest(content_image=str(style), style_image=str(upload), steps=1, size=64))
+        pipeline.jobs.style(StyleRequest(content_image=str(style), style_image=str(upload), steps=1, size=64))
 
 
+@pytest.mark.slow
 def test_an_uploads_terms_are_recorded_with_its_ingredient(pipeline, tmp_path):
     source = _make(pipeline, terms={"ai_training": "notAllowed"}, rights_statement="© 2026 Erin")
     upload = tmp_path / "upload.png"
@@ -172,6 +182,7 @@ def test_an_uploads_terms_are_recorded_with_its_ingredient(pipeline, tmp_path):
     assert recorded["rights"] == "© 2026 Erin"
 
 
+@pytest.mark.slow
 def test_every_model_licence_is_in_the_catalog_and_the_manifest(pipeline):
     catalog = load_catalog()
     for entries in catalog.entries.values():
@@ -191,10 +202,10 @@ def test_a_commercial_deployment_refuses_a_model_whose_licence_does_not_allow_it
     with pytest.raises(ConfigError, match="does not allow commercial use"):
         authorship.check_commercial("X", {"name": "CC BY-NC 4.0", "commercial_use": "not_allowed"}, commercial=True)
     monkeypatch.setenv("AIPIC_COMMERCIAL_USE", "1")
-    strict = AipicPipeline(models_mode="auto", device="cpu", home=tmp_path)
+    strict = AipicPipeline(Settings.from_env(models_mode="auto", device="cpu", home=tmp_path))
     content = image_file(tmp_path / "c.png", 64, 64)
     with pytest.raises(ConfigError, match="set for commercial use"):
-        strict.style_job(StyleRequest(content_image=str(content), style_image=str(content), steps=1, size=64))
+        strict.jobs.style(StyleRequest(content_image=str(content), style_image=str(content), steps=1, size=64))
     assert strict.models._loaded == {}  # refused before loading anything
 
 
@@ -263,7 +274,7 @@ def test_an_identity_is_never_dropped_silently(pipeline, monkeypatch):
     """If the library signs without the identity, the output is refused rather than published without it."""
     import c2pa
 
-    from aipic.errors import StageFailed
+    from aipic.common.errors import StageFailed
 
     original = c2pa.Builder.sign
 
@@ -273,10 +284,11 @@ def test_an_identity_is_never_dropped_silently(pipeline, monkeypatch):
     monkeypatch.setattr(c2pa.Builder, "sign", sign_and_drop)
     author = pipeline.author_for_account("carol")
     with pytest.raises(StageFailed, match="identity could not be attached"):
-        definition = provenance.build_manifest(title="t.png", task="text-to-image", description="test", agent={"name": "test"}, human={}, models=[], outputs={}, audit={}, ingredients=[])
-        provenance.sign_as_author(open(_make(pipeline), "rb").read(), "image/png", definition, [], pipeline.identity, author)
+        definition = build_manifest(title="t.png", task="text-to-image", description="test", agent={"name": "test"}, human={}, models=[], outputs={}, audit={}, ingredients=[])
+        sign_as_author(open(_make(pipeline), "rb").read(), "image/png", definition, [], pipeline.identity, author)
 
 
+@pytest.mark.slow
 def test_aipic_verify_json_gives_the_author_terms_and_statement(pipeline, capsys):
     from aipic.cli import main
 
@@ -292,6 +304,7 @@ def test_aipic_verify_json_gives_the_author_terms_and_statement(pipeline, capsys
     assert "Author: frank (creator)" in text and "What the person can claim: frank contributed" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_format", ["jpeg", "webp"])
 def test_an_author_identity_is_attached_in_every_output_format(pipeline, output_format):
     path = _make(pipeline, author=pipeline.author_for_account("gina"), output_format=output_format)
@@ -300,13 +313,12 @@ def test_an_author_identity_is_attached_in_every_output_format(pipeline, output_
 
 
 def test_an_authors_output_is_timestamped_when_a_tsa_is_configured(tmp_path):
-    from aipic.engine import EngineSettings
     from tsa import TimeStampAuthority
 
     authority = TimeStampAuthority()
     url = authority.start()
     try:
-        timestamped = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(tsa_url=url))
+        timestamped = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, tsa_url=url))
         try:
             outcome = timestamped.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=2), author=timestamped.author_for_account("hana"))
             [item] = outcome.items

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aipic.catalog import REPO_ROOT
+from aipic.common.data import REPO_ROOT
 from aipic.cli import main
 from conftest import image_file
 
@@ -15,6 +15,7 @@ def run_cli(*args, home):
     return subprocess.run([sys.executable, "-m", "aipic", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_generate_then_verify_in_separate_processes(tmp_path):
     made = run_cli("generate", "a photo of a baker", "--seed", "4", "--json", home=tmp_path)
     assert made.returncode == 0, made.stderr
@@ -26,6 +27,7 @@ def test_generate_then_verify_in_separate_processes(tmp_path):
     assert "Verdict: TRUSTED" in checked.stdout and "a photo of a baker" in checked.stdout
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     result = run_cli("generate", "a cat", "--width", "100", home=tmp_path)
     assert result.returncode == 2
@@ -33,6 +35,7 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_verify_reports_each_kind_of_bad_file(tmp_path, capsys):
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
@@ -45,6 +48,7 @@ def test_verify_reports_each_kind_of_bad_file(tmp_path, capsys):
     assert verdicts == {"garbage.png": "unreadable", "notes.txt": "unreadable", "plain.png": "no_credentials", "missing.png": "unreadable"}
 
 
+@pytest.mark.slow
 def test_img2img_and_style_commands(tmp_path, capsys):
     init = image_file(tmp_path / "init.png", 64, 64)
     common = ["--models", "tiny", "--home", str(tmp_path), "--json"]
@@ -100,6 +104,7 @@ def test_download_offline_says_plainly_there_is_no_network(capsys, monkeypatch):
     assert last.startswith("aipic: error: No network: the model hub could not be reached"), last
 
 
+@pytest.mark.slow
 def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):
     assert main(["generate", "a secret harbour at dawn", "--private-prompt", "--seed", "3", "--width", "64", "--height", "64", "--models", "tiny", "--home", str(tmp_path), "--json"]) == 0
     made = json.loads(capsys.readouterr().out)
@@ -112,11 +117,12 @@ def test_private_prompt_round_trip_through_the_cli(tmp_path, capsys):
 
 
 def test_ctrl_c_during_an_audit_exits_130_with_a_partial_report(tmp_path, monkeypatch, capsys):
-    from aipic import pipeline
 
     from conftest import interrupt_on
 
-    monkeypatch.setattr(pipeline.AipicPipeline, "text_to_image_job", interrupt_on(2, pipeline.AipicPipeline.text_to_image_job))
+    from aipic.pipeline.jobs import JobBuilder
+
+    monkeypatch.setattr(JobBuilder, "text_to_image", interrupt_on(2, JobBuilder.text_to_image))
     code = main(["audit", "--suite", "audits/suites/smoke.yaml", "--seeds", "2", "--out", str(tmp_path / "r"), "--models", "tiny", "--home", str(tmp_path), "--no-progress"])
     assert code == 130
     assert "Interrupted" in capsys.readouterr().err

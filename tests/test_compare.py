@@ -5,8 +5,9 @@ import json
 import pytest
 
 from aipic.cli import main
-from aipic.compare import compare, holm, newcombe
-from aipic.errors import AipicError
+from aipic.audit.compare import compare
+from aipic.audit.statistics import holm, newcombe
+from aipic.common.errors import AipicError
 
 
 def test_newcombe_interval_matches_the_published_example():

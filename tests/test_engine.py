@@ -9,21 +9,24 @@ import numpy as np
 import pytest
 import torch
 
-from aipic.engine import EngineSettings
-from aipic.errors import AipicError, ConfigError, StageFailed
-from aipic.generate import GenerationRequest, resolve_request, run_diffusion, run_diffusion_batch
-from aipic.metrics import parse_text
+from aipic.common.settings import Settings
+from aipic.common.errors import AipicError, ConfigError, StageFailed
+from aipic.generation.diffusion import run_diffusion, run_diffusion_batch
+from aipic.generation.requests import GenerationRequest
+from aipic.pipeline.resolve import resolve_generation
+from aipic.engine.metrics import parse_text
 from aipic.pipeline import AipicPipeline
+from aipic.pipeline.outcome import outcome_of
 from conftest import make_image
 
 # A long window and a batch limit that the test fills exactly: the batch runs when its last member arrives,
 # so batching does not depend on timing.
-BATCHING = EngineSettings(max_gpu_batch=4, batch_wait_s=30.0, cpu_workers=2)
+BATCHING = Settings(max_gpu_batch=4, batch_wait_s=30.0, cpu_workers=2)
 
 
 @pytest.fixture
 def batching_pipeline(tmp_path):
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", settings=BATCHING)
+    pipeline = AipicPipeline(BATCHING.replace(models_mode="tiny", device="cpu", home=tmp_path / "home"))
     yield pipeline
     pipeline.close()
 
@@ -38,10 +41,11 @@ def small(prompt, seed, batch=1, **fields):
     return GenerationRequest(prompt=prompt, seed=seed, batch=batch, width=64, height=64, steps=2, **fields)
 
 
+@pytest.mark.slow
 def test_compatible_requests_share_one_gpu_batch_and_each_gets_its_own_signed_outputs(batching_pipeline):
     pipeline = batching_pipeline
     asked = [("a photo of a nurse", 11, 1), ("a photo of a pilot", 500, 2), ("a photo of a chef", 7, 1)]
-    jobs = [pipeline.text_to_image_job(small(prompt, seed, batch)) for prompt, seed, batch in asked]
+    jobs = [pipeline.jobs.text_to_image(small(prompt, seed, batch)) for prompt, seed, batch in asked]
     futures = [pipeline.submit(job) for job in jobs]
     results = [future.result(timeout=120) for future in futures]
 
@@ -49,7 +53,7 @@ def test_compatible_requests_share_one_gpu_batch_and_each_gets_its_own_signed_ou
     assert metric(pipeline, "aipic_batch_size_sum", stage="generate") == 4
     assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 3
     for (prompt, seed, batch), job, records in zip(asked, jobs, results):
-        outcome = pipeline.outcome(job, records)
+        outcome = outcome_of(job, records)
         assert [item.seed for item in outcome.items] == [seed + i for i in range(batch)]
         for item in outcome.items:
             result = pipeline.verify(item.path)
@@ -61,20 +65,21 @@ def test_compatible_requests_share_one_gpu_batch_and_each_gets_its_own_signed_ou
 
 def test_incompatible_requests_are_not_merged(batching_pipeline):
     pipeline = batching_pipeline
-    pipeline.settings = EngineSettings(max_gpu_batch=4, batch_wait_s=0.0, cpu_workers=2)
+    pipeline.settings = pipeline.settings.replace(batch_wait_s=0.0)
     pipeline.close()
-    first = pipeline.submit(pipeline.text_to_image_job(small("a cat", 1)))
-    other_size = pipeline.submit(pipeline.text_to_image_job(GenerationRequest(prompt="a cat", seed=1, width=72, height=64, steps=2)))
+    first = pipeline.submit(pipeline.jobs.text_to_image(small("a cat", 1)))
+    other_size = pipeline.submit(pipeline.jobs.text_to_image(GenerationRequest(prompt="a cat", seed=1, width=72, height=64, steps=2)))
     first.result(timeout=120), other_size.result(timeout=120)
     assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 2
 
 
+@pytest.mark.slow
 def test_a_failure_while_finishing_one_request_fails_that_request_only(batching_pipeline, tmp_path):
     pipeline = batching_pipeline
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the output folder should be")
-    good = [pipeline.text_to_image_job(small(f"a photo of person {n}", n)) for n in range(3)]
-    bad = pipeline.text_to_image_job(small("a photo of a doomed request", 99))
+    good = [pipeline.jobs.text_to_image(small(f"a photo of person {n}", n)) for n in range(3)]
+    bad = pipeline.jobs.text_to_image(small("a photo of a doomed request", 99))
     bad.output_dir = blocked
     futures = [pipeline.submit(job) for job in (good[0], bad, good[1], good[2])]
 
@@ -104,10 +109,10 @@ def test_a_failing_stage_slotted_into_the_chain_fails_only_its_record(tmp_path):
         def build_stages(self):
             return [*super().build_stages(), Refuse()]
 
-    pipeline = Pipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=BATCHING)
+    pipeline = Pipeline(BATCHING.replace(models_mode="tiny", device="cpu", home=tmp_path))
     try:
-        ok = pipeline.submit(pipeline.text_to_image_job(small("keep me", 1, batch=3)))
-        refused = pipeline.submit(pipeline.text_to_image_job(small("refuse me", 2)))
+        ok = pipeline.submit(pipeline.jobs.text_to_image(small("keep me", 1, batch=3)))
+        refused = pipeline.submit(pipeline.jobs.text_to_image(small("refuse me", 2)))
         with pytest.raises(StageFailed, match="Nothing was published"):
             refused.result(timeout=120)
         assert len(ok.result(timeout=120)) == 3
@@ -116,6 +121,7 @@ def test_a_failing_stage_slotted_into_the_chain_fails_only_its_record(tmp_path):
         pipeline.close()
 
 
+@pytest.mark.slow
 def test_when_some_images_of_a_request_fail_the_others_are_delivered_and_the_failure_is_said(tmp_path, capsys):
     """Image 2 of 3 fails before it is signed: the person gets images 1 and 3 (signed, recorded), a warning
     that says which share failed and why, and the CLI's exit code for a failed stage; nothing of image 2 exists."""
@@ -136,11 +142,11 @@ def test_when_some_images_of_a_request_fail_the_others_are_delivered_and_the_fai
             return [*stages[:at], FailSecond(), *stages[at:]]
 
     home = tmp_path / "home"
-    pipeline = Pipeline(models_mode="tiny", device="cpu", home=home, settings=BATCHING)
+    pipeline = Pipeline(BATCHING.replace(models_mode="tiny", device="cpu", home=home))
     try:
-        job = pipeline.text_to_image_job(small("a photo of a baker", 40, batch=3))
+        job = pipeline.jobs.text_to_image(small("a photo of a baker", 40, batch=3))
         records = pipeline.engine.run(job, timeout=120)
-        outcome = pipeline.outcome(job, records)
+        outcome = outcome_of(job, records)
         assert [item.seed for item in outcome.items] == [40, 42]
         assert outcome.failed == 1
         assert outcome.warnings[-1] == ("1 of 3 images could not be finished: Making this image failed (RuntimeError). "
@@ -180,7 +186,7 @@ def test_a_batch_still_on_the_gpu_when_the_engine_closes_fails_its_job_plainly()
         def process(self, records):
             pass
 
-    engine = Engine([SlowGpu(), Finish()], EngineSettings(batch_wait_s=0.0, cpu_workers=1))
+    engine = Engine([SlowGpu(), Finish()], Settings(batch_wait_s=0.0, cpu_workers=1))
     job = Job(task="text-to-image", family="diffusion", request=None, batch_key=("k",), seeds=[1, 2], model=None, human={}, description="")
     future = engine.submit(job)
     while not future.running():
@@ -196,11 +202,11 @@ def test_a_batch_still_on_the_gpu_when_the_engine_closes_fails_its_job_plainly()
 
 def test_a_cancelled_queued_request_is_dropped(batching_pipeline):
     pipeline = batching_pipeline
-    waiting = pipeline.text_to_image_job(small("never made", 5))
+    waiting = pipeline.jobs.text_to_image(small("never made", 5))
     future = pipeline.submit(waiting)  # waits for company (30 s window)
     waiting.cancel()
     assert future.cancelled()
-    full = pipeline.submit(pipeline.text_to_image_job(small("made", 6, batch=4)))  # fills a batch: runs now
+    full = pipeline.submit(pipeline.jobs.text_to_image(small("made", 6, batch=4)))  # fills a batch: runs now
     assert len(full.result(timeout=120)) == 4
     assert metric(pipeline, "aipic_batch_size_sum", stage="generate") == 4
     assert metric(pipeline, "aipic_queue_depth") == 0
@@ -218,12 +224,13 @@ def test_progress_is_reported_per_request_from_the_batched_call(batching_pipelin
 
         return progress
 
-    jobs = [pipeline.text_to_image_job(small("a", 1, batch=2), progress=recorder("a")), pipeline.text_to_image_job(small("b", 2, batch=2), progress=recorder("b"))]
+    jobs = [pipeline.jobs.text_to_image(small("a", 1, batch=2), progress=recorder("a")), pipeline.jobs.text_to_image(small("b", 2, batch=2), progress=recorder("b"))]
     for future in [pipeline.submit(job) for job in jobs]:
         future.result(timeout=120)
     assert seen["a"] == seen["b"] == [(1, 2), (2, 2)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_format, mime, suffix", [("jpeg", "image/jpeg", ".jpg"), ("webp", "image/webp", ".webp"), ("png", "image/png", ".png")])
 def test_every_output_format_is_signed(tiny_pipeline, fresh_outputs, output_format, mime, suffix):
     outcome = tiny_pipeline.text_to_image(small("a lighthouse", 3, output_format=output_format))
@@ -240,8 +247,8 @@ def test_unknown_output_format_is_a_clear_error(tiny_pipeline):
 def test_batched_and_single_generation_agree_within_tolerance(tiny_pipeline):
     sd = tiny_pipeline.models.get("text_to_image").obj
     defaults = {"steps": 3, "guidance": 5.0, "size": 64}
-    first = resolve_request(GenerationRequest(prompt="a red bicycle", negative_prompt="blurry", seed=3, batch=2), defaults, tiny_pipeline.catalog.limits)
-    second = resolve_request(GenerationRequest(prompt="a blue boat", seed=40), defaults, tiny_pipeline.catalog.limits)
+    first = resolve_generation(GenerationRequest(prompt="a red bicycle", negative_prompt="blurry", seed=3, batch=2), defaults, tiny_pipeline.catalog.limits)
+    second = resolve_generation(GenerationRequest(prompt="a blue boat", seed=40), defaults, tiny_pipeline.catalog.limits)
     batched = run_diffusion_batch(sd, [first, second])
     alone = run_diffusion(sd, first) + run_diffusion(sd, second)
     together = [image for images in batched for image in images]
@@ -254,7 +261,7 @@ def test_batched_and_single_generation_agree_within_tolerance(tiny_pipeline):
 
 def test_padding_to_a_bucket_does_not_change_the_images(tiny_pipeline):
     sd = tiny_pipeline.models.get("text_to_image").obj
-    request = resolve_request(GenerationRequest(prompt="a kite", seed=9), {"steps": 2, "guidance": 0.0, "size": 64}, tiny_pipeline.catalog.limits)
+    request = resolve_generation(GenerationRequest(prompt="a kite", seed=9), {"steps": 2, "guidance": 0.0, "size": 64}, tiny_pipeline.catalog.limits)
     [plain] = run_diffusion_batch(sd, [request])[0]
     [padded] = run_diffusion_batch(sd, [request], pad_to=4)[0]
     assert np.abs(np.asarray(plain.image, dtype=int) - np.asarray(padded.image, dtype=int)).max() <= 2
@@ -288,12 +295,13 @@ def test_warm_up_runs_the_gpu_stages_without_storing_or_counting_and_does_not_wa
     assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 0
 
 
+@pytest.mark.slow
 def test_a_small_claim_thumbnail_is_an_option(tmp_path):
     import io
 
     import c2pa
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(thumbnail=True, cpu_workers=1))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, thumbnail=True, cpu_workers=1))
     try:
         [item] = pipeline.text_to_image(small("a kite", 1)).items
     finally:
@@ -306,21 +314,21 @@ def test_a_small_claim_thumbnail_is_an_option(tmp_path):
 
 def test_a_request_over_the_cost_budget_is_refused_before_it_runs(tiny_pipeline):
     with pytest.raises(AipicError, match="too large for one go: 419 million pixel-steps.*at most 120"):
-        tiny_pipeline.text_to_image_job(GenerationRequest(prompt="x", width=1024, height=1024, steps=100, batch=4))
+        tiny_pipeline.jobs.text_to_image(GenerationRequest(prompt="x", width=1024, height=1024, steps=100, batch=4))
 
 
 def test_a_request_running_past_the_time_limit_is_stopped_and_the_engine_goes_on(tmp_path):
     import dataclasses
 
-    from aipic.catalog import load_catalog
-    from aipic.style import StyleRequest
+    from aipic.models.catalog import load_catalog
+    from aipic.generation.requests import StyleRequest
     from conftest import make_image
 
     catalog = load_catalog()
     catalog = dataclasses.replace(catalog, limits=dataclasses.replace(catalog.limits, max_seconds=0.5))
-    pipeline = AipicPipeline(catalog=catalog, models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(cpu_workers=1))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, cpu_workers=1), catalog=catalog)
     try:
-        slow = pipeline.style_job(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96))
+        slow = pipeline.jobs.style(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96))
         with pytest.raises(AipicError, match="took longer than 0.5 s"):
             pipeline.run(slow)
         assert len(pipeline.text_to_image(small("next", 1)).items) == 1  # the engine is free again
@@ -329,13 +337,13 @@ def test_a_request_running_past_the_time_limit_is_stopped_and_the_engine_goes_on
 
 
 def test_stop_aborts_a_running_request_once_all_of_its_batch_has_stopped(tmp_path):
-    from aipic.style import StyleRequest
+    from aipic.generation.requests import StyleRequest
     from conftest import make_image
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(cpu_workers=1))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, cpu_workers=1))
     started = threading.Event()
     try:
-        job = pipeline.style_job(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96),
+        job = pipeline.jobs.style(StyleRequest(content_image=make_image(96, 96), style_image=make_image(64, 64, seed=2), steps=500, size=96),
                                  progress=lambda step, total: started.set())
         future = pipeline.submit(job)
         assert started.wait(60)
@@ -347,13 +355,14 @@ def test_stop_aborts_a_running_request_once_all_of_its_batch_has_stopped(tmp_pat
         pipeline.close()
 
 
+@pytest.mark.slow
 def test_a_long_style_job_does_not_hold_back_a_short_request(tmp_path):
     """Long jobs have their own lane: a running style transfer hands the model lock to waiting batches between
     its steps, so a quick text-to-image request finishes while the style transfer is still running."""
-    from aipic.style import StyleRequest
+    from aipic.generation.requests import StyleRequest
     from conftest import make_image
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(batch_wait_s=0, cpu_workers=2))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, batch_wait_s=0, cpu_workers=2))
     started = threading.Event()
     steps: list[int] = []
 
@@ -363,9 +372,9 @@ def test_a_long_style_job_does_not_hold_back_a_short_request(tmp_path):
 
     try:
         pipeline.models.get("text_to_image")  # loaded before the race, so the quick request is quick
-        style = pipeline.submit(pipeline.style_job(StyleRequest(content_image=make_image(256, 256), style_image=make_image(64, 64, seed=2), steps=500, size=256), progress=progress))
+        style = pipeline.submit(pipeline.jobs.style(StyleRequest(content_image=make_image(256, 256), style_image=make_image(64, 64, seed=2), steps=500, size=256), progress=progress))
         assert started.wait(60)
-        quick = pipeline.submit(pipeline.text_to_image_job(small("a quick one", 1)))
+        quick = pipeline.submit(pipeline.jobs.text_to_image(small("a quick one", 1)))
         assert len(quick.result(timeout=120)) == 1
         assert steps[-1] < 500  # the style transfer was still optimising when the quick request was done
         assert len(style.result(timeout=300)) == 1  # …and it still finishes, signed
@@ -373,19 +382,20 @@ def test_a_long_style_job_does_not_hold_back_a_short_request(tmp_path):
         pipeline.close()
 
 
+@pytest.mark.slow
 def test_inline_mode_runs_each_job_in_the_callers_thread_with_the_same_stages(tmp_path, monkeypatch):
     """ZeroGPU mode (SPACES_ZERO_GPU): no background GPU threads, no warm-up; every output still audited and signed."""
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    settings = EngineSettings.from_env()
+    settings = Settings.from_env()
     assert settings.inline
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=settings)
+    pipeline = AipicPipeline(settings.replace(models_mode="tiny", device="cpu", home=tmp_path))
     try:
         outcome = pipeline.text_to_image(small("inline", 3, batch=2))
         assert pipeline.engine._threads == []  # no GPU threads of its own: the job ran in this thread
         assert [item.seed for item in outcome.items] == [3, 4]
         assert all(pipeline.verify(item.path).verdict == "trusted" for item in outcome.items)
         assert pipeline.warm_up() == 0.0
-        together = [pipeline.text_to_image_job(small("inline", seed)) for seed in (8, 9)]
+        together = [pipeline.jobs.text_to_image(small("inline", seed)) for seed in (8, 9)]
         futures = pipeline.engine.submit_many(together)
         assert all(future.done() for future in futures)  # resolved in this thread, before submit_many returned
         assert metric(pipeline, "aipic_gpu_batches_total", stage="generate") == 2  # the first request, then both together
@@ -429,9 +439,10 @@ def latent_job(pipeline, seed, count):
                output_dir=pipeline.output_dir)
 
 
+@pytest.mark.slow
 def test_a_new_generator_family_plugs_in_and_its_outputs_are_batched_audited_signed_and_recorded(tmp_path):
     sampler = LatentSampler()
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=BATCHING, generators=[sampler])
+    pipeline = AipicPipeline(BATCHING.replace(models_mode="tiny", device="cpu", home=tmp_path), generators=[sampler])
     try:
         jobs = [latent_job(pipeline, 40, 1), latent_job(pipeline, 900, 3)]
         results = [future.result(timeout=120) for future in [pipeline.submit(job) for job in jobs]]
@@ -439,7 +450,7 @@ def test_a_new_generator_family_plugs_in_and_its_outputs_are_batched_audited_sig
         assert sampler.batches == [4]  # two requests, one GPU batch
         assert metric(pipeline, "aipic_requests_total", task="vae-sample", outcome="ok") == 2
         for job, records in zip(jobs, results):
-            outcome = pipeline.outcome(job, records)
+            outcome = outcome_of(job, records)
             assert [item.seed for item in outcome.items] == job.seeds
             for item in outcome.items:
                 result = pipeline.verify(item.path)
@@ -455,7 +466,8 @@ def test_a_new_generator_family_plugs_in_and_its_outputs_are_batched_audited_sig
 
 
 def test_two_generators_for_one_family_are_a_configuration_error(tmp_path):
-    from aipic.stages import DiffusionGenerator, GenerateStage
+    from aipic.generation.families import DiffusionGenerator
+    from aipic.pipeline.stages import GenerateStage
 
     with pytest.raises(ConfigError, match="Two generators for one family \\(diffusion\\)"):
         GenerateStage([DiffusionGenerator(), DiffusionGenerator()])
@@ -467,7 +479,7 @@ def test_an_outside_batcher_hands_run_batch_a_list_and_each_request_gets_its_own
     exactly its own request's signed outputs, or its own error."""
     pipeline = batching_pipeline
     asked = [("a nurse", 11, 1, 2), ("a pilot", 500, 2, 2), ("a chef", 7, 2, 2), ("a judge", 3, 1, 3)]  # prompt, seed, batch, steps
-    jobs = [pipeline.text_to_image_job(GenerationRequest(prompt=p, seed=s, batch=b, width=64, height=64, steps=n)) for p, s, b, n in asked]
+    jobs = [pipeline.jobs.text_to_image(GenerationRequest(prompt=p, seed=s, batch=b, width=64, height=64, steps=n)) for p, s, b, n in asked]
     orphan = latent_job(pipeline, 5, 1)  # a family this deployment has no generator for
 
     futures = pipeline.engine.run_batch([*jobs[:2], orphan, *jobs[2:]])
@@ -480,7 +492,7 @@ def test_an_outside_batcher_hands_run_batch_a_list_and_each_request_gets_its_own
     assert metric(pipeline, "aipic_requests_total", task="text-to-image", outcome="ok") == 4
     for (prompt, seed, batch, steps), job, records in zip(asked, jobs, results):
         assert [record.seed for record in records] == [seed + i for i in range(batch)]
-        for item in pipeline.outcome(job, records).items:
+        for item in outcome_of(job, records).items:
             credentials = pipeline.credentials(item.path)
             assert credentials.verdict == "trusted"
             assert credentials.contributions["human"]["prompt"] == prompt
@@ -491,11 +503,11 @@ def test_an_outside_batcher_hands_run_batch_a_list_and_each_request_gets_its_own
 def test_a_request_may_ask_for_no_more_pictures_than_one_gpu_batch_holds(tmp_path):
     """A request is never split across GPU batches: with max_gpu_batch 2 (a small GPU), the pictures per request
     are limited to 2 wherever the limit is read (validation here, the app's slider), not run as a batch of 3."""
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(max_gpu_batch=2, cpu_workers=2))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, max_gpu_batch=2, cpu_workers=2))
     try:
         assert pipeline.catalog.limits.max_batch == 2
         with pytest.raises(AipicError, match="Number of images.*2"):
-            pipeline.text_to_image_job(small("three", 1, batch=3))
+            pipeline.jobs.text_to_image(small("three", 1, batch=3))
         assert len(pipeline.text_to_image(small("two", 1, batch=2)).items) == 2
     finally:
         pipeline.close()

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from aipic.audit import AttributeResult, AuditResult, load_attribute_set
+from aipic.audit.attributes import load_attribute_set
+from aipic.audit.auditor import AttributeResult, AuditResult
 from aipic.cli import main
-from aipic.flips import flip_stats
+from aipic.audit.flips import flip_stats
 from conftest import image_file
 
 GENDER = "perceived_gender_presentation"
@@ -26,6 +27,7 @@ def test_flip_rates_count_only_pairs_read_on_both_sides():
     assert entry["transitions"] == {"feminine → masculine": 1, "masculine → feminine": 1}
 
 
+@pytest.mark.slow
 def test_aipic_audit_flips_runs_edits_through_the_engine(tmp_path, capsys):
     folder = tmp_path / "inputs"
     folder.mkdir()

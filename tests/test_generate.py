@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
-from aipic.catalog import Limits
-from aipic.errors import AipicError
-from aipic.generate import GenerationRequest, resolve_request, run_diffusion, truncation_warnings
+from aipic.models.catalog import Limits
+from aipic.common.errors import AipicError
+from aipic.generation.diffusion import run_diffusion, truncation_warnings
+from aipic.generation.requests import GenerationRequest
+from aipic.pipeline.resolve import resolve_generation
 from conftest import make_image
 
 DEFAULTS = {"steps": 4, "guidance": 5.0, "size": 128, "strength": 0.6}
@@ -16,7 +18,7 @@ def sd(tiny_pipeline):
 
 
 def resolved(**fields):
-    return resolve_request(GenerationRequest(**{"prompt": "a red bicycle", **fields}), DEFAULTS, LIMITS)
+    return resolve_generation(GenerationRequest(**{"prompt": "a red bicycle", **fields}), DEFAULTS, LIMITS)
 
 
 def test_defaults_are_filled_in_and_a_random_seed_is_recorded():
@@ -71,7 +73,7 @@ def test_same_seed_same_image_and_batch_seeds_count_up(sd):
 
 
 def test_img2img_output_has_the_requested_size(sd):
-    from aipic.models import image_to_image_pipeline
+    from aipic.models.loading import image_to_image_pipeline
 
     request = resolved(init_image=make_image(96, 64), width=96, height=64, seed=1)
     [out] = run_diffusion(image_to_image_pipeline(sd), request)
@@ -90,7 +92,7 @@ def test_an_oversized_image_is_refused_from_its_header_before_decoding(tmp_path)
 
     from PIL import Image
 
-    from aipic.images import open_user_image
+    from aipic.common.images import open_user_image
 
     huge = tmp_path / "huge.png"
     Image.new("L", (11000, 11000)).save(huge, optimize=False, compress_level=9)  # a small file that decodes to 121 MP
@@ -106,7 +108,7 @@ def test_an_oversized_image_is_refused_from_its_header_before_decoding(tmp_path)
 def test_sixteen_bit_greyscale_keeps_its_tones(tmp_path):
     from PIL import Image
 
-    from aipic.images import open_user_image
+    from aipic.common.images import open_user_image
 
     data = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
     path = tmp_path / "grey16.png"

@@ -7,18 +7,20 @@ import stat
 import pytest
 from cryptography import x509
 
-from aipic import identity as ident
-from aipic import provenance
-from aipic.errors import ConfigError
+from aipic.provenance import signing_identity as ident
+from aipic.provenance.manifest import build_manifest
+from aipic.provenance.signing import sign_png
+from aipic.provenance.verify import verify_bytes
+from aipic.common.errors import ConfigError
 from conftest import make_image, png_of
 
 
 def sign_with(identity) -> bytes:
-    manifest = provenance.build_manifest(
+    manifest = build_manifest(
         title="o.png", task="text-to-image", description="t", agent={"name": "tiny-random", "version": ""},
         human={"prompt": "p", "parameters": {}}, models=[{"name": "tiny-random"}], outputs={"seed": 1}, audit={}, ingredients=[],
     )
-    return provenance.sign_png(png_of(make_image()), manifest, [], identity)
+    return sign_png(png_of(make_image()), manifest, [], identity)
 
 
 def test_first_run_keeps_the_ca_key_private_backs_it_up_and_marks_the_home(tmp_path):
@@ -26,7 +28,7 @@ def test_first_run_keeps_the_ca_key_private_backs_it_up_and_marks_the_home(tmp_p
     for secret in (tmp_path / "keys" / "ca-key.pem", tmp_path / "keys" / "signer-key.pem", tmp_path / "keys-backup" / "ca-key.pem"):
         assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     assert (tmp_path / "keys-backup" / "ca.pem").read_text() == identity.ca_pem
-    assert identity.ca_fingerprint in (tmp_path / "signing-ca.json").read_text()
+    assert identity.ca_sha256 in (tmp_path / "signing-ca.json").read_text()
     assert not list(tmp_path.rglob("*.part"))
 
 
@@ -37,7 +39,7 @@ def test_a_deleted_signer_is_renewed_from_the_same_ca_and_old_outputs_stay_trust
     second = ident.ensure_signing_identity(tmp_path / "keys")
     assert second.ca_pem == first.ca_pem and second.chain_pem != first.chain_pem
     for data in (old_output, sign_with(second)):
-        assert provenance.verify_bytes(data, second.trust_anchors).verdict == "trusted"
+        assert verify_bytes(data, second.trust_anchors).verdict == "trusted"
 
 
 def test_a_signer_close_to_expiry_is_renewed(tmp_path):
@@ -60,7 +62,7 @@ def test_a_deleted_keys_folder_is_restored_from_the_backup(tmp_path):
     shutil.rmtree(tmp_path / "keys")
     second = ident.ensure_signing_identity(tmp_path / "keys")
     assert second.ca_pem == first.ca_pem
-    assert provenance.verify_bytes(old_output, second.trust_anchors).verdict == "trusted"
+    assert verify_bytes(old_output, second.trust_anchors).verdict == "trusted"
 
 
 def test_a_lost_ca_without_backup_is_refused_never_replaced_silently(tmp_path):
@@ -69,7 +71,7 @@ def test_a_lost_ca_without_backup_is_refused_never_replaced_silently(tmp_path):
     first = ident.ensure_signing_identity(tmp_path / "keys")
     shutil.rmtree(tmp_path / "keys")
     shutil.rmtree(tmp_path / "keys-backup")
-    with pytest.raises(ConfigError, match=f"fingerprint {first.ca_fingerprint[:16]}.*will not make a new CA silently"):
+    with pytest.raises(ConfigError, match=f"fingerprint {first.ca_sha256[:16]}.*will not make a new CA silently"):
         ident.ensure_signing_identity(tmp_path / "keys")
     assert not (tmp_path / "keys" / "ca.pem").exists()
 
@@ -86,13 +88,13 @@ def test_a_home_from_before_the_ca_key_was_kept_gets_a_new_ca_once_and_keeps_tru
     legacy = ident.SigningIdentity(directory=keys, ca_pem=old_ca, chain_pem=chain, key_path=keys / "signer-key.pem")
     old_output = sign_with(legacy)
 
-    with caplog.at_level("WARNING", logger="aipic.identity"):
+    with caplog.at_level("WARNING", logger="aipic.provenance.signing_identity"):
         upgraded = ident.ensure_signing_identity(keys)
     assert "creating a new CA once" in caplog.text
     assert upgraded.ca_pem != old_ca and upgraded.earlier_ca_pems == (old_ca,)
     assert (keys / "ca-key.pem").is_file()
-    assert provenance.verify_bytes(old_output, upgraded.trust_anchors).verdict == "trusted"
-    assert provenance.verify_bytes(old_output, ident.local_trust_anchors(keys)).verdict == "trusted"
-    assert provenance.verify_bytes(sign_with(upgraded), upgraded.trust_anchors).verdict == "trusted"
+    assert verify_bytes(old_output, upgraded.trust_anchors).verdict == "trusted"
+    assert verify_bytes(old_output, ident.local_trust_anchors(keys)).verdict == "trusted"
+    assert verify_bytes(sign_with(upgraded), upgraded.trust_anchors).verdict == "trusted"
     again = ident.ensure_signing_identity(keys)
     assert again.ca_pem == upgraded.ca_pem  # once, not at every start

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from aipic import tiny
-from aipic.catalog import load_catalog
-from aipic.errors import AipicError
-from aipic.models import ModelRegistry, load_text_to_image, resolve_mode
+from aipic.models import tiny
+from aipic.models.catalog import load_catalog
+from aipic.common.errors import AipicError
+from aipic.models.loading import Models, load_text_to_image
 
 
 def test_tokenizer_built_from_open_clip_bpe_matches_open_clip():
@@ -50,7 +50,7 @@ def test_catalog_defaults_and_limits():
 
 
 def test_auto_mode_falls_back_to_placeholders_and_says_why():
-    registry = ModelRegistry(load_catalog(), mode="auto", device="cpu")
+    registry = Models(load_catalog(), mode="auto", device="cpu")
     model = registry.get("text_to_image")
     assert model.placeholder
     assert "in place of SD-Turbo" in model.note and "not on this machine" in model.note and "noise" in model.note
@@ -67,15 +67,17 @@ def test_real_mode_reports_unloadable_model_clearly(tmp_path):
 
 
 def test_model_mode_is_validated(monkeypatch):
+    from aipic.common.settings import Settings
+
     monkeypatch.setenv("AIPIC_MODELS", "tiny")
-    assert resolve_mode(None) == "tiny"
+    assert Settings.from_env().models_mode == "tiny"
     with pytest.raises(AipicError, match="Unknown model mode"):
-        resolve_mode("huge")
+        Settings.from_env(models_mode="huge")
 
 
 def test_the_weights_revision_is_recorded_as_the_software_agent_version(tiny_pipeline):
-    from aipic.models import _hub_revision
-    from aipic.provenance import software_agent
+    from aipic.models.loading import _hub_revision
+    from aipic.provenance.manifest import software_agent
 
     assert _hub_revision("/cache/hub/models--stabilityai--sd-turbo/snapshots/1681ed09e0cff58eeb41e878a49893228b78b94c/model_index.json") == "1681ed09e0cff58eeb41e878a49893228b78b94c"
     assert _hub_revision("/some/local/dir/model_index.json") is None
@@ -88,7 +90,7 @@ def test_a_bucket_compiled_tower_pads_cuts_and_stays_on_its_own_thread():
 
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from aipic.models import BucketCompiled
+    from aipic.models.loading import BucketCompiled
 
     class Tower(torch.nn.Module):
         def __init__(self):

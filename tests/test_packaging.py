@@ -1,12 +1,14 @@
+import pytest
 """A built wheel carries the catalog and the audit data: a non-editable install works from anywhere."""
 
 import os
 import subprocess
 import sys
 
-from aipic.catalog import REPO_ROOT
+from aipic.common.data import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_models_and_audits(tmp_path):
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO_ROOT), "-w", str(wheels)],
@@ -15,11 +17,12 @@ def test_the_wheel_carries_models_and_audits(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True, timeout=300)
     assert (target / "aipic" / "_data" / "models" / "catalog.yaml").is_file()
     assert (target / "aipic" / "_data" / "audits" / "suites" / "smoke.yaml").is_file()
-    assert (target / "aipic" / "migrations" / "versions" / "0002_fingerprints.py").is_file()  # the registry schema
+    assert (target / "aipic" / "provenance" / "migrations" / "versions" / "0003_output_paths.py").is_file()  # the registry schema
     assert (target / "aipic" / "_data" / "audits" / "references" / "bls_cps_2025_occupations.tsv").is_file()
 
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
-    code = "import aipic, aipic.catalog, aipic.audit, aipic.report; print(aipic.__file__); print(aipic.catalog.DEFAULT_CATALOG_PATH); print(aipic.audit.load_attribute_set().name); print(aipic.report.load_suite('audits/suites/smoke.yaml').name)"
+    code = ("import aipic, aipic.models.catalog, aipic.audit.attributes, aipic.audit.suites; print(aipic.__file__); print(aipic.models.catalog.DEFAULT_CATALOG_PATH); "
+            "print(aipic.audit.attributes.load_attribute_set().name); print(aipic.audit.suites.load_suite('audits/suites/smoke.yaml').name)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -61,8 +64,8 @@ def test_building_the_app_writes_nothing_into_the_source_tree(tiny_pipeline):
     """Gradio writes a .pyi stub next to any module that subclasses one of its components; aipic must not (a
     read-only install would fail, and a checkout would get stray files)."""
     import app
-    from aipic.catalog import REPO_ROOT
-    from aipic.ratelimit import RateLimiter
+    from aipic.common.data import REPO_ROOT
+    from aipic.web.ratelimit import RateLimiter
 
     app.build_app(tiny_pipeline, RateLimiter(0))
     assert not list(REPO_ROOT.glob("*.pyi")) and not list((REPO_ROOT / "aipic").glob("*.pyi"))
@@ -72,6 +75,6 @@ def test_the_claim_generator_version_is_the_package_version():
     import tomllib
 
     import aipic
-    from aipic.catalog import REPO_ROOT
+    from aipic.common.data import REPO_ROOT
 
     assert aipic.__version__ == tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]

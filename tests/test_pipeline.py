@@ -1,13 +1,15 @@
 import pytest
 
-from aipic.errors import AipicError
-from aipic.generate import GenerationRequest
+from aipic.common.settings import Settings
+from aipic.common.errors import AipicError
+from aipic.generation.requests import GenerationRequest
 from aipic.pipeline import AipicPipeline
-from aipic.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
-from aipic.style import StyleRequest
+from aipic.provenance.labels import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
+from aipic.generation.requests import StyleRequest
 from conftest import image_file, make_image, png_of
 
 
+@pytest.mark.slow
 def test_text_to_image_outputs_are_audited_signed_files(tiny_pipeline, fresh_outputs):
     outcome = tiny_pipeline.text_to_image(GenerationRequest(prompt="a portrait of a chef", negative_prompt="blurry", seed=11, batch=2, width=64, height=64))
     assert [item.seed for item in outcome.items] == [11, 12]
@@ -25,6 +27,7 @@ def test_text_to_image_outputs_are_audited_signed_files(tiny_pipeline, fresh_out
         assert result.audit == item.audit.to_dict()
 
 
+@pytest.mark.slow
 def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_outputs, tmp_path):
     upload = image_file(tmp_path / "holiday.jpg", 120, 80, fmt="JPEG")
     outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
@@ -38,6 +41,7 @@ def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_output
     assert result.contributions["human"]["parameters"]["strength"] == 0.6
 
 
+@pytest.mark.slow
 def test_style_transfer_is_audited_and_signed(tiny_pipeline, fresh_outputs, tmp_path):
     content = image_file(tmp_path / "content.png", 80, 64, seed=1)
     style = image_file(tmp_path / "style.png", 64, 64, seed=2)
@@ -98,6 +102,7 @@ def _damage_jumbf(data: bytes) -> bytes:
     return data[: start - 4] + struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[start + 4 + length + 4 :]
 
 
+@pytest.mark.slow
 def test_an_upload_whose_credentials_fail_is_used_recorded_and_the_person_told(tiny_pipeline, fresh_outputs, tmp_path):
     upload = _signed_upload(tiny_pipeline, tmp_path)
     upload.write_bytes(_add_text_chunk(upload.read_bytes()))  # still a good image, but not what was signed
@@ -109,6 +114,7 @@ def test_an_upload_whose_credentials_fail_is_used_recorded_and_the_person_told(t
     assert result.contributions["human"]["uploads"][0]["credentials"] == "tampered"
 
 
+@pytest.mark.slow
 def test_an_upload_with_damaged_credentials_is_used_without_them(tiny_pipeline, fresh_outputs, tmp_path):
     import hashlib
 
@@ -123,6 +129,7 @@ def test_an_upload_with_damaged_credentials_is_used_without_them(tiny_pipeline, 
     assert recorded["sha256"] == hashlib.sha256(upload.read_bytes()).hexdigest()  # the file as uploaded
 
 
+@pytest.mark.slow
 def test_an_aipic_output_used_as_an_upload_reads_trusted(tiny_pipeline, fresh_outputs, tmp_path):
     upload = _signed_upload(tiny_pipeline, tmp_path)
     outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="again", seed=4), upload)
@@ -132,14 +139,16 @@ def test_an_aipic_output_used_as_an_upload_reads_trusted(tiny_pipeline, fresh_ou
     assert result.ingredients[0]["status"] == "valid"
 
 
+@pytest.mark.slow
 def test_upload_names_are_recorded_only_when_the_person_chooses(tiny_pipeline, fresh_outputs, tmp_path):
     upload = image_file(tmp_path / "my-holiday-in-rome.jpg", 96, 64, fmt="JPEG")
     outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3, record_upload_names=True), upload)
     assert tiny_pipeline.verify(outcome.items[0].path).ingredients[0]["title"] == "my-holiday-in-rome.jpg"
 
 
+@pytest.mark.slow
 def test_a_private_prompt_is_recorded_as_a_salted_hash_that_proves_authorship(tiny_pipeline, fresh_outputs):
-    from aipic.verify import prompt_matches
+    from aipic.provenance.verify import prompt_matches
 
     outcome = tiny_pipeline.text_to_image(GenerationRequest(prompt="my secret recipe for a picture", negative_prompt="blur", seed=2, private_prompt=True, width=64, height=64))
     [item] = outcome.items
@@ -153,6 +162,7 @@ def test_a_private_prompt_is_recorded_as_a_salted_hash_that_proves_authorship(ti
     assert "prompt kept private" in result.report()
 
 
+@pytest.mark.slow
 def test_perceived_attributes_of_an_upload_derived_output_are_not_published(tiny_pipeline, fresh_outputs, tmp_path):
     upload = image_file(tmp_path / "portrait.png", 96, 64)
     outcome = tiny_pipeline.image_to_image(GenerationRequest(prompt="as a watercolour", seed=3), upload)
@@ -161,13 +171,14 @@ def test_perceived_attributes_of_an_upload_derived_output_are_not_published(tiny
     assert published["person_present"] == outcome.items[0].audit.person_present  # the person still sees the whole audit
 
 
+@pytest.mark.slow
 def test_prompts_never_reach_the_logs(tmp_path):
     """diffusers logs the cut-off part of a long prompt; that record is dropped (the person is told instead)."""
     long_prompt = " ".join(f"privateword{i}" for i in range(100))
     code = (
         "import logging, sys; logging.basicConfig(level=logging.DEBUG);"
-        "from aipic.pipeline import AipicPipeline; from aipic.generate import GenerationRequest;"
-        f"p = AipicPipeline(models_mode='tiny', device='cpu', home={str(tmp_path)!r});"
+        "from aipic.pipeline import AipicPipeline; from aipic.generation.requests import GenerationRequest;"
+        f"from aipic.common.settings import Settings; p = AipicPipeline(Settings(models_mode='tiny', device='cpu', home={str(tmp_path)!r}));"
         "o = p.text_to_image(GenerationRequest(prompt=sys.argv[1], width=64, height=64, steps=1)); p.close();"
         "print('warned' if any('the model reads only 77' in w for w in o.warnings) else 'silent')"
     )
@@ -181,20 +192,20 @@ def test_prompts_never_reach_the_logs(tmp_path):
 
 
 def test_bad_input_fails_before_any_model_loads(tmp_path):
-    from aipic.errors import BadInput
+    from aipic.common.errors import BadInput
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path)
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path))
     with pytest.raises(BadInput, match="Please enter a prompt"):
-        pipeline.text_to_image_job(GenerationRequest(prompt="  "))
+        pipeline.jobs.text_to_image(GenerationRequest(prompt="  "))
     with pytest.raises(BadInput, match="Width must be between"):
-        pipeline.text_to_image_job(GenerationRequest(prompt="x", width=4000))
+        pipeline.jobs.text_to_image(GenerationRequest(prompt="x", width=4000))
     assert pipeline.models.status() == {}  # nothing was loaded
 
 
 def test_an_unwritable_home_is_a_clear_error_at_start(tmp_path):
     import os
 
-    from aipic.errors import ConfigError
+    from aipic.common.errors import ConfigError
 
     if os.geteuid() == 0:
         blocked = tmp_path / "file-not-folder"
@@ -204,9 +215,10 @@ def test_an_unwritable_home_is_a_clear_error_at_start(tmp_path):
         home = tmp_path / "ro"
         home.mkdir(mode=0o500)
     with pytest.raises(ConfigError, match="aipic cannot write to .*Choose a writable folder"):
-        AipicPipeline(models_mode="tiny", device="cpu", home=home).check_home()
+        AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home)).check_home()
 
 
+@pytest.mark.slow
 def test_a_damaged_png_upload_is_used_as_its_pixels_and_the_person_told(tiny_pipeline, fresh_outputs, tmp_path, capsys):
     """A PNG without its end chunk: image decoders read it, C2PA cannot parse it. It is used without any
     credentials it may carry (said plainly), never a failed request; the CLI prints one warning, no traceback."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aipic.images import encode, png_fast
+from aipic.common.images import encode, png_fast
 
 
 def chunks(data: bytes) -> list[tuple[bytes, bytes]]:

@@ -1,7 +1,7 @@
 import pytest
 
-from aipic.errors import AipicError
-from aipic.ratelimit import RateLimiter
+from aipic.common.errors import AipicError
+from aipic.web.ratelimit import RateLimiter
 
 
 class Clock:

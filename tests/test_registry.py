@@ -17,9 +17,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import inspect as sa_inspect
 
-from aipic.generate import GenerationRequest
+from aipic.common.settings import Settings
+from aipic.generation.requests import GenerationRequest
 from aipic.pipeline import AipicPipeline
-from aipic.registry import Entry, Registry
+from aipic.provenance import publish
+from aipic.provenance.registry import Entry, Registry
 from conftest import free_port, make_image
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -52,7 +54,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
@@ -64,6 +66,7 @@ def url(request, tmp_path):
     return base
 
 
+@pytest.mark.slow
 def test_records_survive_a_restart_and_a_retried_record_is_not_duplicated(url):
     first = Registry(url)
     first.record(entry(1))
@@ -95,8 +98,9 @@ def test_concurrent_writers_lose_nothing(url):
         registry.close()
 
 
+@pytest.mark.slow
 def test_processes_starting_together_migrate_once(url):
-    code = "import sys; from aipic.registry import Registry; Registry(sys.argv[1]).close(); print('ok')"
+    code = "import sys; from aipic.provenance.registry import Registry; Registry(sys.argv[1]).close(); print('ok')"
     starts = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [process.communicate(timeout=120) for process in starts]
     assert all(out.strip() == "ok" for out, _ in outputs), [err for _, err in outputs]
@@ -107,7 +111,7 @@ def test_a_registry_from_the_first_schema_is_migrated_with_its_data(tmp_path):
     from alembic import command
     from alembic.config import Config
 
-    from aipic.registry import MIGRATIONS
+    from aipic.provenance.registry import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     old = Registry(url, migrate=False)
@@ -145,11 +149,12 @@ def test_nearest_fingerprint_within_the_limit_only(url):
 def recorded(tmp_path_factory):
     """A pipeline with its own registry."""
     home = tmp_path_factory.mktemp("registry-home")
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home)
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home))
     yield pipeline
     pipeline.close()
 
 
+@pytest.mark.slow
 def test_every_output_is_recorded_before_it_is_handed_out(recorded):
     [item] = recorded.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64)).items
     kept = recorded.registry.get(item.id)
@@ -163,9 +168,9 @@ def test_every_output_is_recorded_before_it_is_handed_out(recorded):
 
 
 def test_a_registry_failure_removes_the_output_and_fails_the_request(tmp_path):
-    from aipic.errors import StageFailed
+    from aipic.common.errors import StageFailed
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", output_dir=tmp_path / "out")
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path / "home"), output_dir=tmp_path / "out")
     try:
         with pipeline.registry.engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE outputs")  # a real database error on commit
@@ -193,6 +198,7 @@ def _copies(path):
             "resize 50%": half.getvalue(), "crop 10%": cropped.getvalue()}
 
 
+@pytest.mark.slow
 def test_stripped_copies_are_recognised_and_unrelated_images_never_are(recorded, tmp_path):
     [item] = recorded.text_to_image(GenerationRequest(prompt="a lighthouse", seed=7, width=256, height=256)).items
     for attack, data in _copies(item.path).items():
@@ -219,6 +225,7 @@ def test_stripped_copies_are_recognised_and_unrelated_images_never_are(recorded,
         assert recorded.verify(unrelated).recovered is None
 
 
+@pytest.mark.slow
 def test_the_cli_recovers_from_the_homes_registry(recorded, tmp_path, capsys):
     from aipic.cli import main
 
@@ -232,20 +239,21 @@ def test_the_cli_recovers_from_the_homes_registry(recorded, tmp_path, capsys):
     assert report["verdict"] == "no_credentials" and report["recovered"]["manifest_label"].startswith("urn:c2pa:")
 
 
+@pytest.mark.slow
 def test_retention_deletes_old_files_but_keeps_their_manifests(recorded, tmp_path):
     [old, new] = [recorded.text_to_image(GenerationRequest(prompt=f"a boat {n}", seed=n, width=128, height=128)).items[0] for n in (1, 2)]
     with recorded.registry.engine.begin() as connection:  # the first output was made ten days ago
         connection.exec_driver_sql("UPDATE outputs SET created_at = ? WHERE id = ?", ((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)).replace(tzinfo=None), old.id))
     copy = tmp_path / "copy.jpg"
     Image.open(old.path).convert("RGB").save(copy, "JPEG", quality=75)
-    assert recorded.apply_retention(days=7) == 1
+    assert publish.apply_retention(recorded.registry, 7) == 1
     assert not old.path.exists() and new.path.exists()
     kept = recorded.registry.get(old.id)
     assert kept.file_deleted_at is not None and kept.manifest_store
     recovered = recorded.verify(copy).recovered
     assert recovered["output_id"] == old.id and recovered["original_file"] == "deleted (retention)"
     assert recovered["original_manifest"] == "signature valid, trusted signer"
-    assert recorded.apply_retention(days=0) == 0  # 0: keep everything
+    assert publish.apply_retention(recorded.registry, 0) == 0  # 0: keep everything
 
 
 def test_an_output_is_neither_published_nor_served_before_its_record_commits(tmp_path):
@@ -253,7 +261,7 @@ def test_an_output_is_neither_published_nor_served_before_its_record_commits(tmp
     name (which the app never serves); once the row commits, it is renamed into its day folder."""
     import sqlite3
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home")
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path / "home"))
     try:
         _ = pipeline.registry
         blocker = sqlite3.connect(tmp_path / "home" / "registry.sqlite3", timeout=30)
@@ -282,7 +290,7 @@ def test_an_output_is_neither_published_nor_served_before_its_record_commits(tmp
 def test_the_app_start_reconciles_the_output_folder_with_the_registry(tmp_path):
     """After a crash: a staged file whose row committed is published, one without a row is removed, and a file
     the registry does not know is moved to the quarantine (never served); recorded outputs stay."""
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home")
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path / "home"))
     try:
         [kept, interrupted] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, batch=2)).items
         outputs = (tmp_path / "home" / "outputs").resolve()
@@ -306,6 +314,7 @@ def test_the_app_start_reconciles_the_output_folder_with_the_registry(tmp_path):
         pipeline.close()
 
 
+@pytest.mark.slow
 def test_known_paths_are_looked_up_by_index(url):
     registry = Registry(url)
     try:

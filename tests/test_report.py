@@ -3,10 +3,13 @@ import json
 
 import pytest
 
-from aipic.audit import load_attribute_set
-from aipic.catalog import REPO_ROOT
-from aipic.errors import AipicError
-from aipic.report import load_suite, read_rows, run_suite, summarise, wilson_interval
+from aipic.audit.attributes import load_attribute_set
+from aipic.common.data import REPO_ROOT
+from aipic.common.errors import AipicError
+from aipic.audit.statistics import wilson_interval
+from aipic.audit.suites import load_suite
+from aipic.audit.summary import read_rows, summarise
+from aipic.pipeline.runs import run_suite
 from conftest import interrupt_on
 
 
@@ -56,7 +59,7 @@ def test_suite_run_writes_html_json_csv(tiny_pipeline, tmp_path):
 
 def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatch):
     suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on(3, tiny_pipeline.text_to_image_job))
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", interrupt_on(3, tiny_pipeline.jobs.text_to_image))
     paths = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "partial", progress=False)
     assert not paths["complete"]
     report = json.loads(paths["json"].read_text())
@@ -83,7 +86,7 @@ def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatc
     ],
 )
 def test_bad_suites_get_clear_errors(tmp_path, text, message):
-    from aipic.audit import load_attribute_set
+    from aipic.audit.attributes import load_attribute_set
 
     path = tmp_path / "suite.yaml"
     path.write_text(text)
@@ -112,7 +115,7 @@ def test_an_existing_report_or_a_file_as_out_is_refused(tiny_pipeline, tmp_path)
 
 
 def test_a_failed_image_is_recorded_with_its_reason_and_the_run_goes_on(tiny_pipeline, tmp_path):
-    from aipic.report import PromptSuite
+    from aipic.audit.suites import PromptSuite
 
     suite = PromptSuite(name="mixed", description="", prompts=("a photo of a nurse", "x" * 3000, "a photo of a pilot"), reference={})
     paths = run_suite(tiny_pipeline, suite, seeds=1, out_dir=tmp_path / "mixed", progress=False)
@@ -130,7 +133,7 @@ def test_a_failed_image_is_recorded_with_its_reason_and_the_run_goes_on(tiny_pip
 
 
 def test_the_bls_reference_is_shipped_with_its_citation_and_used_per_prompt(tiny_pipeline, tmp_path):
-    from aipic.references import occupation_in
+    from aipic.audit.references import occupation_in
 
     assert occupation_in("a photo of a nurse").women_share == pytest.approx(0.873)
     assert occupation_in("a photo of a software engineer").title == "Software developers"  # the longest match
@@ -181,11 +184,11 @@ def test_denominators_account_for_every_image_and_abstention_bounds_are_given():
 
 def test_an_interrupted_run_resumes_without_redoing_images_and_other_settings_are_refused(tiny_pipeline, tmp_path, monkeypatch):
     suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
-    original = tiny_pipeline.text_to_image_job
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", interrupt_on(3, original))
+    original = tiny_pipeline.jobs.text_to_image
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", interrupt_on(3, original))
     first = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "run", progress=False)
     assert not first["complete"] and len(read_rows(first["csv"])) == 2
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", original)
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", original)
     with pytest.raises(AipicError, match="other settings"):
         run_suite(tiny_pipeline, suite, seeds=3, out_dir=tmp_path / "run", progress=False, resume=True)
     made = {"n": 0}
@@ -194,7 +197,7 @@ def test_an_interrupted_run_resumes_without_redoing_images_and_other_settings_ar
         made["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_pipeline, "text_to_image_job", counting)
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", counting)
     resumed = run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "run", progress=False, resume=True)
     assert resumed["complete"] and made["n"] == 2  # only the two missing images
     rows = read_rows(resumed["csv"])
@@ -203,7 +206,8 @@ def test_an_interrupted_run_resumes_without_redoing_images_and_other_settings_ar
 
 
 def test_sample_size_is_stated_before_a_run():
-    from aipic.report import interval_width, sample_size_notes, seeds_for_width
+    from aipic.audit.statistics import interval_width, seeds_for_width
+    from aipic.audit.suites import sample_size_notes
 
     assert interval_width(100) == pytest.approx(0.5962 - 0.4038, abs=1e-4)  # Wilson at 50/100: 0.4038–0.5962
     assert seeds_for_width(0.2) == 93  # the smallest n whose widest Wilson interval is ≤ 20 points

@@ -6,22 +6,25 @@ import json
 import numpy as np
 import pytest
 
-from aipic import tiny
-from aipic.catalog import REPO_ROOT
-from aipic.engine import EngineSettings
-from aipic.generate import GenerationRequest
-from aipic.metrics import parse_text
-from aipic.models import LoadedModel
+from aipic.models import tiny
+from aipic.common.data import REPO_ROOT
+from aipic.common.settings import Settings
+from aipic.generation.requests import GenerationRequest
+from aipic.engine.metrics import parse_text
+from aipic.models.loading import LoadedModel
 from aipic.pipeline import AipicPipeline
-from aipic.report import load_suite, run_suite
-from aipic.safety import Blocked, NudeNetStage, nudenet_blocks
+from aipic.audit.suites import load_suite
+from aipic.pipeline.runs import run_suite
+from aipic.common.errors import Blocked
+from aipic.generation.safety import nudenet_blocks
+from aipic.pipeline.stages import NudeNetStage
 
-SETTINGS = EngineSettings(batch_wait_s=0, cpu_workers=2)
+SETTINGS = Settings(batch_wait_s=0, cpu_workers=2)
 
 
 def _strict_pipeline(home) -> AipicPipeline:
     """A pipeline whose safety checker (the real diffusers class) flags every image."""
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home, settings=SETTINGS)
+    pipeline = AipicPipeline(SETTINGS.replace(models_mode="tiny", device="cpu", home=home))
     entry = pipeline.catalog.entry("safety")  # the default entry, which the engine asks for
     pipeline.models.register(LoadedModel(entry, tiny.build_tiny_safety_checker(flag_everything=True), placeholder=True, tiny=True))
     return pipeline
@@ -59,7 +62,7 @@ def test_some_images_of_a_batch_held_back_the_rest_are_delivered_with_a_message(
             stages = super().build_stages()
             return [stages[0], HoldBackFirst(), *stages[2:]]
 
-    pipeline = Pipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=SETTINGS)
+    pipeline = Pipeline(SETTINGS.replace(models_mode="tiny", device="cpu", home=tmp_path))
     try:
         outcome = pipeline.text_to_image(GenerationRequest(prompt="two boats", seed=5, width=64, height=64, steps=2, batch=2))
         assert len(outcome.items) == 1 and outcome.items[0].seed == 6 and outcome.held_back == 1
@@ -84,7 +87,7 @@ def test_audits_count_held_back_images(tmp_path):
 
 
 def test_the_safety_filter_can_be_turned_off_and_the_app_says_so(tmp_path):
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(safety=False))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, safety=False))
     assert not any(stage.name == "safety" for stage in pipeline.build_stages())
     assert any("safety filter is turned off" in note for note in pipeline.placeholder_notes())
 

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from aipic.catalog import Limits
-from aipic.errors import AipicError
-from aipic.style import StyleRequest, gram_matrix, resolve_style_request, style_transfer
+from aipic.models.catalog import Limits
+from aipic.common.errors import AipicError
+from aipic.generation.requests import StyleRequest
+from aipic.generation.style import gram_matrix, style_transfer
+from aipic.pipeline.resolve import resolve_style
 from conftest import make_image
 
 
@@ -36,4 +38,4 @@ def test_style_transfer_moves_towards_the_style(tiny_pipeline):
 def test_bad_style_requests_get_clear_errors(fields, message):
     request = StyleRequest(content_image=make_image(), style_image=make_image(), **fields)
     with pytest.raises(AipicError, match=message):
-        resolve_style_request(request, Limits())
+        resolve_style(request, Limits())

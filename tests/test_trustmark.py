@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from aipic import trustmark_marks as tm
-from aipic.engine import EngineSettings
-from aipic.errors import ModelUnavailable
-from aipic.generate import GenerationRequest
+from aipic.provenance import trustmark as tm
+from aipic.common.settings import Settings
+from aipic.common.errors import ModelUnavailable
+from aipic.generation.requests import GenerationRequest
 from conftest import make_image
 
 
@@ -33,7 +33,7 @@ def marking(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("aipic-home-trustmark")
     tm.write_stand_in(home / "models" / "trustmark")
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home, settings=EngineSettings(watermark_method="trustmark"))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home, watermark_method="trustmark"))
     yield pipeline
     pipeline.close()
 
@@ -105,16 +105,17 @@ def test_missing_or_unpublished_files_are_refused_with_what_to_do(stand_in, tmp_
 def test_a_deployment_without_the_files_fails_at_start_not_with_unmarked_outputs(tmp_path):
     from aipic.pipeline import AipicPipeline
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path, settings=EngineSettings(watermark_method="trustmark", inline=True))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=tmp_path, watermark_method="trustmark", inline=True))
     with pytest.raises(ModelUnavailable, match="TrustMark Q model files are not in"):
         pipeline.warm_up()  # even in inline mode (ZeroGPU), which warms nothing else up
     with pytest.raises(ModelUnavailable, match="TrustMark Q model files are not in"):
         pipeline.build_stages()
-    real = AipicPipeline(models_mode="auto", device="cpu", home=tmp_path, settings=EngineSettings(watermark_method="trustmark", trustmark_models=str(tmp_path)))
+    real = AipicPipeline(Settings(models_mode="auto", device="cpu", home=tmp_path, watermark_method="trustmark", trustmark_models=str(tmp_path)))
     with pytest.raises(ModelUnavailable):
         _ = real.trustmark
 
 
+@pytest.mark.slow
 def test_outputs_of_every_size_carry_the_trustmark_binding(marking, tmp_path):
     marking.output_dir = tmp_path
     assert any("TrustMark watermark uses tiny random-weight stand-ins" in note for note in marking.placeholder_notes())
@@ -128,6 +129,7 @@ def test_outputs_of_every_size_carry_the_trustmark_binding(marking, tmp_path):
         assert bindings["org.aipic.trustmark-stand-in.Q"]["blocks"][0]["value"] == tm.soft_binding(marking.trustmark, item.watermark_id)["blocks"][0]["value"]
 
 
+@pytest.mark.slow
 def test_a_stripped_copy_is_recovered_by_its_trustmark_and_an_unrelated_image_never(marking, tmp_path, capsys, monkeypatch):
     marking.output_dir = tmp_path
     [item] = marking.text_to_image(GenerationRequest(prompt="a harbour", seed=5, width=64, height=64)).items
@@ -187,15 +189,17 @@ def test_download_keeps_only_files_that_match_adobes_checksums(stand_in, tmp_pat
     assert err.startswith("aipic: error: Could not download trustmark_Q.yaml") and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_worker_processes_load_trustmark_once_and_mark_the_same_way(stand_in):
     """A worker process started with the spec warms up with TrustMark, and marks as this process does."""
     import threading
     import time
 
-    from aipic import workers
+    from aipic.engine import WorkerPool
+    from aipic.pipeline import finishing
 
-    pool = workers.WorkerPool(1)
-    pool.start(None, stand_in)
+    pool = WorkerPool(1)
+    pool.start(finishing.initialise_worker, None, stand_in)
     release = threading.Event()
     other = threading.Thread(target=pool.call, args=(release.wait, 60))  # another image being finished: calls go to the worker
     other.start()
@@ -203,8 +207,8 @@ def test_worker_processes_load_trustmark_once_and_mark_the_same_way(stand_in):
         while pool._in_flight == 0:
             time.sleep(0.01)
         pixels = np.asarray(make_image(256, 256, seed=6))
-        marked = pool.call(workers.watermark, pixels, "c0ffee42", stand_in)
-        here = workers.watermark(pixels, "c0ffee42", stand_in)  # the same model; thread counts may round differently
+        marked = pool.call(finishing.embed_mark, pixels, "c0ffee42", stand_in)
+        here = finishing.embed_mark(pixels, "c0ffee42", stand_in)  # the same model; thread counts may round differently
         assert marked.shape == here.shape and np.abs(marked.astype(int) - here).max() <= 1
         assert pool.call(torch.get_num_threads) == 1  # the workers share the cores
     finally:
@@ -213,10 +217,11 @@ def test_worker_processes_load_trustmark_once_and_mark_the_same_way(stand_in):
         pool.close()
 
 
+@pytest.mark.slow
 def test_a_reader_that_cannot_load_is_reported_and_the_fingerprint_still_recognises_the_copy(marking, tmp_path):
     import shutil
 
-    from aipic.verify import verify_file
+    from aipic.provenance.verify import verify_file
 
     marking.output_dir = tmp_path
     [item] = marking.text_to_image(GenerationRequest(prompt="a quay", seed=8, width=64, height=64)).items

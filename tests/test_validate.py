@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from aipic.audit import AttributeResult, AuditResult, load_attribute_set
+from aipic.audit.attributes import load_attribute_set
+from aipic.audit.auditor import AttributeResult, AuditResult
 from aipic.cli import main
-from aipic.errors import AipicError
-from aipic.validate import corrected_shares, evaluate, expected_calibration_error
+from aipic.common.errors import AipicError
+from aipic.audit.classifier import corrected_shares, evaluate, expected_calibration_error
 from conftest import make_image
 
 GENDER = "perceived_gender_presentation"
@@ -68,8 +69,9 @@ def test_the_cli_validates_a_labelled_folder_and_its_result_corrects_an_audit(tm
 
 
 def test_an_audit_reports_corrected_shares_and_refuses_a_validation_of_another_attribute_set(tiny_pipeline, tmp_path):
-    from aipic.catalog import REPO_ROOT
-    from aipic.report import load_suite, run_suite
+    from aipic.common.data import REPO_ROOT
+    from aipic.audit.suites import load_suite
+    from aipic.pipeline.runs import run_suite
 
     confusion = {"feminine": {"feminine": 80, "masculine": 20}, "masculine": {"feminine": 10, "masculine": 90}}
     validation = {"attribute_set": tiny_pipeline.attribute_set.describe(), "images": 200, "attributes": {GENDER: {"labels": ["feminine", "masculine"], "confusion": confusion}}}

@@ -8,12 +8,17 @@ import time
 
 import pytest
 
-from aipic import identity as ident
-from aipic import provenance
-from aipic.engine import EngineSettings
-from aipic.generate import GenerationRequest
+from aipic.provenance import signing_identity as ident
+from aipic.provenance.manifest import Ingredient
+from aipic.provenance.manifest import build_manifest
+from aipic.provenance.signing import make_signer
+from aipic.provenance.signing import sign
+from aipic.provenance.signing import sign_png
+from aipic.common.settings import Settings
+from aipic.generation.requests import GenerationRequest
 from aipic.pipeline import AipicPipeline
-from aipic.verify import classify, verify_bytes, verify_file
+from aipic.provenance.validation import classify
+from aipic.provenance.verify import verify_bytes, verify_file
 from conftest import make_image, png_of
 from tsa import TimeStampAuthority
 
@@ -34,7 +39,7 @@ def home(tmp_path_factory):
 
 
 def manifest(prompt="a lighthouse", ingredients=()):
-    return provenance.build_manifest(
+    return build_manifest(
         title="o.png", task="text-to-image", description="t", agent={"name": "tiny-random", "version": ""},
         human={"prompt": prompt, "parameters": {"seed": 1}}, models=[{"name": "tiny-random"}], outputs={"seed": 1},
         audit={"person_present": False, "person_probability": 0.1}, ingredients=list(ingredients),
@@ -70,9 +75,10 @@ def test_failure_classes_follow_the_decided_priority():
     assert classify(["signingCredential.revoked"])[0] == "invalid"
 
 
+@pytest.mark.slow
 def test_an_untouched_file_whose_signer_expired_is_expired_never_tampered(home):
     base, signer, expires = short_lived(home)
-    data = provenance.sign_png(png_of(make_image()), manifest(), [], signer)
+    data = sign_png(png_of(make_image()), manifest(), [], signer)
     assert verify_bytes(data, base.trust_anchors).verdict == "trusted"
     wait_past(expires)
     result = verify_bytes(data, base.trust_anchors)
@@ -81,12 +87,13 @@ def test_an_untouched_file_whose_signer_expired_is_expired_never_tampered(home):
     assert "expired" in result.message and "tampered" not in result.report().lower()
 
 
+@pytest.mark.slow
 def test_a_timestamp_keeps_an_output_valid_after_its_signer_expires(home, tsa):
     authority, url = tsa
     base, signer, expires = short_lived(home)
     before = authority.requests
-    with provenance.make_signer(signer, url) as c2pa_signer:
-        data = provenance.sign(png_of(make_image()), "image/png", manifest(), [], c2pa_signer)
+    with make_signer(signer, url) as c2pa_signer:
+        data = sign(png_of(make_image()), "image/png", manifest(), [], c2pa_signer)
     assert authority.requests == before + 1  # c2pa-rs asked the local authority over HTTP
     wait_past(expires)
     result = verify_bytes(data, [*base.trust_anchors, authority.ca_pem])
@@ -96,9 +103,10 @@ def test_a_timestamp_keeps_an_output_valid_after_its_signer_expires(home, tsa):
     assert untrusted_tsa.verdict == "expired" and untrusted_tsa.timestamp.startswith("valid, time-stamp authority not")
 
 
+@pytest.mark.slow
 def test_the_pipeline_timestamps_every_output_when_a_tsa_is_configured(home, tsa, tmp_path):
     authority, url = tsa
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home, output_dir=tmp_path, settings=EngineSettings(tsa_url=url, cpu_workers=1))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home, tsa_url=url, cpu_workers=1), output_dir=tmp_path)
     try:
         [item] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=1)).items
     finally:
@@ -108,10 +116,11 @@ def test_the_pipeline_timestamps_every_output_when_a_tsa_is_configured(home, tsa
     assert result.verdict == "trusted" and result.timestamp == "trusted" and result.signed_at
 
 
+@pytest.mark.slow
 def test_an_unreachable_tsa_still_gives_a_signed_output_without_timestamp(home, tmp_path):
     from conftest import free_port
 
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=home, output_dir=tmp_path, settings=EngineSettings(tsa_url=f"http://127.0.0.1:{free_port()}", cpu_workers=1))
+    pipeline = AipicPipeline(Settings(models_mode="tiny", device="cpu", home=home, tsa_url=f"http://127.0.0.1:{free_port()}", cpu_workers=1), output_dir=tmp_path)
     try:
         [item] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=1)).items
     finally:
@@ -124,7 +133,7 @@ def test_an_unreachable_tsa_still_gives_a_signed_output_without_timestamp(home, 
 
 def test_an_altered_manifest_is_tampered_and_its_claims_are_not_shown_as_fact(home):
     base = ident.ensure_signing_identity(home / "keys")
-    data = bytearray(provenance.sign_png(png_of(make_image()), manifest(prompt="a quiet lighthouse"), [], base))
+    data = bytearray(sign_png(png_of(make_image()), manifest(prompt="a quiet lighthouse"), [], base))
     index = data.find(b"a quiet lighthouse")
     data[index : index + 7] = b"a loud "
     result = verify_bytes(bytes(data), base.trust_anchors)
@@ -138,11 +147,11 @@ def test_an_altered_manifest_is_tampered_and_its_claims_are_not_shown_as_fact(ho
 
 def test_an_ingredient_whose_credentials_failed_is_shown(home):
     base = ident.ensure_signing_identity(home / "keys")
-    upload = bytearray(provenance.sign_png(png_of(make_image(seed=3)), manifest(prompt="the original"), [], base))
+    upload = bytearray(sign_png(png_of(make_image(seed=3)), manifest(prompt="the original"), [], base))
     index = upload.find(b"IDAT")
     upload[index + 20] ^= 0xFF  # the upload's pixels changed after it was signed
-    ingredient = provenance.Ingredient(title="edited.png", relationship="parentOf", data=bytes(upload), role="init image")
-    result = verify_bytes(provenance.sign_png(png_of(make_image()), manifest(ingredients=[ingredient]), [ingredient], base), base.trust_anchors)
+    ingredient = Ingredient(title="edited.png", relationship="parentOf", data=bytes(upload), role="init image")
+    result = verify_bytes(sign_png(png_of(make_image()), manifest(ingredients=[ingredient]), [ingredient], base), base.trust_anchors)
     assert result.verdict == "trusted"  # the output's own credentials are fine…
     [shown] = result.ingredients
     assert shown["status"] == "FAILED (tampered)" and "assertion.dataHash.mismatch" in shown["codes"]  # …its ingredient's are not
@@ -165,6 +174,7 @@ def test_oversized_files_are_refused_at_once_without_being_read(tmp_path):
     assert time.monotonic() - start < 1
 
 
+@pytest.mark.slow
 def test_a_slow_hostile_file_is_stopped_at_the_time_limit(tmp_path):
     slow = png_signature_then_zeros(tmp_path / "zeros.png", 40)
     # In-process, c2pa takes ~12 s on this file on the 2-core dev machine (and 60 s for 100 MB): the worker is stopped.
@@ -174,19 +184,21 @@ def test_a_slow_hostile_file_is_stopped_at_the_time_limit(tmp_path):
     assert result.verdict == "unreadable" and "took longer than 1 s" in result.message
 
 
+@pytest.mark.slow
 def test_the_worker_gives_the_same_verdict_as_in_process(home):
     base = ident.ensure_signing_identity(home / "keys")
     path = home / "ok.png"
-    path.write_bytes(provenance.sign_png(png_of(make_image()), manifest(), [], base))
+    path.write_bytes(sign_png(png_of(make_image()), manifest(), [], base))
     isolated = verify_file(path, base.trust_anchors)
     assert isolated.to_dict() == verify_file(path, base.trust_anchors, isolate=False).to_dict()
     assert isolated.verdict == "trusted"
 
 
+@pytest.mark.slow
 def test_aipic_verify_imports_neither_torch_nor_the_pipeline(home):
     base = ident.ensure_signing_identity(home / "keys")
     path = home / "light.png"
-    path.write_bytes(provenance.sign_png(png_of(make_image()), manifest(), [], base))
+    path.write_bytes(sign_png(png_of(make_image()), manifest(), [], base))
     code = ("import sys; from aipic.cli import main; rc = main(['verify', sys.argv[1], '--home', sys.argv[2]]); "
             "print('torch' in sys.modules, 'aipic.pipeline' in sys.modules, rc)")
     out = subprocess.run([sys.executable, "-c", code, str(path), str(home)], capture_output=True, text=True, timeout=120)
@@ -213,7 +225,7 @@ def test_a_claim_v1_manifest_verifies_and_says_what_made_it(home):
     legacy = {"claim_version": 1, "claim_generator": "LegacyCam/2.1", "title": "old.png", "format": "image/png",
               "assertions": [{"label": "c2pa.actions", "data": {"actions": [{"action": "c2pa.created"}]}}]}
     destination = io.BytesIO()
-    with provenance.make_signer(base) as signer:
+    with make_signer(base) as signer:
         c2pa.Builder(legacy).sign(signer, "image/png", io.BytesIO(png_of(make_image())), destination)
     result = verify_bytes(destination.getvalue(), base.trust_anchors)
     assert result.verdict == "trusted" and result.manifest.get("claim_version") == 1
@@ -221,18 +233,19 @@ def test_a_claim_v1_manifest_verifies_and_says_what_made_it(home):
 
 
 def test_a_legacy_claim_generator_string_is_shown_when_there_is_no_generator_info():
-    from aipic.verify import made_with
+    from aipic.provenance.validation import made_with
 
     assert made_with({"claim_generator": "Adobe_Photoshop/23.0 adobe_c2pa/0.12.0"}) == "Adobe_Photoshop/23.0 adobe_c2pa/0.12.0"
     assert made_with({"claim_generator_info": [{"name": "aipic", "version": "0.2.0"}], "claim_generator": "x"}) == "aipic 0.2.0"
     assert made_with({}) is None
 
 
+@pytest.mark.slow
 def test_a_deployment_signs_its_assertions_in_the_namespace_it_controls(tmp_path, monkeypatch):
-    from aipic.errors import ConfigError
+    from aipic.common.errors import ConfigError
 
     monkeypatch.setenv("AIPIC_ASSERTION_NAMESPACE", "com.example.pics")
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path)
+    pipeline = AipicPipeline(Settings.from_env(models_mode="tiny", device="cpu", home=tmp_path))
     try:
         [item] = pipeline.text_to_image(GenerationRequest(prompt="a harbour", seed=1, width=64, height=64, steps=2)).items
         result = pipeline.verify(item.path)
@@ -246,13 +259,14 @@ def test_a_deployment_signs_its_assertions_in_the_namespace_it_controls(tmp_path
         pipeline.close()
     monkeypatch.setenv("AIPIC_ASSERTION_NAMESPACE", "c2pa.mine")
     with pytest.raises(ConfigError, match="reverse domain name you control"):
-        AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "other")
+        AipicPipeline(Settings.from_env(models_mode="tiny", device="cpu", home=tmp_path / "other"))
 
 
+@pytest.mark.slow
 def test_the_registry_url_never_reaches_the_workers_command_line(tmp_path, monkeypatch):
     """The URL may carry a PostgreSQL password: every user of the machine can read a process's argv."""
-    import aipic.verify as verifying
-    from aipic.registry import Registry
+    import aipic.provenance.verify as verifying
+    from aipic.provenance.registry import Registry
 
     Registry.for_home(tmp_path).close()
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
@@ -271,13 +285,14 @@ def test_the_registry_url_never_reaches_the_workers_command_line(tmp_path, monke
     assert url not in " ".join(command) and url in given
 
 
+@pytest.mark.slow
 def test_large_pictures_are_looked_up_within_the_pixel_limit_and_refused_above_it(tmp_path):
     """The registry lookup decodes a picture only up to the pixel limit (the app's upload limit): a 4096×4096
     file is looked up; an 8000×8000 one is refused from its header and the result says so.
     bench/bench_verify.py measures the memory each takes (target: under 300 MB)."""
     from PIL import Image
 
-    from aipic.registry import Registry
+    from aipic.provenance.registry import Registry
 
     Registry.for_home(tmp_path).close()
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
@@ -294,7 +309,7 @@ def test_large_pictures_are_looked_up_within_the_pixel_limit_and_refused_above_i
 def test_concurrent_verifications_wait_for_a_slot():
     import threading
 
-    from aipic.verify import VerifySlots
+    from aipic.provenance.verify import VerifySlots
 
     slots, inside, most = VerifySlots(2), [0], [0]
     lock = threading.Lock()

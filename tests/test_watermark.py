@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aipic import watermark
-from aipic.generate import GenerationRequest
+from aipic.provenance import watermark
+from aipic.generation.requests import GenerationRequest
 from conftest import make_image
 
 
@@ -57,6 +57,7 @@ def test_small_images_are_not_marked():
         watermark.embed(smooth(size=128), watermark.new_id())
 
 
+@pytest.mark.slow
 def test_outputs_carry_the_mark_as_a_soft_binding_or_say_why_not(tiny_pipeline, fresh_outputs):
     [big] = tiny_pipeline.text_to_image(GenerationRequest(prompt="a lighthouse", seed=1, width=256, height=256)).items
     [small] = tiny_pipeline.text_to_image(GenerationRequest(prompt="a lighthouse", seed=1, width=64, height=64)).items

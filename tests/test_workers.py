@@ -9,14 +9,19 @@ import time
 import pytest
 from PIL import Image
 
-from aipic import authorship
-from aipic.engine import EngineSettings
-from aipic.errors import BadInput, StageFailed
-from aipic.generate import GenerationRequest
-from aipic.images import open_user_image
+from aipic.provenance import authorship
+from aipic.common.settings import Settings
+from aipic.common.errors import BadInput, StageFailed
+from aipic.generation.requests import GenerationRequest
+from aipic.common.images import open_user_image
 from aipic.pipeline import AipicPipeline
-from aipic.recovery import recover
-from aipic.workers import WorkerFailed, WorkerPool, automatic_processes, warm_up_finishing
+from aipic.pipeline.outcome import outcome_of
+from aipic.provenance.recovery import recover
+from aipic.common.errors import WorkerFailed
+from aipic.engine import WorkerPool, automatic_processes
+from aipic.pipeline.finishing import initialise_worker, warm_up as warm_up_finishing
+
+pytestmark = pytest.mark.slow  # starts worker processes
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,7 @@ def test_errors_come_back_typed_and_a_dead_worker_is_replaced(pool):
 
 
 def test_finishing_warms_up_with_a_real_signature(tmp_path):
-    from aipic.provenance import ensure_signing_identity
+    from aipic.provenance.signing_identity import ensure_signing_identity
 
     assert warm_up_finishing(ensure_signing_identity(tmp_path / "keys")) and warm_up_finishing(None)
 
@@ -71,25 +76,25 @@ def test_processes_are_automatic_only_on_machines_with_cores_to_spare():
     assert automatic_processes(2) == 0 and automatic_processes(3) == 0
     assert automatic_processes(4) == 2 and automatic_processes(16) == 14 and automatic_processes(64) == 16
     with pytest.raises(Exception, match="cpu_processes must be 0"):
-        EngineSettings(cpu_processes=-1).check()
+        Settings(cpu_processes=-1).check()
 
 
 def test_outputs_finished_in_worker_processes_are_signed_watermarked_and_recorded(tmp_path):
-    settings = EngineSettings(max_gpu_batch=3, batch_wait_s=30.0, cpu_workers=3, cpu_processes=2)
-    pipeline = AipicPipeline(models_mode="tiny", device="cpu", home=tmp_path / "home", settings=settings)
+    settings = Settings(max_gpu_batch=3, batch_wait_s=30.0, cpu_workers=3, cpu_processes=2)
+    pipeline = AipicPipeline(settings.replace(models_mode="tiny", device="cpu", home=tmp_path / "home"))
     try:
         assert pipeline.workers.processes == 2
-        pipeline.workers.start(pipeline.identity)
+        pipeline.workers.start(initialise_worker, pipeline.identity)
         bad_author = authorship.Author(name="Mallory", chain_pem="not a certificate", key_pem="not a key")
         asked = [("a lighthouse", 11, None), ("a harbour", 40, bad_author), ("a ferry", 7, None)]
-        jobs = [pipeline.text_to_image_job(GenerationRequest(prompt=p, seed=s, width=256, height=256, steps=2), author=a) for p, s, a in asked]
+        jobs = [pipeline.jobs.text_to_image(GenerationRequest(prompt=p, seed=s, width=256, height=256, steps=2), author=a) for p, s, a in asked]
         futures = [pipeline.submit(job) for job in jobs]
         with pytest.raises(StageFailed, match="Nothing was published"):  # its signing failed in a worker: that request only
             futures[1].result(timeout=300)
         for (prompt, seed, _), job, future in zip(asked, jobs, futures):
             if job is jobs[1]:
                 continue
-            [item] = pipeline.outcome(job, future.result(timeout=300)).items
+            [item] = outcome_of(job, future.result(timeout=300)).items
             result = pipeline.verify(item.path)
             assert result.verdict == "trusted"
             assert result.contributions["human"]["prompt"] == prompt and result.contributions["model"]["seed"] == seed
@@ -114,3 +119,13 @@ def test_without_worker_processes_errors_keep_their_type():
         WorkerPool(0).call(fails)
     with pytest.raises(WorkerFailed, match="ValueError"):
         WorkerPool(0).call(int, "not a number")
+
+
+def test_what_workers_run_imports_without_torch():
+    """The functions pickled into worker processes (aipic.pipeline.finishing) import without torch or the models."""
+    import subprocess
+    import sys
+
+    code = "import sys, aipic.pipeline.finishing; print('torch' in sys.modules, 'aipic.pipeline.service' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr

@@ -1,0 +1,137 @@
+"""Requests become jobs: each request is resolved once (aipic.pipeline.resolve), its uploads become ingredients,
+the deployment's licence policy is applied, and what the person contributed is written down for the manifest.
+Bad input fails here, in milliseconds, before any model loads."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from aipic.common.errors import BadInput
+from aipic.common.images import open_user_image
+from aipic.engine import Job
+from aipic.generation.diffusion import truncation_warnings
+from aipic.generation.requests import MAX_SEED, GenerationRequest, StyleRequest
+from aipic.models import Catalog, Models
+from aipic.models.catalog import TINY_RANDOM
+from aipic.pipeline.resolve import Rights, diffusion_batch_key, resolve_generation, resolve_rights, resolve_style
+from aipic.provenance.authorship import check_commercial, forbids_inference
+from aipic.provenance.ingredients import make_ingredient
+from aipic.provenance.manifest import Ingredient, private_prompts
+
+
+class JobBuilder:
+    """Turns the request kinds (text to image, image to image, style transfer) into engine jobs."""
+
+    def __init__(self, catalog: Catalog, models: Models, commercial: bool, trust_anchors: Callable[[], Sequence[str]], output_dir: Callable[[], Path]):
+        self.catalog = catalog
+        self.models = models
+        self.commercial = commercial  # refuse models whose licence forbids or leaves unclear commercial use
+        self._trust_anchors = trust_anchors  # what an upload's own credentials are checked against
+        self._output_dir = output_dir
+
+    def text_to_image(self, request: GenerationRequest, model_key: str | None = None, progress=None, author=None) -> Job:
+        if request.init_image is not None:
+            raise BadInput("Text-to-image takes no init image; use image-to-image.")
+        return self._diffusion(request, model_key, uploads=[], progress=progress, author=author)
+
+    def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None, author=None) -> Job:
+        image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
+        opened = dataclasses.replace(request, init_image=image)
+        return self._diffusion(opened, model_key, uploads=[(init_image, image, init_title, "parentOf", "init image")], progress=progress, author=author)
+
+    def style(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Job:
+        limits = self.catalog.limits
+        entry = self.catalog.entry("style", TINY_RANDOM if self.models.mode == "tiny" else None)
+        content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
+        style = open_user_image(request.style_image, "style image", limits.max_upload_pixels)
+        resolved = resolve_style(dataclasses.replace(request, content_image=content, style_image=style), limits)
+        rights = resolve_rights(resolved)
+        check_commercial(entry.label, entry.license, self.commercial)
+        ingredients = self._ingredients([
+            (request.content_image, content, content_title, "parentOf", "content image"),
+            (request.style_image, style, style_title, "componentOf", "style image"),
+        ], request.record_upload_names)
+        model = self.models.get("style")
+        job = Job(
+            task="style-transfer",
+            family="style",
+            request=resolved,
+            batch_key=(),
+            seeds=[resolved.seed],
+            model=model,
+            human=_human({"parameters": resolved.parameters()}, rights, author),
+            author=author,
+            terms=rights.terms.assertion(),
+            description=f"neural style transfer (Gatys) on {model.name} features",
+            ingredients=ingredients,
+            output_format=resolved.output_format,
+            output_dir=self._output_dir(),
+            warnings=([model.note] if model.placeholder and model.note else []) + [i.notice() for i in ingredients if i.notice()],
+            progress=progress,
+        )
+        job.batch_key = ("style", job.id)  # an optimisation per image: never merged with another job
+        return job
+
+    def _diffusion(self, request: GenerationRequest, model_key: str | None, uploads: list, progress=None, author=None) -> Job:
+        entry = self.catalog.entry("text_to_image", TINY_RANDOM if self.models.mode == "tiny" else model_key)
+        resolved = resolve_generation(request, self.models.request_defaults(model_key), self.catalog.limits)
+        rights = resolve_rights(resolved)
+        check_commercial(entry.label, entry.license, self.commercial)
+        ingredients = self._ingredients(uploads, request.record_upload_names)
+        model = self.models.get("text_to_image", model_key)
+        assert resolved.seed is not None and resolved.guidance is not None  # resolved
+        warnings = [model.note] if model.placeholder and model.note else []
+        warnings += [ingredient.notice() for ingredient in ingredients if ingredient.notice()]
+        warnings += truncation_warnings(model.obj.tokenizer, resolved)
+        if resolved.negative_prompt and resolved.guidance <= 1.0:
+            warnings.append("The negative prompt has no effect at guidance 1 or below.")
+        task = "img2img" if resolved.is_img2img else "text-to-image"
+        human, secret = {"prompt": resolved.prompt, "negative_prompt": resolved.negative_prompt}, None
+        if resolved.private_prompt:
+            human, secret = private_prompts(resolved.prompt, resolved.negative_prompt)
+        return Job(
+            task=task,
+            family="diffusion",
+            request=resolved,
+            batch_key=diffusion_batch_key(resolved, model.entry.key),
+            seeds=[(resolved.seed + index) % (MAX_SEED + 1) for index in range(resolved.batch)],
+            model=model,
+            human=_human({**human, "parameters": resolved.parameters()}, rights, author),
+            secret=secret,
+            author=author,
+            terms=rights.terms.assertion(),
+            description=f"{task} with {model.name}",
+            ingredients=ingredients,
+            output_format=resolved.output_format,
+            output_dir=self._output_dir(),
+            warnings=warnings,
+            progress=progress,
+        )
+
+    def _ingredients(self, uploads: list, record_names: bool) -> list[Ingredient]:
+        """Each upload as an ingredient (its own credentials checked in the bounded verifier); an upload whose
+        credentials forbid AI inference is refused, even when those credentials failed (said in the message)."""
+        ingredients = [make_ingredient(source, image, _title(source, title, record_names), relationship, role, self._trust_anchors())
+                       for source, image, title, relationship, role in uploads]
+        for ingredient in ingredients:
+            if forbids_inference(ingredient.terms):
+                failed = f" Its credentials failed verification ({ingredient.credentials.replace('_', ' ')}); the restriction is honoured anyway." if ingredient.failed else ""
+                raise BadInput(f"The {ingredient.role or 'upload'}'s Content Credentials say that AI inference is not allowed, so aipic will not use it.{failed}")
+        return ingredients
+
+
+def _human(human: dict, rights: Rights, author) -> dict:
+    """The human record: what the person gave, who made it (or anonymous) and their rights statement."""
+    human = {**human, "author": {"name": author.name, "credential": "X.509 (cawg.identity)", "source": author.source} if author else "anonymous"}
+    if rights.statement:
+        human["rights_statement"] = rights.statement
+    return human
+
+
+def _title(source, fallback: str, record_name: bool = False) -> str:
+    """An upload's title in the public manifest: its role, or its file name when the person chose to record it."""
+    if record_name and isinstance(source, (str, Path)):
+        return Path(source).name
+    return fallback

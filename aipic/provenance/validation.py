@@ -1,0 +1,80 @@
+"""What the c2pa library's validation results mean: the verdict decided from the failure codes, in the decided
+priority order, and the reader settings that carry the trust anchors. Shared by verification (verify) and by
+recovery, which checks a manifest kept without its file.
+
+Verdicts, in priority order when several apply (ARCHITECTURE.md, decisions): **tampered** (a hash or signature
+does not match) > **expired** (the signer's certificate expired and no valid timestamp proves it signed in time)
+> **untrusted** (intact, signer not on the trust list) > **trusted**. Besides those: **invalid** (other failures),
+**unreadable_manifest** (credentials present but not parseable), **no_credentials**, **unreadable** (not an
+image, damaged, took too long) and **too_large**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import c2pa
+
+VERDICT_TEXT = {
+    "trusted": "Valid Content Credentials from a trusted signer.",
+    "untrusted": "The Content Credentials are intact, but the signer is not on your trust list.",
+    "expired": "The Content Credentials are intact, but the signer's certificate has expired and no trusted timestamp shows the file was signed while it was valid.",
+    "tampered": "The Content Credentials do not match this file: it was changed after signing, or the credentials were altered.",
+    "invalid": "The Content Credentials are not valid.",
+    "unreadable_manifest": "The file carries Content Credentials, but they are damaged and cannot be read.",
+    "no_credentials": "No Content Credentials found: the file was never signed, or they were stripped (re-encoding, screenshots and many uploads remove them).",
+    "unreadable": "This is not an image aipic can check.",
+    "too_large": "The file is too large to check here.",
+}
+# The failure codes that mean the content or the manifest changed after signing.
+CONTENT_CHANGED = ("assertion.dataHash.mismatch", "assertion.boxesHash.mismatch", "assertion.bmffHash.mismatch", "assertion.collectionHash.mismatch")
+MANIFEST_ALTERED = ("claimSignature.mismatch", "assertion.hashedURI.mismatch", "assertion.missing", "assertion.dataHash.missing", "assertion.hashedURI.missing")
+SUPPORTED_INGREDIENT_FORMATS = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/tiff")
+IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    for magic, mime in IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return "image/avif" if data[8:12] == b"avif" else "image/heic"
+    return None
+
+
+def classify(failure_codes: list[str]) -> tuple[str, str]:
+    """(verdict, reason) from a manifest's failure codes, in the decided priority order. Identity (CAWG) codes are
+    the identity's own result and never change the claim's verdict (ARCHITECTURE.md, decisions)."""
+    codes = {code for code in failure_codes if not code.startswith("cawg.")}
+    if codes & set(CONTENT_CHANGED):
+        return "tampered", "the image data changed after it was signed"
+    if codes & set(MANIFEST_ALTERED):
+        return "tampered", "the signed manifest was altered (signature or assertion hash mismatch)"
+    if "signingCredential.expired" in codes:
+        return "expired", "the signer's certificate had expired"
+    if codes and codes <= {"signingCredential.untrusted", "signingCredential.ocsp.skipped"}:
+        return "untrusted", "the signer is not on your trust list"
+    if codes:
+        return "invalid", "failed checks: " + ", ".join(sorted(codes))
+    return "trusted", ""
+
+
+def reader_context(trust_anchors: Sequence[str], identity_anchors: Sequence[str] = ()) -> c2pa.Context:
+    """Claim trust anchors, and the identity (CAWG) trust list where c2pa-rs applies it (0.91.3 does not yet:
+    README, Authorship and rights; aipic then checks identity certificates itself)."""
+    settings: dict = {"verify": {"verify_trust": True}}
+    anchors = "\n".join(anchor.strip() for anchor in trust_anchors if anchor and anchor.strip())
+    if anchors:
+        settings["trust"] = {"user_anchors": anchors + "\n"}
+    identities = "\n".join(anchor.strip() for anchor in identity_anchors if anchor and anchor.strip())
+    if identities:
+        settings["cawg_trust"] = {"verify_trust_list": True, "user_anchors": identities + "\n"}
+    return c2pa.Context.from_dict(settings)
+
+
+def made_with(manifest: dict) -> str | None:
+    """What made a manifest: its claim_generator_info (C2PA 1.3+), else the legacy claim_generator string."""
+    generator = ", ".join(f"{g.get('name')} {g.get('version', '')}".strip() for g in manifest.get("claim_generator_info", []) or [] if isinstance(g, dict))
+    return generator or manifest.get("claim_generator") or None
