@@ -6,8 +6,9 @@ Each case runs in a fresh parent process that verifies one file (the worker pars
 registry because it carries no credentials) and reports the worker's peak resident memory (the children's
 ``ru_maxrss``) and the wall time. The target (issue: verify memory bounded): under 300 MB per verification,
 whatever the file. Cases: a 58 KB PNG that decodes to 4096×4096 (the upload limit), a 4096² noise PNG (~50 MB,
-the file-size limit), a 4096² JPEG, an 8000×8000 PNG (over the pixel limit: refused from its header) and an
-ordinary 512² PNG. Prints a table and writes JSON.
+the file-size limit), a 4096² JPEG, an 8000×8000 PNG (over the pixel limit: refused from its header), long thin
+pictures at the limit (65535×256 PNG, 65500×256 JPEG), WebP at 4096² and 16383×1024 (over WebP's own limit, half
+the others': Pillow decodes WebP whole) and at 2896² (at it), and an ordinary 512² PNG. Prints a table and writes JSON.
 """
 
 import argparse
@@ -55,6 +56,21 @@ def cases(folder: Path) -> dict:
     huge = folder / "huge-8000.png"
     Image.new("L", (8000, 8000)).save(huge, compress_level=9)
     out["PNG, 8000x8000 (over the pixel limit)"] = huge
+    wide = folder / "wide-65535x256.png"
+    Image.new("RGB", (65535, 256), (120, 30, 60)).save(wide, optimize=True)
+    out["PNG, 65535x256"] = wide
+    webp = folder / "webp-4096.webp"
+    Image.fromarray(smooth).save(webp, quality=80)
+    out["WebP, 4096x4096"] = webp
+    webp_limit = folder / "webp-2896.webp"
+    Image.fromarray(smooth[:2896, :2896]).save(webp_limit, quality=80)
+    out["WebP, 2896x2896 (at its limit)"] = webp_limit
+    wide_jpeg = folder / "wide-65500x256.jpg"
+    Image.new("RGB", (65500, 256), (90, 90, 200)).save(wide_jpeg, quality=90)
+    out["JPEG, 65500x256"] = wide_jpeg
+    long_webp = folder / "webp-16383x1024.webp"
+    Image.new("RGB", (16383, 1024), (10, 200, 90)).save(long_webp, lossless=True)
+    out["WebP, 16383x1024"] = long_webp
     small = folder / "ordinary-512.png"
     Image.fromarray(smooth[::8, ::8]).save(small)
     out["PNG, 512x512"] = small

@@ -181,3 +181,70 @@ def test_a_stop_under_load_logs_one_line_and_tells_the_waiting_clients(tmp_path_
     after = (home / "app.log").read_text().splitlines()[before:]
     assert len(after) == 1 and "aipic stopping (signal 15)" in after[0], after
     assert any("The server is stopping" in result for result in results), results
+
+
+def test_a_file_value_without_gradios_marker_is_refused_before_anything_opens_it(app, tmp_path):
+    """Gradio checks only file values that carry its meta marker; a bare {"path": …} would reach the image
+    component, which opens whatever it names. aipic checks every shape of value: a picture outside the upload
+    cache (in a blocked folder, elsewhere on the server, in staging) and the registry are refused, unopened."""
+    url, home = app
+    planted = {"outside": tmp_path / "secret.png", "keys": home / "keys" / "picture.png", "staging": home / "outputs" / ".staging" / "x.png"}
+    for path in planted.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (0, 0, 255)).save(path)
+    before = sorted(p for p in (home / "outputs").rglob("*.png") if ".staging" not in p.parts)
+    for api_name in ("image_to_image", "style_transfer"):
+        fn_index, inputs, positions = endpoint(url, api_name)
+        for target in [*planted.values(), home / "registry.sqlite3"]:
+            for position in positions:
+                data = _defaults_for(api_name, len(inputs))
+                data[position] = {"path": str(target)}
+                message = through_the_queue(url, fn_index, data)
+                assert message.get("success") is False and "This file was not uploaded to this app" in json.dumps(message), (api_name, target)
+    assert sorted(p for p in (home / "outputs").rglob("*.png") if ".staging" not in p.parts) == before  # nothing was made from them
+
+
+def _defaults_for(api_name: str, count: int) -> list:
+    """Plausible values for every input of an endpoint (the UI's defaults), files left empty."""
+    rights = ["allowed", "allowed", "allowed", "notAllowed", "", ""]
+    values = {
+        "image_to_image": [None, "as a watercolour", "", 0.6, 1, 2, 0, 1, "png", False, *rights, None, []],
+        "style_transfer": [None, None, 2, 64, 100000.0, 0, "png", *rights, []],
+    }[api_name]
+    assert len(values) == count
+    return list(values)
+
+
+def test_inputs_that_cannot_be_read_get_aipics_words_and_their_values_stay_out_of_the_log(app, tmp_path):
+    url, home = app
+    marker = f"leak{uuid.uuid4().hex[:8]}"
+    notes = tmp_path / f"{marker}.png"
+    notes.write_text("my shopping list, not a picture")
+    fn_index, inputs, _ = endpoint(url, "image_to_image")
+    data = _defaults_for("image_to_image", len(inputs))
+    data[0] = _upload(url, notes)
+    message = through_the_queue(url, fn_index, data)
+    assert "This file is not a picture aipic can read" in json.dumps(message) and str(tmp_path) not in json.dumps(message)
+    t2i, t2i_inputs, _ = endpoint(url, "text_to_image")
+    values = ["a lighthouse", "", 1, 2, 0, 64, 64, 1, f"{marker}-format", False, "allowed", "allowed", "allowed", "notAllowed", "", "", f"{marker}-model\nINFO:aipic.app:FORGED", []]
+    assert through_the_queue(url, t2i, values).get("success") is False
+    data[0] = {"path": f"/nonexistent/{marker}\nINFO:aipic.app:FORGED", "meta": {"_type": "gradio.FileData"}}
+    assert through_the_queue(url, fn_index, data).get("success") is False
+    time.sleep(0.5)
+    log = (home / "app.log").read_text()
+    assert marker not in log and "FORGED" not in log
+
+
+def test_uploads_count_against_the_clients_rate(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("upload-home"), AIPIC_RATE_LIMIT="1") as (url, _):
+        picture = tmp_path_factory.mktemp("u") / "p.png"
+        Image.new("RGB", (16, 16)).save(picture)
+        statuses = []
+        for _ in range(7):
+            try:
+                _upload(url, picture)
+                statuses.append(200)
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+                assert b"Too many requests from you" in error.read()
+    assert statuses[:4] == [200] * 4 and 429 in statuses  # 4 uploads a minute per request allowed, bursts of 4

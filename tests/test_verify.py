@@ -304,6 +304,9 @@ def test_large_pictures_are_looked_up_within_the_pixel_limit_and_refused_above_i
     refused = verify_file(huge, registry_url=url)
     assert refused.verdict == "no_credentials"
     assert refused.problems == ["The picture is 8000×8000; pictures over 16,777,216 pixels are not compared with the registry."]
+    webp = tmp_path / "big.webp"  # Pillow decodes WebP whole through an RGBA buffer: its limit is half the others'
+    Image.new("RGB", (4096, 4096), (40, 90, 160)).save(webp, lossless=True)
+    assert verify_file(webp, registry_url=url).problems == ["The picture is 4096×4096; WEBP pictures over 8,388,608 pixels are not compared with the registry."]
 
 
 def test_concurrent_verifications_wait_for_a_slot():

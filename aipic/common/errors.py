@@ -39,8 +39,8 @@ class Blocked(BadInput):
 class TooManyPixels(BadInput):
     """A picture has more pixels than a registry lookup decodes (it is refused from its header, never decoded)."""
 
-    def __init__(self, width: int, height: int, limit: int):
-        super().__init__(f"The picture is {width}×{height}; pictures over {limit:,} pixels are not compared with the registry.")
+    def __init__(self, width: int, height: int, limit: int, kind: str = ""):
+        super().__init__(f"The picture is {width}×{height}; {kind + ' ' if kind else ''}pictures over {limit:,} pixels are not compared with the registry.")
 
 
 class ConfigError(AipicError):

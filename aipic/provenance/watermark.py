@@ -105,7 +105,7 @@ def embed(rgb: np.ndarray, watermark_id: str) -> np.ndarray:
 
 # The U channel from RGB in one matrix product (the coefficients of _u_channel folded together).
 _U_FROM_RGB = np.array([-0.492 * 0.299, -0.492 * 0.587, 0.492 * (1 - 0.114)], dtype=np.float32)
-_STRIP_ROWS = 256  # rows converted at a time: reading never holds a full-size float copy of the picture
+_STRIP_PIXELS = 1 << 20  # pixels converted at a time: reading never holds a full-size float copy of the picture
 
 
 def approximation_band(picture) -> np.ndarray:
@@ -118,8 +118,9 @@ def approximation_band(picture) -> np.ndarray:
         width, height = picture.size
     h4, w4 = height // 4 * 4, width // 4 * 4
     band = np.empty((h4 // 2, w4 // 2), dtype=np.float32)
-    for top in range(0, h4, _STRIP_ROWS):
-        bottom = min(top + _STRIP_ROWS, h4)
+    rows = max(2, _STRIP_PIXELS // max(w4, 1) // 2 * 2)  # an even count, so each strip halves exactly
+    for top in range(0, h4, rows):
+        bottom = min(top + rows, h4)
         if isinstance(picture, np.ndarray):
             strip = picture[top:bottom, :w4, :3]
         else:

@@ -11,20 +11,23 @@ import time
 from pathlib import Path
 
 import gradio as gr
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from gradio import utils as gradio_utils
 from starlette.routing import Mount
 
-from aipic.common.errors import AipicError
+from aipic.common.errors import AipicError, RateLimited
 from aipic.common.images import OUTPUT_FORMATS
 from aipic.common.settings import Settings
 from aipic.pipeline import AipicPipeline
 from aipic.provenance.publish import STAGING
 from aipic.provenance.verify import VERIFY_SLOTS
 from aipic.web.app import build_app
-from aipic.web.security import keep_inputs_out_of_errors, tell_waiting_clients
+from aipic.web.ratelimit import RateLimiter
+from aipic.web.security import protect_inputs, tell_waiting_clients
 
 log = logging.getLogger("aipic.app")
+UPLOADS_PER_REQUEST = 4  # style transfer uploads two pictures; a retry or a verify may add more
 
 
 def start_retention(pipeline: AipicPipeline, every_s: float = 3600) -> None:
@@ -48,6 +51,17 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
         if any(gradio_utils.is_in_or_equal(path.resolve(), served.resolve()) for path in secrets):
             raise AipicError(f"The signing keys and the registry must not lie inside a folder the app serves ({served}); choose another home with --home or AIPIC_HOME.")
     server = FastAPI()
+    uploads = RateLimiter(pipeline.settings.rate_limit * UPLOADS_PER_REQUEST)
+
+    @server.middleware("http")
+    async def limit_uploads(request: Request, call_next):
+        """Uploads count against the client's rate too (a request takes at most a few): the upload cache is on disk."""
+        if request.method == "POST" and request.url.path.endswith("/gradio_api/upload"):
+            try:
+                uploads.check(request.client.host if request.client else None)
+            except RateLimited as error:
+                return JSONResponse({"detail": str(error)}, status_code=429)
+        return await call_next(request)
 
     @server.get("/metrics", include_in_schema=False)
     def metrics():
@@ -74,13 +88,16 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
     # and Gradio would copy it into its cache and serve it. Mounted apps must set it themselves
     # (tests/test_app_security.py keeps it from being lost in a Gradio upgrade).
     demo.has_launched = True
-    keep_inputs_out_of_errors(demo)
+    # …and aipic checks every file input itself too, whatever its shape (Gradio skips values without its meta marker).
+    protect_inputs(demo, allowed=[pipeline.output_dir], refused=[pipeline.output_dir / STAGING, pipeline.home / "quarantine", pipeline.key_dir, pipeline.home / "keys-backup"])
     return app
 
 
 def _port_is_free(host: str, port: int) -> str | None:
-    """None when the server can listen there, else why not."""
+    """None when the server can listen there, else why not. SO_REUSEADDR as uvicorn binds: a port whose old
+    connections linger in TIME_WAIT (a restart within a minute) is free for the server, so it is free here."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
