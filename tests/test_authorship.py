@@ -50,12 +50,12 @@ def test_a_signed_in_author_gets_a_signed_identity_assertion_and_the_claim_stays
     [identity] = result.identities
     assert identity["name"] == "alice" and identity["roles"] == ["cawg.creator"]
     assert identity["issuer"] == "aipic identity local CA"  # this instance's identity CA, not the claim signer's
-    # the codes as the library reports them: a well-formed, validated identity whose credential c2pa calls untrusted
-    assert {"cawg.identity.well-formed", "cawg.x509.signature.validated", "cawg.x509.credential.untrusted"} <= set(identity["codes"])
-    assert identity["status"] == "aipic"  # aipic checked the certificate against its own identity CA
+    # the codes as the library reports them with the identity trust list: a well-formed, validated, trusted identity
+    assert {"cawg.identity.well-formed", "cawg.x509.signature.validated", "cawg.x509.credential.trusted"} <= set(identity["codes"])
+    assert identity["status"] == "trusted"  # c2pa-python checked it against the instance's identity CA (trust.anchors, kind cawg)
     # bound to the hard binding, the actions, the human contribution and the terms
     assert {"c2pa.hash.data", "c2pa.actions.v2", "org.aipic.contributions", "cawg.training-mining"} <= set(identity["referenced"])
-    assert "Author: alice (creator) — identity verified by aipic" in result.report()
+    assert "Author: alice (creator) — identity verified: its certificate is on your identity trust list" in result.report()
     assert result.contributions["human"]["author"]["name"] == "alice"
     # without this instance's identity CA, a verifier sees who signed it and that it is not on their list
     elsewhere = verify_bytes(path.read_bytes(), pipeline.identity.trust_anchors)
@@ -297,7 +297,7 @@ def test_aipic_verify_json_gives_the_author_terms_and_statement(pipeline, capsys
     result = json.loads(capsys.readouterr().out)[str(path)]
     assert result["verdict"] == "trusted"
     [identity] = result["identities"]
-    assert identity["name"] == "frank" and identity["status"] == "aipic" and "cawg.identity.well-formed" in identity["codes"]
+    assert identity["name"] == "frank" and identity["status"] == "trusted" and "cawg.identity.well-formed" in identity["codes"]
     assert result["terms"]["ai_inference"] == {"use": "notAllowed"}
     assert main(["verify", str(path), "--home", str(pipeline.home)]) == 0
     text = capsys.readouterr().out
@@ -325,7 +325,7 @@ def test_an_authors_output_is_timestamped_when_a_tsa_is_configured(tmp_path):
             assert item.timestamped
             result = verify_bytes(item.path.read_bytes(), [*timestamped.identity.trust_anchors, authority.ca_pem], [timestamped.identity_authority.ca_pem])
             assert result.verdict == "trusted" and result.timestamp == "trusted"
-            assert result.identities[0]["name"] == "hana" and result.identities[0]["status"] == "aipic"
+            assert result.identities[0]["name"] == "hana" and result.identities[0]["status"] == "trusted"
         finally:
             timestamped.close()
     finally:

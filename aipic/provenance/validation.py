@@ -62,15 +62,18 @@ def classify(failure_codes: list[str]) -> tuple[str, str]:
 
 
 def reader_context(trust_anchors: Sequence[str], identity_anchors: Sequence[str] = ()) -> c2pa.Context:
-    """Claim trust anchors, and the identity (CAWG) trust list where c2pa-rs applies it (0.91.3 does not yet:
-    README, Authorship and rights; aipic then checks identity certificates itself)."""
-    settings: dict = {"verify": {"verify_trust": True}}
-    anchors = "\n".join(anchor.strip() for anchor in trust_anchors if anchor and anchor.strip())
-    if anchors:
-        settings["trust"] = {"user_anchors": anchors + "\n"}
+    """The claim's trust anchors; with ``identity_anchors``, also the identity (CAWG) trust list, as c2pa-python
+    0.38.1 applies it: ``trust.anchors`` entries of kind "manifest" and "cawg" (its ``cawg_trust`` setting is
+    ignored). Anchors of every kind then also vouch for claim signers, so a verdict is never read from a context
+    that holds identity anchors (verify.verify_bytes reads twice)."""
+    claim = "\n".join(anchor.strip() for anchor in trust_anchors if anchor and anchor.strip())
     identities = "\n".join(anchor.strip() for anchor in identity_anchors if anchor and anchor.strip())
+    settings: dict = {"verify": {"verify_trust": True}}
     if identities:
-        settings["cawg_trust"] = {"verify_trust_list": True, "user_anchors": identities + "\n"}
+        settings["trust"] = {"anchors": [*([{"trust_anchors": claim + "\n", "trust_kind": "manifest"}] if claim else []),
+                                         {"trust_anchors": identities + "\n", "trust_kind": "cawg"}]}
+    elif claim:
+        settings["trust"] = {"user_anchors": claim + "\n"}
     return c2pa.Context.from_dict(settings)
 
 

@@ -89,6 +89,7 @@ class Verification:
     contributions: dict | None = None
     audit: dict | None = None
     problems: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # every failure code the library gives, each with its manifest ("active" or an ingredient)
     manifest: dict | None = None  # the active manifest as the reader gives it (the raw view)
     recovered: dict | None = None  # when the file's own credentials are missing or broken: the registry's match
     identities: list = field(default_factory=list)  # CAWG identity assertions: name, role, issuer, status, codes
@@ -205,7 +206,7 @@ def audit_line(audit: dict) -> str:
 
 IDENTITY_TEXT = {
     "trusted": "identity verified: its certificate is on your identity trust list",
-    "aipic": "identity verified by aipic: issued by this aipic instance's identity CA (c2pa-python reports it untrusted because it does not apply identity trust lists when reading)",
+    "aipic": "identity verified by aipic: issued by this aipic instance's identity CA",
     "untrusted": "identity signature valid; signed by {issuer}, not on your identity trust list",
     "expired": "identity signature valid, but its certificate has expired since; the name was verified when the certificate was issued",
     "tampered": "the identity assertion was altered or its signature does not match: the name cannot be trusted",
@@ -255,6 +256,22 @@ def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors
     return out
 
 
+def _identity_view(data: bytes, mime: str, trust_anchors: Sequence[str], identity_anchors: Sequence[str], manifest: dict) -> dict | None:
+    """The active manifest's results read again with the identity trust list added, for the identity assertions'
+    own status only (never the claim's verdict: identity anchors would vouch for claim signers too). None when
+    there is no identity to check or no identity anchor."""
+    if not identity_anchors or not any(str(a.get("label", "")).startswith(labels.IDENTITY) for a in manifest.get("assertions", [])):
+        return None
+    try:
+        with c2pa.Reader(mime, io.BytesIO(data), context=reader_context(list(trust_anchors), list(identity_anchors))) as reader:
+            return (json.loads(reader.json()).get("validation_results") or {}).get("activeManifest") or {}
+    except Exception:  # noqa: BLE001 - the first reading succeeded; without this one the identities keep its status
+        return None
+
+
+CHAIN_BROKEN = "This file's own Content Credentials are intact, but an ingredient's credentials were altered after it was used: the chain of provenance is broken."
+
+
 def _ingredient_status(ingredient: dict, deltas: dict) -> tuple[str, list]:
     if not ingredient.get("active_manifest"):
         return "none (no Content Credentials)", []
@@ -283,7 +300,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     if mime is None:
         return Verification("unreadable", "This file is not a supported image (PNG, JPEG, WebP, GIF, TIFF, AVIF/HEIC).")
     try:
-        with c2pa.Reader(mime, io.BytesIO(data), context=reader_context(list(trust_anchors), list(identity_anchors))) as reader:
+        with c2pa.Reader(mime, io.BytesIO(data), context=reader_context(list(trust_anchors))) as reader:  # the claim's anchors only
             store = json.loads(reader.json())
             state = reader.get_validation_state()
     except c2pa.C2paError as error:
@@ -297,7 +314,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         return Verification("unreadable", f"This file could not be read as an image ({type(error).__name__}).")
     manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
     results = store.get("validation_results") or {}
-    failures = list((results.get("activeManifest") or {}).get("failure") or [])
+    failures: list = list((results.get("activeManifest") or {}).get("failure") or [])
     codes = [f.get("code") for f in failures if f.get("code") and not f.get("code").startswith("cawg.")]
     verdict, reason = classify(codes)
     claim_trusted = any(entry.get("code") == "signingCredential.trusted" for entry in (results.get("activeManifest") or {}).get("success") or [])
@@ -311,6 +328,25 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     for ingredient in manifest.get("ingredients", []):
         status, ingredient_codes = _ingredient_status(ingredient, deltas)
         ingredients.append({"title": ingredient.get("title"), "relationship": ingredient.get("relationship"), "status": status, "codes": ingredient_codes})
+    titles = {ingredient.get("label"): ingredient.get("title") for ingredient in manifest.get("ingredients", [])}
+    failures = [{"manifest": "active", "code": f.get("code"), "explanation": f.get("explanation")} for f in failures if f.get("code")]
+    for label, delta in deltas.items():
+        for entry in delta.get("failure") or []:
+            if entry.get("code"):
+                failures.append({"manifest": f"ingredient “{titles.get(label) or label}”", "code": entry.get("code"), "explanation": entry.get("explanation")})
+    # The library's validation_state is a floor: when it says Invalid because of a manifest in the chain (not only an
+    # identity assertion's own result, which never changes the claim's verdict), the file is never called intact.
+    message = VERDICT_TEXT[verdict]
+    broken = [f for f in failures if f["manifest"] != "active" and not str(f["code"]).startswith("cawg.")]
+    if state == "Invalid" and verdict in ("trusted", "untrusted") and broken:
+        altered = sorted({f["manifest"] for f in broken if classify([f["code"]])[0] == "tampered"})
+        found = ", ".join(sorted({f["code"] for f in broken}))
+        if altered:
+            verdict, message = "tampered", CHAIN_BROKEN
+            reason = f"the Content Credentials of {', '.join(altered)} were altered after it was used ({found}); this file's own manifest is intact"
+        else:
+            verdict, message = "invalid", VERDICT_TEXT["invalid"]
+            reason = f"failed checks in an ingredient's credentials: {found}"
     assertions = {assertion.get("label"): assertion.get("data") for assertion in manifest.get("assertions", [])}
     actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
     signature = manifest.get("signature_info") or {}
@@ -326,7 +362,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         timestamp = "valid, time-stamp authority not on your trust list"
     return Verification(
         verdict=verdict,
-        message=VERDICT_TEXT[verdict],
+        message=message,
         reason=reason,
         codes=codes,
         validation_state=state,
@@ -339,9 +375,10 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         ingredients=ingredients,
         contributions=labels.find_assertion(assertions, labels.CONTRIBUTIONS, "human", namespace),
         audit=labels.find_assertion(assertions, labels.BIAS_AUDIT, "person_present", namespace),
-        problems=[f"{f.get('code')}: {f.get('explanation')}" for f in failures if not (f.get("code") or "").startswith("cawg.")],
+        problems=[(f"{f['code']}: " if f["manifest"] == "active" else f"{f['manifest']}: {f['code']}: ") + str(f["explanation"]) for f in failures if not str(f["code"]).startswith("cawg.")],
+        failures=failures,
         manifest=manifest or None,
-        identities=identity_results(manifest, active, data, list(identity_anchors)),
+        identities=identity_results(manifest, _identity_view(data, mime, trust_anchors, identity_anchors, manifest) or active, data, list(identity_anchors)),
         terms=read_terms(assertions),
         rights=read_rights(assertions),
     )
