@@ -307,11 +307,13 @@ def cmd_audit(args) -> int:
 
 def cmd_models(args) -> int:
     from aipic.models.catalog import load_catalog
+    from aipic.provenance.authorship import licence_line
 
     catalog = load_catalog()
     mode = settings_of(args).models_mode
     listing = {
-        section: {key: {"label": entry.label, "source": entry.source, "pretrained": entry.pretrained, "default": key == catalog.defaults[section]} for key, entry in entries.items()}
+        section: {key: {"label": entry.label, "source": entry.source, "pretrained": entry.pretrained, "default": key == catalog.defaults[section], "license": entry.license}
+                  for key, entry in entries.items()}
         for section, entries in catalog.entries.items()
     }
     if args.json:
@@ -323,6 +325,7 @@ def cmd_models(args) -> int:
         for key, entry in entries.items():
             marker = "*" if entry["default"] else " "
             print(f"  {marker} {key:<12} {entry['label']}  [{entry['source']}{'/' + entry['pretrained'] if entry['pretrained'] else ''}]")
+            print(f"      licence: {licence_line(entry['license'])}")
     return EXIT_OK
 
 

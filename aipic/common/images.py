@@ -7,9 +7,11 @@ import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from aipic.common.errors import BadInput
 
@@ -85,13 +87,23 @@ OUTPUT_FORMATS = {
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-def encode(image, output_format: str = "png") -> tuple[bytes, str]:
-    """Encode a PIL image or an HWC uint8 array; returns (bytes, MIME type)."""
-    mime, pil_format, options = OUTPUT_FORMATS[output_format]
+XMP_KEYWORD = "XML:com.adobe.xmp"  # the PNG iTXt keyword XMP readers look for
+
+
+def encode(image, output_format: str = "png", xmp: bytes | None = None) -> tuple[bytes, str]:
+    """Encode a PIL image or an HWC uint8 array, with an XMP packet when given; returns (bytes, MIME type)."""
+    mime, pil_format, defaults = OUTPUT_FORMATS[output_format]
     if output_format == "png" and not isinstance(image, Image.Image) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        return png_fast(image), mime
+        return png_fast(image, xmp=xmp), mime
     if not isinstance(image, Image.Image):
         image = Image.fromarray(image, "RGB")
+    options: dict[str, Any] = dict(defaults)
+    if xmp and output_format == "png":
+        info = PngInfo()
+        info.add_itxt(XMP_KEYWORD, xmp.decode("utf-8"), zip=False)
+        options["pnginfo"] = info
+    elif xmp:
+        options["xmp"] = xmp
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue(), mime
@@ -135,8 +147,9 @@ def _deflate(rows, last: bool) -> bytes:
     return compressor.compress(rows) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
-def png_fast(array, stripes: int | None = None) -> bytes:
-    """A lossless PNG of an HWC uint8 RGB array: Up filter, zlib level 1 run-length, stripes deflated in parallel."""
+def png_fast(array, stripes: int | None = None, xmp: bytes | None = None) -> bytes:
+    """A lossless PNG of an HWC uint8 RGB array: Up filter, zlib level 1 run-length, stripes deflated in parallel;
+    an XMP packet, when given, in an uncompressed iTXt chunk before the image data."""
     height, width, channels = array.shape
     rows = np.ascontiguousarray(array).reshape(height, width * channels)
     filtered = np.empty((height, width * channels + 1), np.uint8)
@@ -153,4 +166,5 @@ def png_fast(array, stripes: int | None = None) -> bytes:
         body = b"".join(future.result() for future in futures)
     stream = b"\x78\x01" + body + struct.pack(">I", zlib.adler32(filtered.data.cast("B")))  # zlib header: deflate, fastest
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, adaptive filters, no interlace
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    metadata = _chunk(b"iTXt", XMP_KEYWORD.encode("latin-1") + b"\x00\x00\x00\x00\x00" + xmp) if xmp else b""  # no compression, no language
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + metadata + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")

@@ -60,6 +60,7 @@ class Settings:
     trustmark_variant: str = "Q"
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority for every signature
     thumbnail: bool = False  # a small claim thumbnail (~3 KB) in every manifest
+    visible_label: bool = False  # draw a visible "AI-generated" label on every output (recorded in the manifest)
     assertion_namespace: str = DEFAULT_NAMESPACE  # the reverse domain of aipic's own assertion labels
     commercial_use: bool = False  # refuse models whose licence forbids or leaves unclear commercial use
     retention_days: float = 0.0  # delete output files older than this (0: keep); the registry keeps their records
@@ -107,7 +108,7 @@ class Settings:
         number("AIPIC_CPU_PROCESSES", int, "cpu_processes")
         if text("SPACES_ZERO_GPU"):  # Hugging Face ZeroGPU: the GPU is lent per call
             values["inline"] = True
-        for name in ("compile", "watermark", "thumbnail", "safety", "nudenet", "inline"):
+        for name in ("compile", "watermark", "thumbnail", "safety", "nudenet", "inline", "visible_label"):
             if text(f"AIPIC_{name.upper()}"):
                 values[name] = text(f"AIPIC_{name.upper()}").lower() in TRUE_WORDS
         if text("AIPIC_OUTPUT_FORMAT"):

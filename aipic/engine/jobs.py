@@ -73,6 +73,7 @@ class Record:
     watermark_id: str | None = None  # the invisible watermark's id (8 hex digits), when marked
     watermark_binding: dict | None = None  # its c2pa.soft-binding (algorithm and value), for the manifest
     watermark_note: str | None = None  # why an output was not marked
+    labelled: bool = False  # a visible "AI-generated" label was drawn on it
     manifest_store: bytes | None = None
     manifest_label: str | None = None
     sha256: str | None = None

@@ -15,7 +15,8 @@ from aipic.common.errors import AipicError
 from aipic.common.images import encode, in_background
 from aipic.common.settings import DEFAULT_NAMESPACE
 from aipic.provenance import fingerprint, signing, trustmark, watermark
-from aipic.provenance.manifest import build_manifest, software_agent
+from aipic.provenance.manifest import build_manifest, digital_source_type, software_agent
+from aipic.provenance.xmp import iptc_ai_packet
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,20 @@ def mark_binding(watermark_id: str, trustmark_spec=None) -> dict:
     return watermark.soft_binding(watermark_id)
 
 
+def iptc_metadata(fields: dict) -> bytes:
+    """The IPTC AI fields (XMP) of a picture from its manifest's fields, with the same privacy: the prompt only when
+    it is recorded in clear, the writer's name only when the person signed in (else anonymous: no name)."""
+    human = fields.get("human") or {}
+    author = human.get("author")
+    return iptc_ai_packet(
+        digital_source_type(fields.get("ingredients") or []),
+        system=(fields.get("agent") or {}).get("name", "unknown"),
+        version=(fields.get("agent") or {}).get("version"),
+        prompt=human.get("prompt") or None,
+        writer=author.get("name") if isinstance(author, dict) else None,
+    )
+
+
 def encode_and_sign(array, output_format: str, fields: dict, label: str, watermark_binding: dict | None, ingredients: list, identity, author, tsa_url: str | None, thumbnail: bool, namespace: str = DEFAULT_NAMESPACE) -> dict:
     """Fingerprint, encode and sign one picture: the signed file, its manifest store, fingerprints and hash.
 
@@ -84,9 +99,9 @@ def encode_and_sign(array, output_format: str, fields: dict, label: str, waterma
     only here. Signs with a timestamp when a TSA is given; if the TSA cannot be reached, signs without one (the
     output is still signed; only the independent signing time is missing) and says so in the log."""
     pending = in_background(fingerprint.fingerprints, array)  # the fingerprints while this thread encodes
-    data, mime = encode(array, output_format)
+    data, mime = encode(array, output_format, xmp=iptc_metadata(fields))
     prints = pending.result()
-    manifest = build_manifest(**fields, format=mime, namespace=namespace,
+    manifest = build_manifest(**fields, format=mime, namespace=namespace, watermarked=watermark_binding is not None,
                               soft_bindings=[fingerprint.soft_binding(prints["full"])] + ([watermark_binding] if watermark_binding else []))
     manifest["label"] = label  # from the output's id, so the registry knows it without reading it back
 

@@ -27,6 +27,7 @@ from aipic.generation.safety import NUDENET_THRESHOLD, NudeNet, checker_flags
 from aipic.models.loading import compile_tower
 from aipic.pipeline import finishing
 from aipic.provenance import publish, watermark
+from aipic.provenance.disclosure import draw_label
 from aipic.provenance.manifest import public_audit, software_agent
 from aipic.provenance.registry import Entry
 
@@ -146,6 +147,18 @@ class ReadbackStage:
                 record.height, record.width = int(array.shape[0]), int(array.shape[1])
 
 
+class LabelStage:
+    """Draw the visible "AI-generated" label (Settings.visible_label) on each picture, before the watermark and
+    the signature; the manifest records it as an action."""
+
+    name, gpu = "label", False
+
+    def process(self, records: list[Record]) -> None:
+        for record in records:
+            record.array = draw_label(record.array)
+            record.labelled = True
+
+
 class WatermarkStage:
     """Embed an invisible watermark (a random 32-bit id with a CRC) in the pixels, before they are fingerprinted,
     encoded and signed. Runs in the CPU pool (in a worker process when there are any). The default method is
@@ -201,6 +214,7 @@ class EncodeSignStage:
                 audit=public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 terms=job.terms,
+                labelled=record.labelled,
             )
             record.manifest_label = f"urn:c2pa:{uuid.UUID(record.id)}"
             done = self._pool.call(finishing.encode_and_sign, record.array, output_format, fields, record.manifest_label, record.watermark_binding,

@@ -14,6 +14,9 @@ from aipic import __version__
 from aipic.common.settings import DEFAULT_NAMESPACE
 from aipic.provenance import labels
 
+VISIBLE_LABEL_TEXT = "AI-generated"
+VISIBLE_LABEL_ACTION = f"a visible “{VISIBLE_LABEL_TEXT}” label drawn on the picture (EU AI Act, Article 50)"
+
 
 def created_assertion_labels(namespace: str = DEFAULT_NAMESPACE) -> list[str]:
     """The assertions the signer attests (C2PA 2.x created assertions; claim v2 requires the actions among
@@ -108,19 +111,38 @@ def software_agent(model: dict) -> dict:
     return {"name": model["name"], "version": version}
 
 
-def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient], format: str = "image/png", soft_bindings: Sequence[dict] = (), terms: dict | None = None, namespace: str = DEFAULT_NAMESPACE) -> dict:
-    """The manifest definition: actions plus aipic's contribution and audit assertions (under ``namespace``)."""
+def digital_source_type(ingredients: Sequence[Ingredient]) -> str:
+    """IPTC's term for what made the picture: a model alone, or a model with a person's upload."""
+    if any(ingredient.relationship == "parentOf" for ingredient in ingredients):
+        return labels.COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
+    return labels.TRAINED_ALGORITHMIC_MEDIA
+
+
+AIPIC_AGENT = {"name": "aipic", "version": __version__}
+
+
+def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient],
+                   format: str = "image/png", soft_bindings: Sequence[dict] = (), terms: dict | None = None, namespace: str = DEFAULT_NAMESPACE,
+                   labelled: bool = False, watermarked: bool = False) -> dict:
+    """The manifest definition: actions plus aipic's contribution and audit assertions (under ``namespace``).
+    The actions are all the actions aipic took (``allActionsIncluded``): making or editing the picture, placing a
+    style reference, drawing a visible "AI-generated" label (``labelled``), inserting the invisible watermark."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
+    source = digital_source_type(ingredients)
     if parents:
         actions = [
             {"action": "c2pa.opened", "parameters": {"ingredientIds": [parents[0].label]}},
-            {"action": "c2pa.edited", "digitalSourceType": labels.COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, "softwareAgent": agent, "description": description},
+            {"action": "c2pa.edited", "digitalSourceType": source, "softwareAgent": agent, "description": description},
         ]
     else:
-        actions = [{"action": "c2pa.created", "digitalSourceType": labels.TRAINED_ALGORITHMIC_MEDIA, "softwareAgent": agent, "description": description}]
+        actions = [{"action": "c2pa.created", "digitalSourceType": source, "softwareAgent": agent, "description": description}]
     components = [ingredient for ingredient in ingredients if ingredient.relationship == "componentOf"]
     if components:
         actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [c.label for c in components]}, "description": "used as a style reference"})
+    if labelled:
+        actions.append({"action": "c2pa.edited", "softwareAgent": AIPIC_AGENT, "description": VISIBLE_LABEL_ACTION})
+    if watermarked:
+        actions.append({"action": "c2pa.watermarked", "softwareAgent": AIPIC_AGENT, "description": "an invisible watermark carrying this output's id (its soft binding)"})
     uploads = [
         {"role": i.role, "title": i.title, "sha256": i.upload_sha256 or i.sha256, "relationship": i.relationship, "credentials": i.credentials,
          **({"terms": i.terms} if i.terms else {}), **({"rights": i.rights} if i.rights else {})}
@@ -131,7 +153,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
         "title": title,
         "format": format,
         "assertions": [
-            {"label": labels.ACTIONS_V2, "data": {"actions": actions}},
+            {"label": labels.ACTIONS_V2, "data": {"actions": actions, "allActionsIncluded": True}},  # every action aipic took is listed (C2PA 2.x)
             {
                 "label": labels.contributions_label(namespace),
                 "data": {
