@@ -18,12 +18,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/python app.py $(ARGS)
 
-# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used); the metadata test
+# reads the IPTC fields back with Debian's exiftool (a real XMP reader).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian chromium for the browser test"; \
+	@command -v chromium >/dev/null 2>&1 && command -v exiftool >/dev/null 2>&1 || { \
+		echo "installing Debian chromium and exiftool for the browser and metadata tests"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium libimage-exiftool-perl >/dev/null; }
 
 # ruff and mypy (configured in pyproject.toml) must be clean before the tests run.
 lint: install
