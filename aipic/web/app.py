@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from aipic.common.errors import AipicError, BadInput
+from aipic.common.errors import BadInput, Cancelled
 from aipic.common.images import OUTPUT_FORMATS
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.pipeline import AipicPipeline
@@ -50,7 +50,7 @@ class Handlers:
         try:
             outcome = self._engine_run(job)
         except concurrent.futures.CancelledError:
-            raise AipicError("Stopped.") from None
+            raise Cancelled("Stopped.") from None
         finally:
             with self._running_lock:
                 self._running.get(session, set()).discard(job)
