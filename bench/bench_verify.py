@@ -7,8 +7,9 @@ registry because it carries no credentials) and reports the worker's peak reside
 ``ru_maxrss``) and the wall time. The target (issue: verify memory bounded): under 300 MB per verification,
 whatever the file. Cases: a 58 KB PNG that decodes to 4096×4096 (the upload limit), a 4096² noise PNG (~50 MB,
 the file-size limit), a 4096² JPEG, an 8000×8000 PNG (over the pixel limit: refused from its header), long thin
-pictures at the limit (65535×256 PNG, 65500×256 JPEG), WebP at 4096² and 16383×1024 (over WebP's own limit, half
-the others': Pillow decodes WebP whole) and at 2896² (at it), and an ordinary 512² PNG. Prints a table and writes JSON.
+pictures at the limit (65535×256 PNG, 65500×256 JPEG), WebP at 4096² and 16383×1024 (over the limit of the formats whose decoders hold far more than the
+pixels, half the others': WebP, AVIF, progressive or CMYK JPEG) and at 2896² (at it), the same for progressive
+and CMYK JPEG and AVIF (noise: the worst case for their decoders), and an ordinary 512² PNG. Prints a table and writes JSON.
 """
 
 import argparse
@@ -68,6 +69,20 @@ def cases(folder: Path) -> dict:
     wide_jpeg = folder / "wide-65500x256.jpg"
     Image.new("RGB", (65500, 256), (90, 90, 200)).save(wide_jpeg, quality=90)
     out["JPEG, 65500x256"] = wide_jpeg
+    from PIL import ImageFile
+
+    ImageFile.MAXBLOCK = 1 << 27  # progressive noise JPEGs need a larger encoder buffer than Pillow's default
+    noise = np.random.default_rng(1).integers(0, 256, (4096, 4096, 4), dtype=np.uint8)
+    cmyk = folder / "cmyk-progressive-4096.jpg"
+    Image.fromarray(noise, "CMYK").save(cmyk, quality=85, progressive=True, subsampling=0)
+    out["progressive CMYK JPEG, 4096x4096 (over its limit)"] = cmyk
+    progressive = folder / "progressive-2896.jpg"
+    Image.fromarray(np.ascontiguousarray(noise[:2896, :2896, :3])).save(progressive, quality=95, progressive=True, subsampling=0)
+    out["progressive JPEG, 2896x2896 noise (at its limit)"] = progressive
+    avif = folder / "noise-2896.avif"
+    Image.fromarray(np.ascontiguousarray(noise[:2896, :2896, :3])).save(avif, quality=90)
+    out["AVIF, 2896x2896 noise (at its limit)"] = avif
+    del noise
     long_webp = folder / "webp-16383x1024.webp"
     Image.new("RGB", (16383, 1024), (10, 200, 90)).save(long_webp, lossless=True)
     out["WebP, 16383x1024"] = long_webp

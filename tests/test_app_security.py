@@ -248,3 +248,55 @@ def test_uploads_count_against_the_clients_rate(tmp_path_factory):
                 statuses.append(error.code)
                 assert b"Too many requests from you" in error.read()
     assert statuses[:4] == [200] * 4 and 429 in statuses  # 4 uploads a minute per request allowed, bursts of 4
+
+
+def test_embedded_pictures_folders_urls_and_unlisted_formats_are_refused_before_anything_reads_them(app, tmp_path):
+    """A data: URL would be decoded (and re-encoded, losing its credentials) before any size or rate check; a
+    folder in the upload cache would be kept as a temporary file and break the cache's cleaning; a URL would be
+    fetched; an ICO holding a huge PNG is decoded by Pillow as soon as it is opened. All refused up front."""
+    import base64
+    import io
+
+    url, home = app
+    fn_index, inputs, positions = endpoint(url, "image_to_image")
+    cache = home / "gradio-cache"
+    uploaded = _upload(url, _picture(tmp_path / "ok.png"))
+    tiny_png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny_png, "PNG")
+    embedded = {"path": uploaded["path"], "url": "data:image/png;base64," + base64.b64encode(tiny_png.getvalue()).decode(), "meta": {"_type": "gradio.FileData"}}
+    for value in (embedded, {"path": str(cache), "meta": {"_type": "gradio.FileData"}}, {"path": "https://example.org/a.png", "meta": {"_type": "gradio.FileData"}}):
+        data = _defaults_for("image_to_image", len(inputs))
+        data[positions[0]] = value
+        message = through_the_queue(url, fn_index, data)
+        assert message.get("success") is False and "This file was not uploaded to this app" in json.dumps(message), value
+    icon = tmp_path / "huge.ico"
+    big = io.BytesIO()
+    Image.new("L", (8000, 8000)).save(big, "PNG")
+    icon.write_bytes(b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x01\x00\x20\x00" + len(big.getvalue()).to_bytes(4, "little") + (22).to_bytes(4, "little") + big.getvalue())
+    data = _defaults_for("image_to_image", len(inputs))
+    data[positions[0]] = _upload(url, icon)
+    assert "This file is not a picture aipic can read" in json.dumps(through_the_queue(url, fn_index, data))
+
+
+def test_a_hostile_selection_event_logs_no_traceback(app):
+    """Gallery selection is a private helper event, but a client can still send it any event data."""
+    url, home = app
+    conf = config(url)
+    [select] = [d for d in conf["dependencies"] if d.get("api_name") == "select_credentials"][:1] or [None]
+    assert select is not None
+    before = len((home / "app.log").read_text().splitlines())
+    for event_data in ({}, {"index": "x"}, {"index": [1, 2]}, {"index": -5, "value": None}):
+        session = uuid.uuid4().hex[:12]
+        body = json.dumps({"data": [[]], "fn_index": select["id"], "session_hash": session, "event_data": event_data, "trigger_id": None}).encode()
+        urllib.request.urlopen(urllib.request.Request(url + "/gradio_api/queue/join", data=body, headers={"Content-Type": "application/json"}), timeout=30).read()
+        with urllib.request.urlopen(url + f"/gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
+            for line in stream:
+                if b"process_completed" in line:
+                    break
+    time.sleep(0.5)
+    assert "Traceback" not in "\n".join((home / "app.log").read_text().splitlines()[before:])
+
+
+def _picture(path):
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(path)
+    return path

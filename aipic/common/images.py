@@ -16,6 +16,9 @@ from PIL.PngImagePlugin import PngInfo
 from aipic.common.errors import BadInput
 
 Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before they eat memory
+# The formats an upload may be in (the page lists them). Pillow tries only these: some others (ICO, AVIF) decode
+# pixels while the file is merely opened, before the size could be checked.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP")
 
 
 def open_user_image(source, what: str = "image", max_pixels: int | None = None) -> Image.Image:
@@ -30,12 +33,12 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
         if isinstance(source, Image.Image):
             image = source
         elif isinstance(source, (bytes, bytearray)):
-            image = Image.open(io.BytesIO(source))
+            image = Image.open(io.BytesIO(source), formats=UPLOAD_FORMATS)
         else:
             path = Path(source)
             if not path.is_file():
                 raise BadInput(f"The {what} file {path.name!r} does not exist.")
-            image = Image.open(path)
+            image = Image.open(path, formats=UPLOAD_FORMATS)
         if max_pixels and image.width * image.height > max_pixels:
             raise BadInput(f"The {what} is {image.width}×{image.height}; at most {max_pixels:,} pixels are accepted.")
         image.load()
@@ -50,8 +53,6 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and 32-bit greyscale: scale to 8 bits (converting directly clips everything above 255 to white).
-        import numpy as np
-
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
         image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")

@@ -61,18 +61,20 @@ def search(data: bytes, registry_url: str, trust_anchors: Sequence[str] = (), tr
 
 def _decoded(data: bytes, max_pixels: int):
     """The picture as an RGB PIL image, or None when it is not an image that can be looked at; TooManyPixels
-    (from the header, nothing decoded) when it is larger than ``max_pixels`` — half that for WebP, which Pillow
-    decodes whole through an RGBA buffer (a 4096² WebP took 257 MB to decode; bench/bench_verify.py)."""
+    (from the header, nothing decoded) when it is larger than ``max_pixels`` — half that where the decoder holds far
+    more than the pixels: WebP and AVIF (decoded whole through an RGBA buffer: a 4096² WebP took 257 MB) and
+    progressive or CMYK JPEG (every DCT coefficient kept until the last scan; bench/bench_verify.py)."""
     from PIL import Image
 
     try:
         image = Image.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
         return None
-    limit = max_pixels // 2 if image.format == "WEBP" else max_pixels  # WebP decodes whole, at ~16 bytes a pixel
+    costly = image.format in ("WEBP", "AVIF") or (image.format == "JPEG" and (image.mode == "CMYK" or bool(image.info.get("progressive") or image.info.get("progression"))))
+    limit = max_pixels // 2 if costly else max_pixels
     if image.width * image.height > limit:
         image.close()
-        raise TooManyPixels(image.width, image.height, limit, (image.format or "") if limit != max_pixels else "")
+        raise TooManyPixels(image.width, image.height, limit, _kind(image) if costly else "")
     try:
         if image.mode == "RGB":
             image.load()
@@ -82,6 +84,12 @@ def _decoded(data: bytes, max_pixels: int):
     except Exception:  # noqa: BLE001 - damaged pixel data: nothing to recover
         image.close()
         return None
+
+
+def _kind(image) -> str:
+    if image.format == "JPEG":
+        return "CMYK JPEG" if image.mode == "CMYK" else "progressive JPEG"
+    return str(image.format)
 
 
 def _reduced(picture):

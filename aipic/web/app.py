@@ -19,7 +19,7 @@ from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.pipeline import AipicPipeline
 from aipic.provenance.authorship import DEFAULT_TERMS, MAX_CONSTRAINT_CHARS, MAX_RIGHTS_CHARS, USE_TITLES, USES, licence_markdown
 from aipic.provenance.verify import VERIFY_SLOTS
-from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, Number, Slider, _number
+from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, Number, Slider, number_or_none
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import user_errors
 from aipic.web.session import client_of, gpu_call, signed_in_account
@@ -76,8 +76,8 @@ class Handlers:
     # ---- the request kinds (their inputs, in the order the UI and the API send them) ---------------------------
 
     def text_to_image(self, prompt, negative, seed, steps, guidance, width, height, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), width=_number(width), height=_number(height),
-                                    batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=number_or_none(seed), steps=number_or_none(steps), guidance=number_or_none(guidance), width=number_or_none(width), height=number_or_none(height),
+                                    batch=number_or_none(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **self._rights(mining, inference, training, generative, constraint, rights))
         return self._run(http, lambda author: self.pipeline.jobs.text_to_image(request, model or None, progress=self._steps(progress, "generating"), author=author), history)
 
@@ -85,8 +85,8 @@ class Handlers:
         if not init_file:
             self.limiter.check(client_of(http))
             raise BadInput("Please upload an init image.")
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=_number(seed), steps=_number(steps), guidance=_number(guidance), strength=_number(strength),
-                                    batch=_number(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=number_or_none(seed), steps=number_or_none(steps), guidance=number_or_none(guidance), strength=number_or_none(strength),
+                                    batch=number_or_none(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **self._rights(mining, inference, training, generative, constraint, rights))
         return self._run(http, lambda author: self.pipeline.jobs.image_to_image(request, init_file, model or None, progress=self._steps(progress, "transforming"), author=author), history)
 
@@ -94,7 +94,7 @@ class Handlers:
         if not content_file or not style_file:
             self.limiter.check(client_of(http))
             raise BadInput("Please upload both a content image and a style image.")
-        request = StyleRequest(content_image=content_file, style_image=style_file, steps=_number(steps), size=_number(size), style_weight=_number(style_weight), seed=_number(seed) or 0,
+        request = StyleRequest(content_image=content_file, style_image=style_file, steps=number_or_none(steps), size=number_or_none(size), style_weight=number_or_none(style_weight), seed=number_or_none(seed) or 0,
                                output_format=output_format or None, **self._rights(mining, inference, training, generative, constraint, rights))
         return self._run(http, lambda author: self.pipeline.jobs.style(request, progress=self._steps(progress, "style transfer"), author=author), history)
 
@@ -124,7 +124,7 @@ class Handlers:
         return "👤 Not signed in: outputs are recorded as made anonymously (no name)."
 
     def select_credentials(self, paths, event: gr.SelectData):
-        index = event.index or 0
+        index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) and event.index >= 0 else 0  # as a client sent it
         return (*credentials_view(self.pipeline, paths, index), index)
 
     @staticmethod
@@ -259,7 +259,7 @@ def text_to_image_tab(page: Page):
                         return gr.Button("Reuse seed", size="sm", elem_id="t2i-reuse-seed"), gr.Button("Send to image-to-image", size="sm", elem_id="t2i-send-i2i")
 
                 out = page.signed_outputs("t2i", "Signed outputs", "Download signed files", between=reuse_and_send)
-        model.change(page.handlers.licence_for, model, licence, api_visibility="private")
+        model.change(user_errors(page.handlers.licence_for), model, licence, api_visibility="private")
     inputs = [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *rights, model]
     return SimpleNamespace(inputs=inputs, out=out, go=go, stop=stop, seed=seed, reuse=out.extra[0], send=out.extra[1])
 
@@ -288,7 +288,7 @@ def image_to_image_tab(page: Page):
                 go, stop = page.go_and_stop("Transform", "i2i-go", "i2i-stop")
             with gr.Column():
                 out = page.signed_outputs("i2i", "Signed outputs", "Download signed files")
-        model.change(page.handlers.licence_for, model, licence, api_visibility="private")
+        model.change(user_errors(page.handlers.licence_for), model, licence, api_visibility="private")
     inputs = [init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private, *rights, model]
     return SimpleNamespace(inputs=inputs, out=out, go=go, stop=stop, init_file=init_file)
 
@@ -365,7 +365,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
             signed_in = gr.Markdown(elem_id="signed-in")
             if pipeline.settings.on_spaces:
                 gr.LoginButton()
-        demo.load(handlers.who_is_signed_in, None, signed_in, api_visibility="private")
+        demo.load(user_errors(handlers.who_is_signed_in), None, signed_in, api_visibility="private")
         history = gr.State([])
 
         with gr.Tabs() as tabs:
@@ -377,12 +377,12 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
 
         tail = [history, history_gallery]
         t_event = t2i.go.click(user_errors(handlers.text_to_image), [*t2i.inputs, history], [*t2i.out.components, *tail], api_name="text_to_image")
-        t2i.reuse.click(handlers.reuse_seed, [t2i.out.seeds, t2i.out.selected], t2i.seed, api_visibility="private")
-        t2i.send.click(handlers.send_to_img2img, [t2i.out.paths, t2i.out.selected], [i2i.init_file, tabs], api_visibility="private")
+        t2i.reuse.click(user_errors(handlers.reuse_seed), [t2i.out.seeds, t2i.out.selected], t2i.seed, api_visibility="private")
+        t2i.send.click(user_errors(handlers.send_to_img2img), [t2i.out.paths, t2i.out.selected], [i2i.init_file, tabs], api_visibility="private")
         i_event = i2i.go.click(user_errors(handlers.image_to_image), [*i2i.inputs, history], [*i2i.out.components, *tail], api_name="image_to_image")
         s_event = style.go.click(user_errors(handlers.stylise), [*style.inputs, history], [*style.out.components, *tail], api_name="style_transfer",
                                  concurrency_id="long-jobs", concurrency_limit=2)  # long jobs: their own Gradio slots and engine lane
         for tab, event in ((t2i, t_event), (i2i, i_event), (style, s_event)):
             tab.stop.click(handlers.stop, None, None, cancels=[event], api_visibility="private")
-            tab.out.gallery.select(handlers.select_credentials, tab.out.paths, [tab.out.panel, tab.out.raw, tab.out.selected], api_visibility="private")
+            tab.out.gallery.select(user_errors(handlers.select_credentials), tab.out.paths, [tab.out.panel, tab.out.raw, tab.out.selected], api_visibility="private")
     return demo

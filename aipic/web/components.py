@@ -38,5 +38,5 @@ def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 - stands in for gr.Slide
     return _lenient(gr.Slider(*args, **kwargs))
 
 
-def _number(value):
+def number_or_none(value):
     return None if value is None or value == "" else value

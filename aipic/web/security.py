@@ -8,12 +8,15 @@ import functools
 import logging
 import os
 import re
+import traceback
 from pathlib import Path
 
 import gradio as gr
 from gradio import utils as gradio_utils
+from PIL import Image
 
 from aipic.common.errors import AipicError
+from aipic.common.images import UPLOAD_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ def user_errors(handler):
             error.message = without_server_paths(str(error.message))
             raise
         except Exception as error:  # noqa: BLE001
-            log.exception("unexpected error in %s", handler.__name__)
+            # Where it failed, for the operator, but not the exception's message: it may carry a request's values.
+            log.error("unexpected error in %s (%s):\n%s", handler.__name__, type(error).__name__, "".join(traceback.format_tb(error.__traceback__)).rstrip())
             raise gr.Error(f"Something went wrong ({type(error).__name__}). Your inputs are kept; please try again.", title="Something went wrong", print_exception=False) from None
 
     return wrapped
@@ -49,34 +53,48 @@ CHECK_INPUT = "Please check your input"
 NOT_UPLOADED = "This file was not uploaded to this app. Please upload it again."
 NOT_A_PICTURE = "This file is not a picture aipic can read (PNG, JPEG, WebP, GIF, TIFF or BMP). Please choose another file."
 NOT_READABLE = "One of the inputs could not be read. Please check it and try again."
+NOT_PROCESSED = "This request could not be processed. Please check its inputs and try again."
 
 
 def _within(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
-def _payload_paths(payload) -> list[str]:
-    """The file paths a file component's payload names (one file, or a list of them)."""
-    items = getattr(payload, "root", None)
-    items = items if isinstance(items, list) else [payload]
-    return [str(item.path) for item in items if getattr(item, "path", None)]
+def protect_inputs(demo: gr.Blocks, allowed: list[Path], refused: list[Path], max_pixels: int) -> None:
+    """Every event's inputs, as a hostile client may send them, before Gradio touches them:
 
-
-def protect_inputs(demo: gr.Blocks, allowed: list[Path], refused: list[Path]) -> None:
-    """Every event's inputs, as a hostile client may send them:
-
-    * a file input may only name a file Gradio stored from an upload, or an output in ``allowed``, never one under
-      ``refused`` — checked here for every shape of value, since Gradio checks only values that carry its
-      ``meta`` marker and a component would otherwise open whatever path it is handed;
-    * a value a component cannot read gets aipic's plain message (an image: "not a picture aipic can read");
-    * no input's value reaches the log: Gradio prints the traceback of a failed preprocessing, values included,
+    * a file value, in any shape (with or without Gradio's ``meta`` marker, in a list, nested), may only name an
+      existing regular file that Gradio stored from an upload, or an output in ``allowed``, never one under
+      ``refused``; an embedded ``data:`` picture or a URL to fetch is refused. Gradio's own check covers only
+      values with its marker, and it moves (or downloads, or decodes) a value before any component sees it;
+    * a picture is looked at from its header before anything decodes it: a format the page does not list, or more
+      than ``max_pixels``, is refused;
+    * a value a component cannot read gets aipic's plain message (an image: "not a picture aipic can read"), and
+      no input's value reaches the log: Gradio prints the traceback of a failed preprocessing, values included,
       and names the inputs of a request with too few; here only the error's type is logged.
     """
     roots = [os.path.realpath(gradio_utils.get_upload_folder()), *(os.path.realpath(path) for path in allowed)]
     blocked = [os.path.realpath(path) for path in refused]
+
+    def check(value) -> None:
+        if isinstance(value, list):
+            for item in value:
+                check(item)
+        elif isinstance(value, dict):
+            if "path" in value or "url" in value:
+                url, path = value.get("url"), value.get("path")
+                if isinstance(url, str) and url.startswith("data:"):
+                    raise gr.Error(NOT_UPLOADED, title=CHECK_INPUT, print_exception=False)
+                if path is not None and not _uploaded_here(path, roots, blocked):
+                    raise gr.Error(NOT_UPLOADED, title=CHECK_INPUT, print_exception=False)
+            for item in value.values():
+                check(item)
+
     for block in list(demo.blocks.values()):
-        if isinstance(block, (gr.Image, gr.File)) and not getattr(block, "_aipic_guarded", False):
-            _guard_files(block, roots, blocked)
+        if isinstance(block, gr.Image) and not getattr(block, "_aipic_guarded", False):
+            _guard_component(block, NOT_A_PICTURE, max_pixels)
+        elif isinstance(block, gr.File) and not getattr(block, "_aipic_guarded", False):
+            _guard_component(block, NOT_READABLE, None)
 
     original_validate = demo.validate_inputs
 
@@ -86,31 +104,55 @@ def protect_inputs(demo: gr.Blocks, allowed: list[Path], refused: list[Path]) ->
         return original_validate(block_fn, inputs)
 
     original_preprocess = demo.preprocess_data
+    original_process = demo.process_api
 
     async def preprocess_data(block_fn, inputs, state, explicit_call=False):
+        check(inputs)
+        return await original_preprocess(block_fn, inputs, state, explicit_call)
+
+    async def process_api(*args, **kwargs):
+        """The whole event (its inputs, its event data, its handler, its outputs): whatever fails, the client gets
+        plain words and the log the error's type, never a traceback with the request's values in it."""
         try:
-            return await original_preprocess(block_fn, inputs, state, explicit_call)
+            return await original_process(*args, **kwargs)
         except gr.Error as error:
             error.print_exception = False
+            if not error.title or error.title == "Error":
+                error.title = CHECK_INPUT
             raise
         except Exception as error:  # noqa: BLE001 - a value Gradio could not take in: its type only, never the value
-            log.warning("a request's inputs could not be read (%s)", type(error).__name__)
-            raise gr.Error(NOT_READABLE, title=CHECK_INPUT, print_exception=False) from None
+            log.warning("a request could not be processed (%s)", type(error).__name__)
+            raise gr.Error(NOT_PROCESSED, title=CHECK_INPUT, print_exception=False) from None
 
     demo.validate_inputs = validate_inputs  # type: ignore[method-assign]
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+    demo.process_api = process_api  # type: ignore[method-assign]
 
 
-def _guard_files(component, roots: list[str], blocked: list[str]) -> None:
-    """Wrap one file component's preprocess (on the instance: a subclass would make Gradio write a .pyi stub)."""
+def _uploaded_here(path, roots: list[str], blocked: list[str]) -> bool:
+    """A local path to an existing regular file inside one of ``roots`` and none of ``blocked`` (links resolved)."""
+    if not isinstance(path, str) or "://" in path or "\x00" in path:
+        return False
+    real = os.path.realpath(path)
+    return _within(real, roots) and not _within(real, blocked) and os.path.isfile(real)
+
+
+def _guard_component(component, unreadable: str, max_pixels: int | None) -> None:
+    """Wrap one file component's preprocess (on the instance: a subclass would make Gradio write a .pyi stub): a
+    picture's header first (format and size, nothing decoded), then Gradio's own reading, its failures in aipic's
+    words."""
     original = component.preprocess
-    unreadable = NOT_A_PICTURE if isinstance(component, gr.Image) else NOT_READABLE
 
     def preprocess(payload):
-        for path in _payload_paths(payload):
-            real = os.path.realpath(path)
-            if not _within(real, roots) or _within(real, blocked):
-                raise gr.Error(NOT_UPLOADED, title=CHECK_INPUT, print_exception=False)
+        path = getattr(payload, "path", None)
+        if max_pixels is not None and path:
+            try:
+                with Image.open(path, formats=UPLOAD_FORMATS) as picture:
+                    width, height = picture.size
+            except Exception:  # noqa: BLE001 - not one of the formats the page lists, or not a picture at all
+                raise gr.Error(unreadable, title=CHECK_INPUT, print_exception=False) from None
+            if width * height > max_pixels:
+                raise gr.Error(f"The picture is {width}×{height}; at most {max_pixels:,} pixels are accepted.", title=CHECK_INPUT, print_exception=False)
         try:
             return original(payload)
         except gr.Error as error:

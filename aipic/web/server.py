@@ -89,7 +89,8 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
     # (tests/test_app_security.py keeps it from being lost in a Gradio upgrade).
     demo.has_launched = True
     # …and aipic checks every file input itself too, whatever its shape (Gradio skips values without its meta marker).
-    protect_inputs(demo, allowed=[pipeline.output_dir], refused=[pipeline.output_dir / STAGING, pipeline.home / "quarantine", pipeline.key_dir, pipeline.home / "keys-backup"])
+    protect_inputs(demo, allowed=[pipeline.output_dir], refused=[pipeline.output_dir / STAGING, pipeline.home / "quarantine", pipeline.key_dir, pipeline.home / "keys-backup"],
+                   max_pixels=pipeline.catalog.limits.max_upload_pixels)
     return app
 
 
