@@ -3,6 +3,7 @@ circles, one reader of the environment, and a small top level."""
 
 import ast
 import collections
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "aipic"
@@ -91,8 +92,19 @@ def test_the_engine_knows_no_domain():
 
 def test_only_the_settings_read_the_environment():
     """The settings module reads it; the verifier hands its child processes the environment they run in."""
-    readers = sorted(name for name, path in modules().items() if "os.environ" in path.read_text() or "getenv(" in path.read_text())
+    readers = sorted(name for name, path in modules().items() if re.search(r"\benviron\b|\bgetenv\b", path.read_text()))
     assert readers == ["aipic.common.settings", "aipic.provenance.verify"]
+
+
+def test_subprocess_entry_points_name_modules_that_exist():
+    """Helper processes are started by module path (python -m …): each named module exists and can run as one."""
+    named = set()
+    for path in modules().values():
+        named.update(re.findall(r'"-m", "(aipic(?:\.\w+)+)"', path.read_text()))
+    assert named == {"aipic.provenance.verify", "aipic.provenance.trustmark"}
+    found = modules()
+    for module in named:
+        assert module in found and 'if __name__ == "__main__":' in found[module].read_text(), module
 
 
 def test_a_handful_of_modules_sit_at_the_top():

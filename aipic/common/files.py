@@ -1,5 +1,5 @@
-"""The one way aipic writes a file it must not lose: to a temporary name, flushed to disk, then renamed. A crash
-or a full disk never leaves a half-written file under the real name."""
+"""The one way aipic writes a file it must not lose: to a temporary name, flushed to disk, then renamed, and the
+rename made durable. A crash or a full disk never leaves a half-written file under the real name."""
 
 from __future__ import annotations
 
@@ -20,10 +20,24 @@ def write_atomically(path: Path, data: bytes | str, private: bool = False) -> Pa
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        replace_durably(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     if private:
         os.chmod(path, 0o600)
     return path
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` (atomic on one file system) and flush the folder, so the rename survives a
+    power cut."""
+    os.replace(source, target)
+    try:
+        folder = os.open(Path(target).parent, os.O_RDONLY)
+    except OSError:  # a file system without directory handles: the rename is still atomic
+        return
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

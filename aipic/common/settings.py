@@ -141,7 +141,7 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"AIPIC_VERIFY_CONCURRENCY must be a whole number of 1 or more (got {text('AIPIC_VERIFY_CONCURRENCY')!r}).") from None
         values["on_spaces"] = bool(text("SPACE_ID"))
-        values["debug"] = bool(text("AIPIC_DEBUG"))
+        values["debug"] = text("AIPIC_DEBUG").lower() in TRUE_WORDS
         values.update({key: value for key, value in overrides.items() if value is not None})
         settings = cls(**values)
         settings.check()

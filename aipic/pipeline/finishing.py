@@ -105,7 +105,7 @@ def encode_and_sign(array, output_format: str, fields: dict, label: str, waterma
                               soft_bindings=[fingerprint.soft_binding(prints["full"])] + ([watermark_binding] if watermark_binding else []))
     manifest["label"] = label  # from the output's id, so the registry knows it without reading it back
 
-    def sign(tsa):
+    def signed_with(tsa):
         if author is not None:  # aipic's claim and the author's CAWG identity assertion
             return signing.sign_as_author(data, mime, manifest, ingredients, identity, author, tsa, thumbnail, namespace)
         return signing.sign_with_store(data, mime, manifest, ingredients, _signer(identity, tsa), thumbnail, namespace)
@@ -113,12 +113,12 @@ def encode_and_sign(array, output_format: str, fields: dict, label: str, waterma
     timestamped = False
     if tsa_url:
         try:
-            signed, store = sign(tsa_url)
+            signed, store = signed_with(tsa_url)
             timestamped = True
         except AipicError:
             raise
         except Exception as error:  # noqa: BLE001 - c2pa raises its own errors for network failures
             log.warning("time-stamp authority unavailable (%s); signing without a timestamp", type(error).__name__)
     if not timestamped:
-        signed, store = sign(None)
+        signed, store = signed_with(None)
     return {"data": signed, "store": store, "mime": mime, "fingerprints": prints, "timestamped": timestamped, "sha256": hashlib.sha256(signed).hexdigest()}

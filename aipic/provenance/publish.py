@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aipic.common.files import PARTIAL_SUFFIX, write_atomically
+from aipic.common.files import PARTIAL_SUFFIX, replace_durably, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,9 @@ def stage(final: Path, data: bytes) -> Path:
 
 
 def publish(staged: Path, final: Path) -> None:
-    """Rename a recorded output into its folder (atomic on one file system) and make the rename durable."""
+    """Rename a recorded output into its folder, durably (aipic.common.files)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, final)
-    try:
-        folder = os.open(final.parent, os.O_RDONLY)
-    except OSError:  # a file system without directory handles: the rename is still atomic
-        return
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    replace_durably(staged, final)
 
 
 @dataclass
