@@ -132,3 +132,90 @@ def test_iptc_ai_fields_are_read_back_by_exiftool_with_the_same_privacy_as_the_m
     assert fields["DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
     edited = tiny_pipeline.image_to_image(small("as ink", output_format=output_format), png_of(make_image(64, 64, seed=4))).items[0]
     assert iptc(edited.path)["DigitalSourceType"].endswith("/compositeWithTrainedAlgorithmicMedia")
+
+
+def _altered(data: bytes, index: int, value: int) -> bytes:
+    """The PNG with one byte of a chunk changed and that chunk's CRC made right again: the file still decodes,
+    only what the byte belongs to (a manifest inside the caBX chunk) no longer matches its hash."""
+    import struct
+    import zlib
+
+    changed = bytearray(data)
+    changed[index] = value
+    position = 8
+    while position < len(changed):
+        length = struct.unpack(">I", changed[position : position + 4])[0]
+        if position + 8 <= index < position + 8 + length:
+            chunk = bytes(changed[position + 4 : position + 8 + length])
+            changed[position + 8 + length : position + 12 + length] = struct.pack(">I", zlib.crc32(chunk))
+            break
+        position += 12 + length
+    return bytes(changed)
+
+
+def _chain(pipeline) -> bytes:
+    """text to image → image to image → image to image: the file holds three manifests, the two older ones as
+    ingredients (each an "init image"), each carrying its own prompt."""
+    first = pipeline.text_to_image(small("LEVEL-ONE-PROMPT")).items[0].path.read_bytes()
+    second = pipeline.image_to_image(small("LEVEL-TWO-PROMPT"), first).items[0].path.read_bytes()
+    return pipeline.image_to_image(small("LEVEL-THREE-PROMPT"), second).items[0].path.read_bytes()
+
+
+@pytest.mark.parametrize("altered, name", [
+    (b"LEVEL-TWO-PROMPT", "ingredient “init image”"),  # the direct ingredient's manifest
+    (b"LEVEL-ONE-PROMPT", "ingredient “init image” of the ingredient “init image”"),  # its own ingredient's
+])
+def test_an_altered_manifest_anywhere_in_a_chain_is_found_and_named_with_the_trust_list_loaded(tiny_pipeline, fresh_outputs, altered, name):
+    """With the instance's trust list, c2pa reports a second delta for the deeper manifest, under the same last path
+    segment (c2pa.ingredient.v3) as the first: keyed by that segment, one overwrote the other and the file read
+    trusted. Keyed by the whole path, the alteration is found at either level and named for its own manifest."""
+    chain = _chain(tiny_pipeline)
+    anchors = tiny_pipeline.identity.trust_anchors
+    assert verify_bytes(chain, anchors).verdict == "trusted"
+    assert chain.count(altered) == 1
+    data = _altered(chain, chain.find(altered), ord("X"))
+    result = verify_bytes(data, anchors)
+    assert result.validation_state == "Invalid" and result.codes == []
+    assert result.verdict == "tampered" and result.message == CHAIN_BROKEN
+    assert f"the Content Credentials of {name} were altered" in result.reason
+    assert any(f["manifest"] == name and f["code"] == "assertion.hashedURI.mismatch" for f in result.failures)
+    assert not any(f["manifest"] == "active" for f in result.failures)
+    # …and an upload made from it is recorded as failed, not as trusted
+    job = tiny_pipeline.jobs.image_to_image(small("LEVEL-FOUR-PROMPT"), data)
+    assert job.ingredients[0].credentials == "tampered" and any("failed verification (tampered)" in w for w in job.warnings)
+
+
+def test_an_ingredients_broken_identity_is_its_own_and_never_discredits_this_files_author(tiny_pipeline, fresh_outputs):
+    signed = tiny_pipeline.text_to_image(small("by mallory"), author=tiny_pipeline.author_for_account("mallory")).items[0].path.read_bytes()
+    index = signed.find(b"signature", signed.find(b"cawg.x509.cose")) + 200  # inside the upload's identity signature
+    upload = _altered(signed, index, signed[index] ^ 0xFF)
+    [item] = tiny_pipeline.image_to_image(small("edited by gina"), upload, author=tiny_pipeline.author_for_account("gina")).items
+    result = verify_bytes(item.path.read_bytes(), tiny_pipeline.identity.trust_anchors, [tiny_pipeline.identity_authority.ca_pem])
+    [identity] = result.identities
+    assert identity["name"] == "gina" and identity["status"] == "trusted"  # this file's author, checked on its own
+    assert result.verdict == "trusted"  # an identity's failure, in this file or an ingredient, never lowers the claim
+    assert any(f["manifest"] == "ingredient “init image”" and f["code"].startswith("cawg.") for f in result.failures)
+
+
+def test_what_aipic_does_to_an_upload_before_the_model_sees_it_is_listed(tiny_pipeline, fresh_outputs):
+    """A complete actions list includes the upload's preparation: turned upright by its EXIF orientation, cropped to
+    the output's shape, resized."""
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    picture = make_image(120, 80, seed=6)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # "rotate 90° to view": stored sideways, shown upright
+    picture.save(photo, "JPEG", exif=exif)
+    [item] = tiny_pipeline.image_to_image(small("as ink", width=64, height=64), photo.getvalue()).items
+    actions = actions_of(tiny_pipeline.credentials(item.path))
+    names = [action["action"] for action in actions["actions"]]
+    assert names == ["c2pa.opened", "c2pa.orientation", "c2pa.cropped", "c2pa.resized", "c2pa.edited"], names
+    resized = actions["actions"][3]
+    assert resized["description"] == "resized from 80×120 to 64×64"
+    assert resized["parameters"]["ingredients"] == actions["actions"][0]["parameters"]["ingredients"]  # c2pa links both to the upload
+    assert tiny_pipeline.credentials(item.path).verdict == "trusted"
+    same_size = tiny_pipeline.image_to_image(small("as ink", width=64, height=64), png_of(Image.new("RGB", (64, 64)))).items[0]
+    assert [a["action"] for a in actions_of(tiny_pipeline.credentials(same_size.path))["actions"]] == ["c2pa.opened", "c2pa.edited"]

@@ -35,8 +35,9 @@ def test_image_to_image_records_the_upload_as_parent(tiny_pipeline, fresh_output
     assert (item.width, item.height) == (256, 168)  # tiny model's default size, upload's aspect
     result = tiny_pipeline.verify(item.path)
     assert result.verdict == "trusted"
-    assert [a["action"] for a in result.actions] == ["c2pa.opened", "c2pa.edited"]
-    assert result.actions[1]["digitalSourceType"] == COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
+    # 120×80 fitted to 256×168: a sliver cropped for the aspect, then resized, before the model edits it
+    assert [a["action"] for a in result.actions] == ["c2pa.opened", "c2pa.cropped", "c2pa.resized", "c2pa.edited"]
+    assert result.actions[3]["digitalSourceType"] == COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
     assert [(i["title"], i["relationship"]) for i in result.ingredients] == [("init image", "parentOf")]  # no file name by default
     assert result.contributions["human"]["parameters"]["strength"] == 0.6
 

@@ -332,3 +332,22 @@ def test_concurrent_verifications_wait_for_a_slot():
     for thread in threads:
         thread.join()
     assert most[0] == 2
+
+
+@pytest.mark.slow
+def test_an_expired_signer_never_hides_an_altered_ingredient(home):
+    """Tampered outranks expired: an expired file whose ingredient's manifest was altered is tampered, never
+    "intact, but expired"."""
+    from aipic.provenance.manifest import Ingredient
+    from aipic.provenance.signing import sign_png
+
+    base, short, not_after = short_lived(home)
+    inner = sign_png(png_of(make_image(seed=1)), manifest(prompt="INNER-PROMPT-MARK"), [], base)
+    ingredient = Ingredient(title="upload.png", relationship="parentOf", data=inner, role="init image")
+    outer = sign_png(png_of(make_image(seed=2)), manifest(ingredients=[ingredient]), [ingredient], short)
+    wait_past(not_after)
+    assert verify_bytes(outer, base.trust_anchors).verdict == "expired"
+    altered = bytearray(outer)
+    altered[altered.find(b"INNER-PROMPT-MARK")] = ord("X")
+    result = verify_bytes(bytes(altered), base.trust_anchors)
+    assert result.verdict == "tampered" and "ingredient “upload.png” were altered" in result.reason

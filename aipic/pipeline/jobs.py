@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aipic.common.errors import BadInput
-from aipic.common.images import open_user_image
+from aipic.common.images import open_user_image, size_for_aspect
 from aipic.engine import Job
 from aipic.generation.diffusion import truncation_warnings
-from aipic.generation.requests import MAX_SEED, GenerationRequest, StyleRequest
+from aipic.generation.requests import MAX_SEED, SIZE_MULTIPLE, GenerationRequest, StyleRequest
 from aipic.models import Catalog, Models
 from aipic.models.catalog import TINY_RANDOM
 from aipic.pipeline.resolve import Rights, diffusion_batch_key, resolve_generation, resolve_rights, resolve_style
@@ -53,6 +53,9 @@ class JobBuilder:
             (request.content_image, content, content_title, "parentOf", "content image"),
             (request.style_image, style, style_title, "componentOf", "style image"),
         ], request.record_upload_names)
+        size = size_for_aspect(content, resolved.size, SIZE_MULTIPLE)  # what style transfer fits both pictures to
+        ingredients[0].prepared = preparation(content, size, crops=False)
+        ingredients[1].prepared = preparation(style, size, crops=False)
         model = self.models.get("style")
         job = Job(
             task="style-transfer",
@@ -80,6 +83,8 @@ class JobBuilder:
         rights = resolve_rights(resolved)
         check_commercial(entry.label, entry.license, self.commercial)
         ingredients = self._ingredients(uploads, request.record_upload_names)
+        if ingredients and resolved.init_image is not None:  # img2img fits the upload to the output's size
+            ingredients[0].prepared = preparation(resolved.init_image, (resolved.width, resolved.height), crops=True)
         model = self.models.get("text_to_image", model_key)
         assert resolved.seed is not None and resolved.guidance is not None  # resolved
         warnings = [model.note] if model.placeholder and model.note else []
@@ -120,6 +125,21 @@ class JobBuilder:
                 failed = f" Its credentials failed verification ({ingredient.credentials.replace('_', ' ')}); the restriction is honoured anyway." if ingredient.failed else ""
                 raise BadInput(f"The {ingredient.role or 'upload'}'s Content Credentials say that AI inference is not allowed, so aipic will not use it.{failed}")
         return ingredients
+
+
+def preparation(image, size: tuple, crops: bool) -> tuple:
+    """The (action, description) pairs of what is done to an opened upload before the model sees it: turned upright
+    by its EXIF orientation, cropped at its centre to the output's shape (``crops``: img2img fits it that way; style
+    transfer stretches), resized."""
+    width, height = size
+    steps = []
+    if image.info.get("oriented"):
+        steps.append(("c2pa.orientation", "turned upright as its EXIF orientation says"))
+    if crops and abs(image.width / image.height - width / height) > 1e-3:
+        steps.append(("c2pa.cropped", f"cropped at its centre to the output's shape ({width}:{height})"))
+    if (image.width, image.height) != (width, height):
+        steps.append(("c2pa.resized", f"resized from {image.width}×{image.height} to {width}×{height}"))
+    return tuple(steps)
 
 
 def _human(human: dict, rights: Rights, author) -> dict:

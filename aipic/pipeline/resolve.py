@@ -27,7 +27,19 @@ class Rights:
 
 def resolve_rights(request) -> Rights:
     """The terms and rights statement a request (of any kind) carries, checked once."""
+    _valid_text(request.terms_constraint or "", "constraint")
+    _valid_text(request.rights_statement or "", "rights statement")
     return Rights(terms=resolve_terms(request.terms, request.terms_constraint), statement=check_rights_statement(request.rights_statement))
+
+
+def _valid_text(text: str, name: str) -> str:
+    """Text that can be written anywhere (a manifest, XMP): no bytes that are not UTF-8 (a command line can pass
+    such bytes as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"The {name} is not valid text: it holds bytes that are not UTF-8.") from None
+    return text
 
 
 def _as_int(value, name: str) -> int:
@@ -88,12 +100,12 @@ def check_output_format(value) -> str | None:
 def resolve_generation(request: GenerationRequest, defaults: dict, limits: Limits) -> GenerationRequest:
     """Fill in the model's defaults and check every field; raises BadInput with a clear message. The one check a
     text-to-image or image-to-image request gets (nothing below re-validates it)."""
-    prompt = (request.prompt or "").strip()
+    prompt = _valid_text((request.prompt or "").strip(), "prompt")
     if not prompt:
         raise BadInput("Please enter a prompt describing the image.")
     if len(prompt) > limits.max_prompt_chars:
         raise BadInput(f"The prompt is {len(prompt)} characters long; at most {limits.max_prompt_chars} are accepted.")
-    negative = (request.negative_prompt or "").strip()
+    negative = _valid_text((request.negative_prompt or "").strip(), "negative prompt")
     if len(negative) > limits.max_prompt_chars:
         raise BadInput(f"The negative prompt is too long ({len(negative)} characters; at most {limits.max_prompt_chars}).")
 

@@ -44,6 +44,7 @@ class Ingredient:
     upload_sha256: str = ""  # of the file as uploaded (differs from sha256 when damaged credentials were dropped)
     terms: dict | None = None  # the training-and-mining terms its own credentials state (honoured even when they failed)
     rights: str | None = None  # the rights statement its own credentials make
+    prepared: tuple = ()  # what aipic did to it before the model saw it: (C2PA action, description) pairs
 
     @property
     def sha256(self) -> str:
@@ -121,17 +122,25 @@ def digital_source_type(ingredients: Sequence[Ingredient]) -> str:
 AIPIC_AGENT = {"name": "aipic", "version": __version__}
 
 
+def _preparation(ingredient: Ingredient) -> list[dict]:
+    """The actions aipic took on an upload before the model used it (turned upright, cropped, resized)."""
+    return [{"action": action, "parameters": {"ingredientIds": [ingredient.label]}, "softwareAgent": AIPIC_AGENT, "description": text}
+            for action, text in ingredient.prepared]
+
+
 def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient],
                    format: str = "image/png", soft_bindings: Sequence[dict] = (), terms: dict | None = None, namespace: str = DEFAULT_NAMESPACE,
                    labelled: bool = False, watermarked: bool = False) -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions (under ``namespace``).
-    The actions are all the actions aipic took (``allActionsIncluded``): making or editing the picture, placing a
-    style reference, drawing a visible "AI-generated" label (``labelled``), inserting the invisible watermark."""
+    The actions are all the actions aipic took (``allActionsIncluded``): opening an upload and what it did to it
+    before the model used it (turned upright, cropped, resized), making or editing the picture, placing a style
+    reference, drawing a visible "AI-generated" label (``labelled``), inserting the invisible watermark."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     source = digital_source_type(ingredients)
     if parents:
         actions = [
             {"action": "c2pa.opened", "parameters": {"ingredientIds": [parents[0].label]}},
+            *_preparation(parents[0]),
             {"action": "c2pa.edited", "digitalSourceType": source, "softwareAgent": agent, "description": description},
         ]
     else:
@@ -139,6 +148,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
     components = [ingredient for ingredient in ingredients if ingredient.relationship == "componentOf"]
     if components:
         actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [c.label for c in components]}, "description": "used as a style reference"})
+        actions += [action for component in components for action in _preparation(component)]
     if labelled:
         actions.append({"action": "c2pa.edited", "softwareAgent": AIPIC_AGENT, "description": VISIBLE_LABEL_ACTION})
     if watermarked:

@@ -49,7 +49,7 @@ def classify(failure_codes: list[str]) -> tuple[str, str]:
     the identity's own result and never change the claim's verdict (ARCHITECTURE.md, decisions)."""
     codes = {code for code in failure_codes if not code.startswith("cawg.")}
     if codes & set(CONTENT_CHANGED):
-        return "tampered", "the image data changed after it was signed"
+        return "tampered", "the file's bytes changed after it was signed (its pixels or its embedded metadata)"
     if codes & set(MANIFEST_ALTERED):
         return "tampered", "the signed manifest was altered (signature or assertion hash mismatch)"
     if "signingCredential.expired" in codes:

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -221,9 +222,10 @@ def identity_line(identity: dict) -> str:
     return f"{identity.get('name') or 'unnamed'}" + (f" ({role})" if role else "") + f" — {text}"
 
 
-def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors: list[str]) -> list[dict]:
-    """Each CAWG identity assertion: who (name, roles), which credential (issuer), and its own status, kept apart
-    from the claim's verdict (an identity result never changes it)."""
+def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors: list[str], active_label: str = "") -> list[dict]:
+    """Each CAWG identity assertion of this file's manifest: who (name, roles), which credential (issuer), and its own
+    status, kept apart from the claim's verdict (an identity result never changes it). Only entries whose URL is in
+    this manifest count: an ingredient's identity has the same label in its own manifest."""
     out = []
     for assertion in manifest.get("assertions", []):
         label = assertion.get("label") or ""
@@ -232,7 +234,7 @@ def identity_results(manifest: dict, active: dict, data: bytes, identity_anchors
         body = assertion.get("data") if isinstance(assertion.get("data"), dict) else {}
         payload = body.get("signer_payload") or {}
         info = body.get("signature_info") or {}
-        suffix = "/" + label
+        suffix = f"/c2pa/{active_label}/c2pa.assertions/{label}" if active_label else "/" + label
         failures = [entry.get("code") for entry in active.get("failure") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
         successes = [entry.get("code") for entry in active.get("success") or [] if (entry.get("url") or "").endswith(suffix) and entry.get("code")]
         certificate = embedded_certificate(data, label.encode(), info.get("cert_serial_number"))
@@ -272,15 +274,56 @@ def _identity_view(data: bytes, mime: str, trust_anchors: Sequence[str], identit
 CHAIN_BROKEN = "This file's own Content Credentials are intact, but an ingredient's credentials were altered after it was used: the chain of provenance is broken."
 
 
-def _ingredient_status(ingredient: dict, deltas: dict) -> tuple[str, list]:
+class _Chain:
+    """The manifests of a file and how to name each in plain words: this file's own, or an ingredient's (and whose
+    ingredient it is, a level down)."""
+
+    def __init__(self, active: str, manifests: dict):
+        self.active, self.manifests = active, manifests
+        self.used_in: dict = {}  # an ingredient's manifest label → (the manifest that used it, the ingredient)
+        for label, entry in manifests.items():
+            for ingredient in entry.get("ingredients") or []:
+                if ingredient.get("active_manifest"):
+                    self.used_in[ingredient["active_manifest"]] = (label, ingredient)
+
+    def owner(self, url) -> str:
+        """The manifest a validation entry's URL names (self#jumbf=/c2pa/<label>/…); this file's when it names none."""
+        match = re.search(r"/c2pa/([^/]+)", url or "")
+        return match.group(1) if match else self.active
+
+    @staticmethod
+    def uri(manifest: str, assertion: str | None) -> str:
+        return f"self#jumbf=/c2pa/{manifest}/c2pa.assertions/{assertion}"
+
+    def name(self, label: str) -> str:
+        if label == self.active:
+            return "this file's manifest"
+        if label in self.used_in:
+            parent, ingredient = self.used_in[label]
+            return self._ingredient(parent, ingredient.get("title") or ingredient.get("label") or "?")
+        return f"manifest {label}"
+
+    def ingredient_name(self, assertion_uri: str) -> str:
+        """The ingredient an ingredient assertion's URI (in some manifest of the chain) stands for."""
+        parent = self.owner(assertion_uri)
+        label = assertion_uri.rsplit("/", 1)[-1]
+        ingredient: dict = next((i for i in (self.manifests.get(parent) or {}).get("ingredients") or [] if i.get("label") == label), {})
+        return self._ingredient(parent, ingredient.get("title") or label)
+
+    def _ingredient(self, parent: str, title: str) -> str:
+        return f"ingredient “{title}”" if parent == self.active else f"ingredient “{title}” of the {self.name(parent)}"
+
+
+def _ingredient_status(ingredient: dict, delta: dict, reported: list[str]) -> tuple[str, list]:
+    """A direct ingredient's own status: what was recorded when it was used, what changed since (its delta), and
+    the failures c2pa reports today under its manifest."""
     if not ingredient.get("active_manifest"):
         return "none (no Content Credentials)", []
     recorded = [f.get("code") for f in ((ingredient.get("validation_results") or {}).get("activeManifest") or {}).get("failure", [])]
     recorded += [s.get("code") for s in ingredient.get("validation_status") or [] if s.get("code")]
-    delta = deltas.get(ingredient.get("label"), {})
     now_trusted = any(s.get("code") == "signingCredential.trusted" for s in delta.get("success", []))
     codes = [code for code in recorded if code and not (now_trusted and code == "signingCredential.untrusted")]
-    codes += [f.get("code") for f in delta.get("failure", []) if f.get("code") not in codes]
+    codes += [code for code in [f.get("code") for f in delta.get("failure", [])] + reported if code and code not in codes]
     verdict, _ = classify(codes)
     return {"trusted": "valid", "untrusted": "valid, signer not on your trust list"}.get(verdict, f"FAILED ({verdict})"), codes
 
@@ -312,41 +355,47 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         return Verification("unreadable_manifest", VERDICT_TEXT["unreadable_manifest"], reason=text.split("\n")[0], problems=[text.split("\n")[0]])
     except Exception as error:  # noqa: BLE001 - the verifier reports, it does not crash
         return Verification("unreadable", f"This file could not be read as an image ({type(error).__name__}).")
-    manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
+    active_label = store.get("active_manifest") or ""
+    manifests = store.get("manifests") or {}
+    manifest = manifests.get(active_label, {})
     results = store.get("validation_results") or {}
-    failures: list = list((results.get("activeManifest") or {}).get("failure") or [])
-    codes = [f.get("code") for f in failures if f.get("code") and not f.get("code").startswith("cawg.")]
+    chain = _Chain(active_label, manifests)
+    reported = [f for f in (results.get("activeManifest") or {}).get("failure") or [] if f.get("code")]
+    # c2pa reports an ingredient's own failures under the active manifest too: each code belongs to the manifest its
+    # URL names, and only this file's own codes decide the claim's verdict.
+    codes = [f["code"] for f in reported if chain.owner(f.get("url")) == active_label and not f["code"].startswith("cawg.")]
     verdict, reason = classify(codes)
     claim_trusted = any(entry.get("code") == "signingCredential.trusted" for entry in (results.get("activeManifest") or {}).get("success") or [])
     # validation_state also counts an identity assertion's own result; the claim's trust is its signer's.
     if verdict == "trusted" and state != "Trusted" and not claim_trusted:
         verdict, reason = "untrusted", "the signer is not on your trust list"
-    deltas = {}
-    for delta in results.get("ingredientDeltas") or []:
-        deltas[(delta.get("ingredientAssertionURI") or "").rsplit("/", 1)[-1]] = delta.get("validationDeltas") or {}
-    ingredients = []
-    for ingredient in manifest.get("ingredients", []):
-        status, ingredient_codes = _ingredient_status(ingredient, deltas)
-        ingredients.append({"title": ingredient.get("title"), "relationship": ingredient.get("relationship"), "status": status, "codes": ingredient_codes})
-    titles = {ingredient.get("label"): ingredient.get("title") for ingredient in manifest.get("ingredients", [])}
-    failures = [{"manifest": "active", "code": f.get("code"), "explanation": f.get("explanation")} for f in failures if f.get("code")]
-    for label, delta in deltas.items():
+    deltas = {delta.get("ingredientAssertionURI") or "": delta.get("validationDeltas") or {} for delta in results.get("ingredientDeltas") or []}
+    failures = [{"manifest": "active" if chain.owner(f.get("url")) == active_label else chain.name(chain.owner(f.get("url"))), "code": f["code"], "explanation": f.get("explanation")}
+                for f in reported if not (f["code"].startswith("cawg.") and chain.owner(f.get("url")) == active_label)]  # this file's identity codes: under identities
+    for uri, delta in deltas.items():
         for entry in delta.get("failure") or []:
             if entry.get("code"):
-                failures.append({"manifest": f"ingredient “{titles.get(label) or label}”", "code": entry.get("code"), "explanation": entry.get("explanation")})
-    # The library's validation_state is a floor: when it says Invalid because of a manifest in the chain (not only an
-    # identity assertion's own result, which never changes the claim's verdict), the file is never called intact.
+                failures.append({"manifest": chain.ingredient_name(uri), "code": entry["code"], "explanation": entry.get("explanation")})
+    ingredients = []
+    for ingredient in manifest.get("ingredients", []):
+        status, ingredient_codes = _ingredient_status(ingredient, deltas.get(chain.uri(active_label, ingredient.get("label")), {}),
+                                                      [f["code"] for f in reported if ingredient.get("active_manifest") and chain.owner(f.get("url")) == ingredient.get("active_manifest")])
+        ingredients.append({"title": ingredient.get("title"), "relationship": ingredient.get("relationship"), "status": status, "codes": ingredient_codes})
+    # The library's validation_state is a floor: when it says Invalid for anything but an identity assertion's own
+    # result (which never changes the claim's verdict), the file is never called intact — not trusted, untrusted or
+    # expired ("intact, but expired") — and the words say whose credentials failed.
     message = VERDICT_TEXT[verdict]
     broken = [f for f in failures if f["manifest"] != "active" and not str(f["code"]).startswith("cawg.")]
-    if state == "Invalid" and verdict in ("trusted", "untrusted") and broken:
+    identity_only = bool(reported) and all(f["code"].startswith("cawg.") for f in reported) and not broken
+    if state == "Invalid" and verdict in ("trusted", "untrusted", "expired") and not identity_only and (broken or not codes):
         altered = sorted({f["manifest"] for f in broken if classify([f["code"]])[0] == "tampered"})
-        found = ", ".join(sorted({f["code"] for f in broken}))
+        found = ", ".join(sorted({f["code"] for f in broken})) or "no failure code given"
         if altered:
             verdict, message = "tampered", CHAIN_BROKEN
             reason = f"the Content Credentials of {', '.join(altered)} were altered after it was used ({found}); this file's own manifest is intact"
         else:
             verdict, message = "invalid", VERDICT_TEXT["invalid"]
-            reason = f"failed checks in an ingredient's credentials: {found}"
+            reason = f"c2pa-python finds the chain of credentials invalid ({found})"
     assertions = {assertion.get("label"): assertion.get("data") for assertion in manifest.get("assertions", [])}
     actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
     signature = manifest.get("signature_info") or {}
@@ -378,7 +427,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         problems=[(f"{f['code']}: " if f["manifest"] == "active" else f"{f['manifest']}: {f['code']}: ") + str(f["explanation"]) for f in failures if not str(f["code"]).startswith("cawg.")],
         failures=failures,
         manifest=manifest or None,
-        identities=identity_results(manifest, _identity_view(data, mime, trust_anchors, identity_anchors, manifest) or active, data, list(identity_anchors)),
+        identities=identity_results(manifest, _identity_view(data, mime, trust_anchors, identity_anchors, manifest) or active, data, list(identity_anchors), active_label),
         terms=read_terms(assertions),
         rights=read_rights(assertions),
     )
