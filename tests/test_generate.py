@@ -39,6 +39,8 @@ def test_defaults_are_filled_in_and_a_random_seed_is_recorded():
         ({"steps": 0}, "Steps must be between 1 and 100"),
         ({"steps": 2.5}, "whole number"),
         ({"steps": "many"}, "whole number"),
+        ({"seed": "nan"}, "Seed must be a whole number"),
+        ({"width": float("inf")}, "Width must be a whole number"),
         ({"guidance": float("nan")}, "finite"),
         ({"batch": 9}, "Number of images must be between 1 and 4"),
         ({"seed": 2**40}, "Seed must be between"),

@@ -47,7 +47,7 @@ def _as_int(value, name: str) -> int:
         number = float(value)
     except (TypeError, ValueError):
         raise BadInput(f"{name} must be a whole number (got {value!r}).") from None
-    if number != int(number):
+    if not math.isfinite(number) or number != int(number):
         raise BadInput(f"{name} must be a whole number (got {value!r}).")
     return int(number)
 
@@ -57,7 +57,7 @@ def _as_float(value, name: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise BadInput(f"{name} must be a number (got {value!r}).") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise BadInput(f"{name} must be a finite number (got {value!r}).")
     return number
 
