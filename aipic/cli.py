@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aipic.common.data import suite_names
 from aipic.common.errors import AipicError, BadInput, ModelUnavailable, StageFailed
+from aipic.common.files import write_atomically
 from aipic.common.settings import Settings
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
@@ -365,7 +366,7 @@ def _emit_json(result: dict, args, pipeline, out_file: Path | None) -> bool:
     placeholder models before the plain-text summary (False)."""
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(json.dumps(result, indent=2, default=str))
+        write_atomically(out_file, json.dumps(result, indent=2, default=str))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return True
@@ -412,8 +413,8 @@ def cmd_audit_compare(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(result, indent=2))
-        (out / "compare.html").write_text(render_html(result))
+        write_atomically(out / "compare.json", json.dumps(result, indent=2))
+        write_atomically(out / "compare.html", render_html(result))
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK

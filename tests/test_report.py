@@ -67,6 +67,43 @@ def test_interrupted_run_keeps_what_was_done(tiny_pipeline, tmp_path, monkeypatc
     assert "Incomplete run" in paths["html"].read_text()
 
 
+def test_a_failing_run_raises_its_own_error_even_when_its_partial_report_cannot_be_written(tiny_pipeline, tmp_path, monkeypatch):
+    suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
+    out = tmp_path / "broken"
+    original, calls = tiny_pipeline.jobs.text_to_image, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            (out / "report.json").mkdir()  # the report cannot be written over a folder
+            raise RuntimeError("the disk went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", failing)
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        run_suite(tiny_pipeline, suite, seeds=2, out_dir=out, progress=False)
+    rows = read_rows(out / "rows.csv")
+    assert len(rows) == 1  # the image already made has its row
+    assert not (out / "report.json.part").exists()  # no half-written report left behind
+
+
+def test_a_failing_run_leaves_a_partial_report_marked_incomplete(tiny_pipeline, tmp_path, monkeypatch):
+    suite = load_suite(REPO_ROOT / "audits/suites/smoke.yaml")
+    original, calls = tiny_pipeline.jobs.text_to_image, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("the disk went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipeline.jobs, "text_to_image", failing)
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        run_suite(tiny_pipeline, suite, seeds=2, out_dir=tmp_path / "partial", progress=False)
+    report = json.loads((tmp_path / "partial" / "report.json").read_text())
+    assert report["complete"] is False and report["summary"]["images"] == 2
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from aipic.common.files import write_atomically
+
 
 def _fmt(value, percent=True) -> str:
     if value is None:
@@ -134,10 +136,10 @@ CLASSIFIER_LIMITS = [
 
 
 def write_report(out_dir: Path, report: dict, card: dict | None = None) -> dict:
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    (out_dir / "report.html").write_text(render_html(report))
+    write_atomically(out_dir / "report.json", json.dumps(report, indent=2, default=str))
+    write_atomically(out_dir / "report.html", render_html(report))
     paths = {"json": out_dir / "report.json", "html": out_dir / "report.html", "csv": out_dir / "rows.csv"}
     if card is not None:
-        (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))
+        write_atomically(out_dir / "card.json", json.dumps(card, indent=2, default=str))
         paths["card"] = out_dir / "card.json"
     return paths

@@ -9,6 +9,7 @@ import concurrent.futures
 import datetime
 import hashlib
 import json
+import logging
 import platform
 from collections import deque
 from pathlib import Path
@@ -22,10 +23,13 @@ from aipic.audit.report import CLASSIFIER_LIMITS, write_report
 from aipic.audit.suites import PromptSuite, check_reference, sample_size_notes
 from aipic.audit.summary import RowWriter, audit_row, counterfactual_pairs, csv_columns, failed_row, read_rows, summarise, thresholds
 from aipic.common.errors import AipicError, BadInput
+from aipic.common.files import write_atomically
 from aipic.common.images import open_user_image
 from aipic.generation.requests import GenerationRequest, StyleRequest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+log = logging.getLogger(__name__)
 
 
 def audit_card(pipeline, report: dict, settings: dict) -> dict:
@@ -107,7 +111,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
         done = {(row["prompt"], int(row["seed"])) for row in read_rows(out_dir / "rows.csv")}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "run.json").write_text(json.dumps(settings, indent=2, default=str))
+        write_atomically(out_dir / "run.json", json.dumps(settings, indent=2, default=str))
     except OSError as error:
         raise BadInput(f"Cannot write the report folder {out_dir}: {error.strerror or error}") from None
     rows_path = out_dir / "rows.csv"
@@ -130,6 +134,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
         bar.update(1)
 
     bar = tqdm(total=len(planned), initial=len(planned) - len(to_make), desc=f"audit {suite.name}", unit="img", disable=not progress)
+    failure: BaseException | None = None
     try:
         for prompt, seed in to_make:
             try:
@@ -147,49 +152,64 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             write_oldest(bar)
         complete = True
     except KeyboardInterrupt:
-        pass
-    finally:
-        # What is already in the engine is finished and recorded: every image made has its row.
-        while in_flight:
-            try:
-                write_oldest(bar)
-            except Exception:  # noqa: BLE001 - the run's own error is already on its way out
-                continue
-        bar.close()
-        writer.close()
-        rows = read_rows(rows_path)
-        t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")
-        notes = [m.note for m in (t2i, clip) if m.placeholder and m.note]
-        report = {
-            "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference,
-                      "reference_by_prompt": suite.reference_by_prompt, "reference_provenance": suite.reference_provenance},
-            "seeds": seeds,
-            "planned_images": len(planned),
-            "complete": complete,
-            "attribute_set": pipeline.attribute_set.describe(),
-            "thresholds": thresholds(pipeline.attribute_set),
-            "settings_sha256": settings["sha256"],
-            "sample_size": sample_size_notes(suite, seeds),
-            "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
-            "notes": notes,
-            "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
-        }
-        report["classifier_limits"] = CLASSIFIER_LIMITS
-        if suite.pairs:
-            report["counterfactual_pairs"] = counterfactual_pairs(report["summary"], suite.pairs)
-        if validation is not None:
-            corrected = {}
-            for attribute in report["summary"]["overall"]:
-                if attribute["name"] in validation.get("attributes", {}):
-                    try:
-                        corrected[attribute["name"]] = corrected_shares(attribute["counts"], validation, attribute["name"])
-                    except AipicError as error:
-                        corrected[attribute["name"]] = {"not corrected": str(error)}
-            report["corrected_shares"] = {"method": CORRECTION_METHOD, "validation_images": validation.get("images"), "shares": corrected}
-        paths = write_report(out_dir, report, audit_card(pipeline, report, settings))
+        pass  # the report covers what was done and says the run is incomplete
+    except BaseException as error:  # noqa: BLE001 - raised again below, after the partial report
+        failure = error
+    # What is already in the engine is finished and recorded: every image made has its row.
+    while in_flight:
+        try:
+            write_oldest(bar)
+        except Exception:  # noqa: BLE001 - a row that cannot be written now is missing from an incomplete run
+            continue
+    bar.close()
+    writer.close()
+    if failure is None:
+        return _write_run_report(pipeline, suite, seeds, len(planned), complete, settings, rows_path, model_key, validation, out_dir)
+    try:  # a partial report if it can be written; the run's own error is what the caller sees, never hidden by this
+        _write_run_report(pipeline, suite, seeds, len(planned), False, settings, rows_path, model_key, validation, out_dir)
+    except Exception as error:  # noqa: BLE001
+        log.warning("the partial audit report could not be written (%s)", type(error).__name__)
+    raise failure
+
+
+def _write_run_report(pipeline, suite: PromptSuite, seeds: int, planned: int, complete: bool, settings: dict, rows_path: Path, model_key: str | None,
+                      validation: dict | None, out_dir: Path) -> dict:
+    """The report over the rows written so far (complete or not), with its audit card; the paths written."""
+    rows = read_rows(rows_path)
+    t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")
+    notes = [m.note for m in (t2i, clip) if m.placeholder and m.note]
+    report = {
+        "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference,
+                  "reference_by_prompt": suite.reference_by_prompt, "reference_provenance": suite.reference_provenance},
+        "seeds": seeds,
+        "planned_images": planned,
+        "complete": complete,
+        "attribute_set": pipeline.attribute_set.describe(),
+        "thresholds": thresholds(pipeline.attribute_set),
+        "settings_sha256": settings["sha256"],
+        "sample_size": sample_size_notes(suite, seeds),
+        "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
+        "notes": notes,
+        "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
+    }
+    report["classifier_limits"] = CLASSIFIER_LIMITS
+    if suite.pairs:
+        report["counterfactual_pairs"] = counterfactual_pairs(report["summary"], suite.pairs)
+    if validation is not None:
+        corrected = {}
+        for attribute in report["summary"]["overall"]:
+            if attribute["name"] in validation.get("attributes", {}):
+                try:
+                    corrected[attribute["name"]] = corrected_shares(attribute["counts"], validation, attribute["name"])
+                except AipicError as error:
+                    corrected[attribute["name"]] = {"not corrected": str(error)}
+        report["corrected_shares"] = {"method": CORRECTION_METHOD, "validation_images": validation.get("images"), "shares": corrected}
+    paths = write_report(out_dir, report, audit_card(pipeline, report, settings))
     paths["complete"] = complete
     paths["failed"] = report["summary"]["failed"]
     return paths
+
+
 def validate_classifier(pipeline, images: str | Path, labels: str | Path) -> dict:
     """``aipic audit validate``: run the audit on a labelled folder and evaluate the classifier (aipic.audit.classifier)."""
     folder = Path(images)
