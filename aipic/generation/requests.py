@@ -10,6 +10,8 @@ from typing import Any
 
 from PIL import Image
 
+from aipic.common.images import size_for_aspect
+
 SIZE_MULTIPLE = 8
 MAX_SEED = 2**32 - 1
 
@@ -63,6 +65,12 @@ class StyleRequest:
     terms: dict | None = None  # training-and-mining choices {use: allowed|notAllowed|constrained}; None: the defaults
     terms_constraint: str = ""  # what "constrained" means, in the person's words
     rights_statement: str = ""  # the person's own rights statement, recorded in the manifest
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the output, which both pictures are resized to: the content image's aspect, its
+        longest side ``size`` (a resolved request, whose content image is opened)."""
+        return size_for_aspect(self.content_image, self.size, SIZE_MULTIPLE)
 
     def parameters(self) -> dict:
         return {

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from aipic.common.images import size_for_aspect
-from aipic.generation.requests import SIZE_MULTIPLE, StyleRequest
+from aipic.generation.requests import StyleRequest
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYER = "conv4_2"
@@ -72,7 +71,7 @@ def style_transfer_pixels(features: torch.nn.Sequential, layers: dict, request: 
     network = VGGFeatures(features, layers).to(device)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    width, height = size_for_aspect(request.content_image, request.size, SIZE_MULTIPLE)
+    width, height = request.output_size
     content = image_to_tensor(request.content_image, width, height, device)
     style = image_to_tensor(request.style_image, width, height, device)
     with torch.no_grad():

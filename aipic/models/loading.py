@@ -308,6 +308,11 @@ class Models:
         self._loading = threading.Lock()
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
 
+    def entry(self, section: str, key: str | None = None) -> ModelEntry:
+        """The catalog entry a request of ``section`` (``key``) is held to, licence included: the tiny random one in
+        tiny mode, which runs it whatever was asked."""
+        return self.catalog.entry(section, TINY_RANDOM if self.mode == "tiny" else key)
+
     def get(self, section: str, key: str | None = None) -> LoadedModel:
         entry = self.catalog.entry(section, key)
         cache_key = (section, entry.key)

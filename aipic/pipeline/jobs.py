@@ -9,12 +9,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aipic.common.errors import BadInput
-from aipic.common.images import open_user_image, size_for_aspect
+from aipic.common.images import open_user_image
 from aipic.engine import Job
 from aipic.generation.diffusion import truncation_warnings
-from aipic.generation.requests import MAX_SEED, SIZE_MULTIPLE, GenerationRequest, StyleRequest
+from aipic.generation.requests import MAX_SEED, GenerationRequest, StyleRequest
 from aipic.models import Catalog, Models
-from aipic.models.catalog import TINY_RANDOM
 from aipic.pipeline.resolve import Rights, diffusion_batch_key, resolve_generation, resolve_rights, resolve_style
 from aipic.provenance.authorship import check_commercial, forbids_inference
 from aipic.provenance.ingredients import make_ingredient
@@ -43,7 +42,7 @@ class JobBuilder:
 
     def style(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Job:
         limits = self.catalog.limits
-        entry = self.catalog.entry("style", TINY_RANDOM if self.models.mode == "tiny" else None)
+        entry = self.models.entry("style")
         content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
         style = open_user_image(request.style_image, "style image", limits.max_upload_pixels)
         resolved = resolve_style(dataclasses.replace(request, content_image=content, style_image=style), limits)
@@ -53,9 +52,8 @@ class JobBuilder:
             (request.content_image, content, content_title, "parentOf", "content image"),
             (request.style_image, style, style_title, "componentOf", "style image"),
         ], request.record_upload_names)
-        size = size_for_aspect(content, resolved.size, SIZE_MULTIPLE)  # what style transfer fits both pictures to
-        ingredients[0].prepared = preparation(content, size, crops=False)
-        ingredients[1].prepared = preparation(style, size, crops=False)
+        ingredients[0].prepared = preparation(content, resolved.output_size, crops=False)
+        ingredients[1].prepared = preparation(style, resolved.output_size, crops=False)
         model = self.models.get("style")
         job = Job(
             task="style-transfer",
@@ -71,14 +69,14 @@ class JobBuilder:
             ingredients=ingredients,
             output_format=resolved.output_format,
             output_dir=self._output_dir(),
-            warnings=([model.note] if model.placeholder and model.note else []) + [i.notice() for i in ingredients if i.notice()],
+            warnings=_notices(model, ingredients),
             progress=progress,
         )
         job.batch_key = ("style", job.id)  # an optimisation per image: never merged with another job
         return job
 
     def _diffusion(self, request: GenerationRequest, model_key: str | None, uploads: list, progress=None, author=None) -> Job:
-        entry = self.catalog.entry("text_to_image", TINY_RANDOM if self.models.mode == "tiny" else model_key)
+        entry = self.models.entry("text_to_image", model_key)
         resolved = resolve_generation(request, self.models.request_defaults(model_key), self.catalog.limits)
         rights = resolve_rights(resolved)
         check_commercial(entry.label, entry.license, self.commercial)
@@ -87,9 +85,7 @@ class JobBuilder:
             ingredients[0].prepared = preparation(resolved.init_image, (resolved.width, resolved.height), crops=True)
         model = self.models.get("text_to_image", model_key)
         assert resolved.seed is not None and resolved.guidance is not None  # resolved
-        warnings = [model.note] if model.placeholder and model.note else []
-        warnings += [ingredient.notice() for ingredient in ingredients if ingredient.notice()]
-        warnings += truncation_warnings(model.obj.tokenizer, resolved)
+        warnings = _notices(model, ingredients) + truncation_warnings(model.obj.tokenizer, resolved)
         if resolved.negative_prompt and resolved.guidance <= 1.0:
             warnings.append("The negative prompt has no effect at guidance 1 or below.")
         task = "img2img" if resolved.is_img2img else "text-to-image"
@@ -140,6 +136,13 @@ def preparation(image, size: tuple, crops: bool) -> tuple:
     if (image.width, image.height) != (width, height):
         steps.append(("c2pa.resized", f"resized from {image.width}×{image.height} to {width}×{height}"))
     return tuple(steps)
+
+
+def _notices(model, ingredients: list[Ingredient]) -> list[str]:
+    """What the person is told about any job: a placeholder model, and uploads whose credentials failed or were
+    left out."""
+    notices = [model.note] if model.placeholder and model.note else []
+    return notices + [notice for notice in (ingredient.notice() for ingredient in ingredients) if notice]
 
 
 def _human(human: dict, rights: Rights, author) -> dict:

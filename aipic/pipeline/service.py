@@ -26,7 +26,6 @@ from aipic.engine import Engine, Job, ModelLock, WorkerPool, automatic_processes
 from aipic.generation.families import DiffusionGenerator, StyleGenerator
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.models import Catalog, Models, load_catalog
-from aipic.models.catalog import TINY_RANDOM
 from aipic.pipeline import finishing
 from aipic.pipeline.jobs import JobBuilder
 from aipic.pipeline.outcome import Outcome, outcome_of
@@ -111,7 +110,7 @@ class AipicPipeline:
     @property
     def auditor(self) -> BiasAuditor:
         def make():
-            entry = self.catalog.entry("clip", TINY_RANDOM if self.models.mode == "tiny" else None)
+            entry = self.models.entry("clip")
             check_commercial(entry.label, entry.license, self.settings.commercial_use)
             clip = self.models.get("clip")
             return BiasAuditor(clip.obj, clip.extra["preprocess"], clip.extra["tokenizer"], self.attribute_set, clip.describe())
