@@ -55,7 +55,7 @@ def build_clip_architecture(device):
     import open_clip
 
     torch.manual_seed(0)
-    precision = "fp16" if torch.device(device).type == "cuda" else "fp32"  # as aipic.models.load_clip
+    precision = "fp16" if torch.device(device).type == "cuda" else "fp32"  # as aipic.models.loading.load_clip
     model = open_clip.create_model("ViT-B-32", pretrained=None, device=device, precision=precision).eval()
     preprocess = open_clip.image_transform(model.visual.image_size, is_train=False)
     return model, preprocess, open_clip.get_tokenizer("ViT-B-32")

@@ -1,7 +1,7 @@
 """The stages every output goes through, in the engine (aipic.engine), in this order:
 
 GPU stages (batched, under the model lock):  GenerateStage → [SafetyCheckerStage] → AuditStage → ReadbackStage
-CPU stages (one record each, in the pool):   [NudeNetStage] → [WatermarkStage] → EncodeSignStage → StoreStage → RegistryStage
+CPU stages (one record each, in the pool):   [NudeNetStage] → [LabelStage] → [WatermarkStage] → EncodeSignStage → StoreStage → RegistryStage
 
 Each stage calls into the domain (generation, audit, provenance) and sets fields on the records; a new stage (a
 second watermark, another registry sink) is one more object in AipicPipeline.build_stages.
@@ -184,7 +184,7 @@ class WatermarkStage:
 
 class EncodeSignStage:
     """Encode in the request's format and embed a signed C2PA manifest of what the person and the models did.
-    The fingerprints, encoding and signing run in a worker process when the pool has any (aipic.workers)."""
+    The fingerprints, encoding and signing run in a worker process when the pool has any (aipic.engine.workers)."""
 
     name, gpu = "encode_sign", False
 
@@ -230,7 +230,7 @@ def output_name(task: str, seed: int, output_format: str) -> str:
 
 
 class StoreStage:
-    """Write each signed file durably under its staging name (aipic.publish), which is never served; the
+    """Write each signed file durably under its staging name (aipic.provenance.publish), which is never served; the
     registry stage records it and only then renames it into <output dir>/<UTC day>/. A crash never leaves a half
     file that looks valid, nor a published file the registry does not know."""
 

@@ -39,7 +39,7 @@ class Ingredient:
     data: bytes  # the file as uploaded, so any Content Credentials it has stay in the chain
     format: str = "image/png"
     role: str = ""  # e.g. "init image", "content image", "style image"
-    credentials: str = "no_credentials"  # the upload's own verdict when it arrived (aipic.verify)
+    credentials: str = "no_credentials"  # the upload's own verdict when it arrived (aipic.provenance.verify)
     codes: list = field(default_factory=list)
     upload_sha256: str = ""  # of the file as uploaded (differs from sha256 when damaged credentials were dropped)
     terms: dict | None = None  # the training-and-mining terms its own credentials state (honoured even when they failed)

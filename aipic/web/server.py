@@ -26,7 +26,7 @@ from aipic.web.app import build_app
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import protect_inputs, tell_waiting_clients
 
-log = logging.getLogger("aipic.app")
+log = logging.getLogger(__name__)
 UPLOADS_PER_REQUEST = 4  # style transfer uploads two pictures; a retry or a verify may add more
 
 

@@ -1,4 +1,4 @@
-"""Alembic environment for aipic's provenance registry. aipic runs migrations itself (aipic.registry), passing
+"""Alembic environment for aipic's provenance registry. aipic runs migrations itself (aipic.provenance.registry), passing
 an open connection; ``alembic`` on the command line works too with ``-x url=…``."""
 
 from alembic import context
