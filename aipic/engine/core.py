@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import sys
 import threading
 import time
 from typing import Callable
@@ -37,15 +38,11 @@ log = logging.getLogger(__name__)
 
 
 def _torch_threads() -> int:
-    import sys
-
     torch = sys.modules.get("torch")
     return torch.get_num_threads() if torch is not None else 0
 
 
 def _synchronize() -> None:
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()

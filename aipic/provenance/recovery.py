@@ -7,11 +7,16 @@ unrelated image is never claimed. Imports no torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
 import contextlib
 import hashlib
 import io
+import json
 import math
+from collections.abc import Sequence
+
+import c2pa
+from PIL import Image
 
 from aipic.common.errors import TooManyPixels
 from aipic.provenance.fingerprint import MATCH_BITS, distance, fingerprint
@@ -64,8 +69,6 @@ def _decoded(data: bytes, max_pixels: int):
     (from the header, nothing decoded) when it is larger than ``max_pixels`` — half that where the decoder holds far
     more than the pixels: WebP and AVIF (decoded whole through an RGBA buffer: a 4096² WebP took 257 MB) and
     progressive or CMYK JPEG (every DCT coefficient kept until the last scan; bench/bench_verify.py)."""
-    from PIL import Image
-
     try:
         image = Image.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - not an image we can look at: nothing to recover
@@ -138,8 +141,6 @@ def _by_fingerprint(registry, probe: str):
 
 
 def _trustmark_probe(pixels, probe: str, spec) -> dict:
-    import base64
-
     prepared = decoder_input(spec, pixels)
     return {"shape": list(prepared.shape), "pixels": base64.b64encode(prepared.tobytes()).decode(), "fingerprint": probe}
 
@@ -162,10 +163,6 @@ def _found(match: tuple, trust_anchors: Sequence[str]) -> dict:
 def _store_verdict(store: bytes, trust_anchors: Sequence[str]) -> str:
     """Verify a manifest store kept without its file: its signature and assertions (the hard binding to the
     original pixels cannot be checked, since the copy is not the original)."""
-    import json
-
-    import c2pa
-
     try:
         with c2pa.Reader("application/c2pa", io.BytesIO(store), context=reader_context(list(trust_anchors))) as reader:
             results = json.loads(reader.json()).get("validation_results") or {}

@@ -27,9 +27,11 @@ import pathlib
 import shutil
 import sys
 import threading
+import urllib.request
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from aipic.common.errors import ConfigError, ModelUnavailable
 from aipic.common.settings import TRUSTMARK_VARIANTS as VARIANTS
@@ -168,8 +170,6 @@ def _data_bits(watermark_id: str) -> str:
 
 def embed(spec: TrustMarkSpec, rgb: np.ndarray, watermark_id: str) -> np.ndarray:
     """A copy of an HWC uint8 RGB image carrying the id (any size; TrustMark works at 256² and resizes)."""
-    from PIL import Image
-
     marked = _trustmark(spec).encode(Image.fromarray(rgb), _data_bits(watermark_id), MODE="binary")
     return np.asarray(marked.convert("RGB"))
 
@@ -178,8 +178,6 @@ def decoder_input(spec: TrustMarkSpec, picture) -> np.ndarray:
     """What TrustMark's decoder looks at: the centre (a square when the aspect ratio is over 2, as the package
     does) resized to its decoding resolution. Computed without torch, so the bounded verify worker can make it.
     ``picture``: an HWC uint8 RGB array or an RGB PIL image."""
-    from PIL import Image
-
     image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
     width, height = image.size
     if spec.variant == "P" or max(width, height) / min(width, height) > 2.0:  # P always reads the centre square
@@ -225,8 +223,6 @@ def soft_binding(spec: TrustMarkSpec, watermark_id: str) -> dict:
 def download(folder: str | pathlib.Path, variant: str = "Q", host: str | None = None) -> list[str]:
     """Fetch one variant's files from Adobe's CDN (the package's own address, or ``host``, a mirror) into
     ``folder``, each checked against Adobe's published checksum before it takes its real name."""
-    import urllib.request
-
     try:
         from trustmark.trustmark import MODEL_REMOTE_HOST
     except ImportError:

@@ -10,6 +10,7 @@ The verdicts and what decides them: aipic.provenance.validation. The bounded wor
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import c2pa
+import numpy as np
 
 from aipic.common.errors import AipicError, TooManyPixels
 from aipic.common.settings import DEFAULT_NAMESPACE
@@ -30,14 +32,13 @@ from aipic.provenance import labels
 from aipic.provenance.authorship import authorship_statement, licence_line, read_rights, read_terms, terms_lines
 from aipic.provenance.certificates import embedded_certificate, issued_by, issuer_name
 from aipic.provenance.manifest import salted_sha256
-from aipic.provenance.recovery import after_trustmark, search
+from aipic.provenance.recovery import MAX_LOOKUP_PIXELS, after_trustmark, search
 from aipic.provenance.trustmark import TrustMarkSpec, read_prepared
 from aipic.provenance.validation import VERDICT_TEXT, classify, made_with, reader_context, sniff_format
 
 log = logging.getLogger(__name__)
 
 MAX_VERIFY_BYTES = 50 * 1024 * 1024  # larger files get "too_large" at once, without being read
-MAX_LOOKUP_PIXELS = 4096 * 4096  # larger pictures are verified but not decoded for a registry lookup
 VERIFY_SECONDS = 20.0  # wall-clock limit of one verification
 VERIFY_MEMORY_BYTES = 1536 * 1024 * 1024  # address-space limit of the worker process (virtual: libraries map more than they touch)
 VERIFY_WORKING_SET = 300 * 1024 * 1024  # what one verification may hold in memory (bench/bench_verify.py measures it)
@@ -359,19 +360,20 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     manifests = store.get("manifests") or {}
     manifest = manifests.get(active_label, {})
     results = store.get("validation_results") or {}
+    active = results.get("activeManifest") or {}
     chain = _Chain(active_label, manifests)
-    reported = [f for f in (results.get("activeManifest") or {}).get("failure") or [] if f.get("code")]
     # c2pa reports an ingredient's own failures under the active manifest too: each code belongs to the manifest its
-    # URL names, and only this file's own codes decide the claim's verdict.
-    codes = [f["code"] for f in reported if chain.owner(f.get("url")) == active_label and not f["code"].startswith("cawg.")]
+    # URL names (its owner), and only this file's own codes decide the claim's verdict.
+    reported = [(chain.owner(f.get("url")), f) for f in active.get("failure") or [] if f.get("code")]
+    codes = [f["code"] for owner, f in reported if owner == active_label and not f["code"].startswith("cawg.")]
     verdict, reason = classify(codes)
-    claim_trusted = any(entry.get("code") == "signingCredential.trusted" for entry in (results.get("activeManifest") or {}).get("success") or [])
+    claim_trusted = any(entry.get("code") == "signingCredential.trusted" for entry in active.get("success") or [])
     # validation_state also counts an identity assertion's own result; the claim's trust is its signer's.
     if verdict == "trusted" and state != "Trusted" and not claim_trusted:
         verdict, reason = "untrusted", "the signer is not on your trust list"
     deltas = {delta.get("ingredientAssertionURI") or "": delta.get("validationDeltas") or {} for delta in results.get("ingredientDeltas") or []}
-    failures = [{"manifest": "active" if chain.owner(f.get("url")) == active_label else chain.name(chain.owner(f.get("url"))), "code": f["code"], "explanation": f.get("explanation")}
-                for f in reported if not (f["code"].startswith("cawg.") and chain.owner(f.get("url")) == active_label)]  # this file's identity codes: under identities
+    failures = [{"manifest": "active" if owner == active_label else chain.name(owner), "code": f["code"], "explanation": f.get("explanation")}
+                for owner, f in reported if not (f["code"].startswith("cawg.") and owner == active_label)]  # this file's identity codes: under identities
     for uri, delta in deltas.items():
         for entry in delta.get("failure") or []:
             if entry.get("code"):
@@ -379,14 +381,14 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     ingredients = []
     for ingredient in manifest.get("ingredients", []):
         status, ingredient_codes = _ingredient_status(ingredient, deltas.get(chain.uri(active_label, ingredient.get("label")), {}),
-                                                      [f["code"] for f in reported if ingredient.get("active_manifest") and chain.owner(f.get("url")) == ingredient.get("active_manifest")])
+                                                      [f["code"] for owner, f in reported if ingredient.get("active_manifest") and owner == ingredient.get("active_manifest")])
         ingredients.append({"title": ingredient.get("title"), "relationship": ingredient.get("relationship"), "status": status, "codes": ingredient_codes})
     # The library's validation_state is a floor: when it says Invalid for anything but an identity assertion's own
     # result (which never changes the claim's verdict), the file is never called intact — not trusted, untrusted or
     # expired ("intact, but expired") — and the words say whose credentials failed.
     message = VERDICT_TEXT[verdict]
     broken = [f for f in failures if f["manifest"] != "active" and not str(f["code"]).startswith("cawg.")]
-    identity_only = bool(reported) and all(f["code"].startswith("cawg.") for f in reported) and not broken
+    identity_only = bool(reported) and all(f["code"].startswith("cawg.") for _, f in reported) and not broken
     if state == "Invalid" and verdict in ("trusted", "untrusted", "expired") and not identity_only and (broken or not codes):
         altered = sorted({f["manifest"] for f in broken if classify([f["code"]])[0] == "tampered"})
         found = ", ".join(sorted({f["code"] for f in broken})) or "no failure code given"
@@ -400,7 +402,6 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
     actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
     signature = manifest.get("signature_info") or {}
     generator = made_with(manifest)
-    active = results.get("activeManifest") or {}
     seen = {entry.get("code") for kind in ("success", "informational") for entry in active.get(kind) or []}
     timestamp = "none"
     if any(code.startswith("timeStamp.") for code in codes):
@@ -476,10 +477,6 @@ def _read_trustmark(result: Verification, trustmark, registry_url: str, trust_an
 
 
 def _trustmark_then_fingerprint(result: Verification, probe: dict, trustmark, registry_url: str, trust_anchors: Sequence[str], isolate: bool) -> None:
-    import base64
-
-    import numpy as np
-
     pixels = base64.b64decode(probe["pixels"])
     try:
         if isolate:

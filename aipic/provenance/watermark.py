@@ -14,6 +14,7 @@ what the fingerprint is for.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import secrets
 
@@ -157,8 +158,6 @@ def read(picture) -> str | None:
 
 
 def soft_binding(watermark_id: str) -> dict:
-    import base64
-
     return {"alg": ALGORITHM, "blocks": [{"scope": {}, "value": base64.b64encode(bytes.fromhex(watermark_id)).decode()}]}
 
 
