@@ -19,6 +19,7 @@ Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before t
 # The formats an upload may be in (the page lists them). Pillow tries only these: some others (ICO, AVIF) decode
 # pixels while the file is merely opened, before the size could be checked.
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP")
+UPLOAD_FORMAT_NAMES = "PNG, JPEG, WebP, GIF, TIFF or BMP"  # the same, as the person reads them
 
 
 def open_user_image(source, what: str = "image", max_pixels: int | None = None) -> Image.Image:
@@ -45,7 +46,7 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
     except BadInput:
         raise
     except UnidentifiedImageError:
-        raise BadInput(f"The {what} is not an image format aipic can read (PNG, JPEG, WebP, GIF, TIFF or BMP).") from None
+        raise BadInput(f"The {what} is not an image format aipic can read ({UPLOAD_FORMAT_NAMES}).") from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         # The reason in plain words, never a path on the server.
         reason = str(error).split(" '/")[0].split(' "/')[0] if not isinstance(error, Image.DecompressionBombError) else "too many pixels"

@@ -14,6 +14,7 @@ from aipic import __version__
 from aipic.common.settings import DEFAULT_NAMESPACE
 from aipic.provenance import labels
 
+AIPIC_AGENT = {"name": "aipic", "version": __version__}  # aipic itself, as claim generator and as the agent of its own actions
 VISIBLE_LABEL_TEXT = "AI-generated"
 VISIBLE_LABEL_ACTION = f"a visible “{VISIBLE_LABEL_TEXT}” label drawn on the picture (EU AI Act, Article 50)"
 
@@ -119,9 +120,6 @@ def digital_source_type(ingredients: Sequence[Ingredient]) -> str:
     return labels.TRAINED_ALGORITHMIC_MEDIA
 
 
-AIPIC_AGENT = {"name": "aipic", "version": __version__}
-
-
 def _preparation(ingredient: Ingredient) -> list[dict]:
     """The actions aipic took on an upload before the model used it (turned upright, cropped, resized)."""
     return [{"action": action, "parameters": {"ingredientIds": [ingredient.label]}, "softwareAgent": AIPIC_AGENT, "description": text}
@@ -159,7 +157,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
         for i in ingredients
     ]
     return {
-        "claim_generator_info": [{"name": "aipic", "version": __version__}],
+        "claim_generator_info": [AIPIC_AGENT],
         "title": title,
         "format": format,
         "assertions": [

@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from aipic.common.errors import BadInput, Cancelled
-from aipic.common.images import OUTPUT_FORMATS
+from aipic.common.images import OUTPUT_FORMATS, UPLOAD_FORMAT_NAMES
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.pipeline import AipicPipeline
 from aipic.provenance.authorship import DEFAULT_TERMS, MAX_CONSTRAINT_CHARS, MAX_RIGHTS_CHARS, USE_TITLES, USES, licence_markdown
 from aipic.provenance.verify import VERIFY_SLOTS
-from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, Number, Slider, number_or_none
+from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, MAX_UPLOAD_MB, Number, Slider, number_or_none
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import user_errors
 from aipic.web.session import client_of, gpu_call, signed_in_account
@@ -165,7 +165,7 @@ class Page:
         self.handlers = handlers
         self.limits = pipeline.catalog.limits
         self.defaults = pipeline.models.request_defaults()
-        self.upload_limits = (f"PNG, JPEG, WebP, GIF, TIFF or BMP · up to 25 MB and {self.limits.max_upload_pixels / 1e6:.1f} megapixels. "
+        self.upload_limits = (f"{UPLOAD_FORMAT_NAMES} · up to {MAX_UPLOAD_MB} MB and {self.limits.max_upload_pixels / 1e6:.1f} megapixels. "
                               "The file is used as uploaded, so its own Content Credentials stay in the chain.")
 
     def signed_outputs(self, prefix, gallery_label, files_label, between=None):

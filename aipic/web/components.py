@@ -11,6 +11,7 @@ EXAMPLE_PROMPTS = [
     "a cosy reading nook with plants, watercolour",
     "a red fox in fresh snow, wildlife photography",
 ]
+MAX_UPLOAD_MB = 25  # the largest upload Gradio accepts (the page says so)
 DARK_MODE_JS = "() => { document.body.classList.toggle('dark'); }"
 
 

@@ -16,7 +16,7 @@ from gradio import utils as gradio_utils
 from PIL import Image
 
 from aipic.common.errors import AipicError
-from aipic.common.images import UPLOAD_FORMATS
+from aipic.common.images import UPLOAD_FORMAT_NAMES, UPLOAD_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def user_errors(handler):
 
 CHECK_INPUT = "Please check your input"
 NOT_UPLOADED = "This file was not uploaded to this app. Please upload it again."
-NOT_A_PICTURE = "This file is not a picture aipic can read (PNG, JPEG, WebP, GIF, TIFF or BMP). Please choose another file."
+NOT_A_PICTURE = f"This file is not a picture aipic can read ({UPLOAD_FORMAT_NAMES}). Please choose another file."
 NOT_READABLE = "One of the inputs could not be read. Please check it and try again."
 NOT_PROCESSED = "This request could not be processed. Please check its inputs and try again."
 

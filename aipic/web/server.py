@@ -23,6 +23,7 @@ from aipic.pipeline import AipicPipeline
 from aipic.provenance.publish import STAGING
 from aipic.provenance.verify import VERIFY_SLOTS
 from aipic.web.app import build_app
+from aipic.web.components import MAX_UPLOAD_MB
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import protect_inputs, tell_waiting_clients
 
@@ -71,6 +72,8 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
     # instead of Gradio serialising them first (the queue's default is one event at a time).
     # api_open=False: every request goes through the queue (and its max_size); /gradio_api/run/… is closed.
     demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64, api_open=False)
+    # Never served, never taken as an input: the keys, their backup, quarantined files and outputs not yet recorded.
+    private = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.home / "quarantine", pipeline.output_dir / STAGING]
     app = gr.mount_gradio_app(
         server,
         demo,
@@ -78,8 +81,8 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
         auth=list(pipeline.settings.auth) or None,
         auth_message="Sign in: your outputs will name you as their author.",
         allowed_paths=[str(pipeline.output_dir)],
-        blocked_paths=[str(pipeline.key_dir), str(pipeline.home / "keys-backup"), str(pipeline.home / "quarantine"), str(pipeline.output_dir / STAGING)],
-        max_file_size="25mb",
+        blocked_paths=[str(path) for path in private],
+        max_file_size=f"{MAX_UPLOAD_MB}mb",
         footer_links=["api"],
         show_error=False,  # mount's default is True: an internal error's text (a server path) would reach the client
     )
@@ -89,8 +92,7 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
     # (tests/test_app_security.py keeps it from being lost in a Gradio upgrade).
     demo.has_launched = True
     # …and aipic checks every file input itself too, whatever its shape (Gradio skips values without its meta marker).
-    protect_inputs(demo, allowed=[pipeline.output_dir], refused=[pipeline.output_dir / STAGING, pipeline.home / "quarantine", pipeline.key_dir, pipeline.home / "keys-backup"],
-                   max_pixels=pipeline.catalog.limits.max_upload_pixels)
+    protect_inputs(demo, allowed=[pipeline.output_dir], refused=private, max_pixels=pipeline.catalog.limits.max_upload_pixels)
     return app
 
 
