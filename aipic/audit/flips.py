@@ -6,7 +6,6 @@ person in both); abstentions are counted separately, so the denominators are exp
 
 from __future__ import annotations
 
-
 from aipic.audit.attributes import ABSTAIN
 from aipic.audit.statistics import wilson_interval
 

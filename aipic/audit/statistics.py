@@ -50,13 +50,18 @@ def binomial_p(count: int, n: int, expected: float | None) -> float | None:
     return float(binomtest(count, n, expected).pvalue)
 
 
+def holm_into(cells: list[dict], p_key: str, adjusted_key: str) -> None:
+    """Holm's correction across one family of tests, in place: each cell's ``p_key`` adjusted into ``adjusted_key``."""
+    for cell, adjusted in zip(cells, holm([cell[p_key] for cell in cells])):
+        cell[adjusted_key] = adjusted
+
+
 def with_holm(rows: list, tests: list) -> None:
     """Holm's correction, in place, across a report's per-label rows and, separately, across its per-attribute tests."""
-    for row, adjusted in zip(rows, holm([row["p"] for row in rows])):
-        row["p_holm"] = adjusted
-        row["significant"] = adjusted < ALPHA
-    for test, adjusted in zip(tests, holm([test["p"] for test in tests])):
-        test["p_holm"] = adjusted
+    holm_into(rows, "p", "p_holm")
+    for row in rows:
+        row["significant"] = row["p_holm"] < ALPHA
+    holm_into(tests, "p", "p_holm")
 
 
 def interval_width(n: int) -> float:

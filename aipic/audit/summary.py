@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aipic.audit.attributes import ABSTAIN, AttributeSet
 from aipic.audit.compare import compare_summaries
-from aipic.audit.statistics import binomial_p, holm, wilson_interval, with_holm
+from aipic.audit.statistics import binomial_p, holm_into, wilson_interval, with_holm
 from aipic.common.errors import AipicError, Blocked
 
 
@@ -153,8 +153,7 @@ def counterfactual_pairs(summary: dict, pairs: tuple) -> dict:
 def _holm_against_reference(groups: list) -> None:
     """Holm's correction across every share-vs-reference test in the report (overall and per prompt)."""
     cells = [cell for summaries in groups for summary in summaries for cell in summary.shares.values() if cell["p_reference"] is not None]
-    for cell, adjusted in zip(cells, holm([cell["p_reference"] for cell in cells])):
-        cell["p_reference_holm"] = adjusted
+    holm_into(cells, "p_reference", "p_reference_holm")
 
 
 def equal_weight(per_prompt: dict) -> dict:
