@@ -10,7 +10,7 @@ from PIL import Image
 
 from aipic.common.images import fit_cover
 from aipic.common.tensors import to_uint8
-from aipic.generation.requests import MAX_SEED, GenerationRequest
+from aipic.generation.requests import GenerationRequest
 
 
 @dataclass
@@ -58,8 +58,7 @@ def run_diffusion_batch(pipe, requests: list[GenerationRequest], on_step=None, p
     for number, request in enumerate(requests):
         assert request.seed is not None and request.width is not None and request.height is not None  # resolved requests
         init = fit_cover(request.init_image, request.width, request.height) if request.init_image is not None else None
-        for index in range(request.batch):
-            seed = (request.seed + index) % (MAX_SEED + 1)
+        for seed in request.image_seeds:
             prompts.append(request.prompt)
             negatives.append(request.negative_prompt or "")
             generators.append(torch.Generator(device=device).manual_seed(seed))

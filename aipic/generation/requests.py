@@ -41,6 +41,12 @@ class GenerationRequest:
     def is_img2img(self) -> bool:
         return self.init_image is not None
 
+    @property
+    def image_seeds(self) -> list[int]:
+        """Each image's seed (a resolved request): image i uses seed + i, so every image can be made again alone."""
+        assert self.seed is not None
+        return [(self.seed + index) % (MAX_SEED + 1) for index in range(self.batch)]
+
     def parameters(self) -> dict:
         """The parameters as recorded in results and manifests (no image data)."""
         fields = dataclasses.asdict(dataclasses.replace(self, init_image=None))

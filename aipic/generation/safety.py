@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # NudeNet classes that hold an image back (its "covered" and face classes do not).
 NUDENET_BLOCKED = frozenset({"FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED", "ANUS_EXPOSED"})
 NUDENET_THRESHOLD = 0.45
-HELD_BACK = "held back by the safety filter"
 
 
 def checker_flags(checker, pixels: list[torch.Tensor]) -> list[bool]:
@@ -49,8 +48,6 @@ def checker_flags(checker, pixels: list[torch.Tensor]) -> list[bool]:
 def nudenet_blocks(detections: list[dict], threshold: float = NUDENET_THRESHOLD) -> list[str]:
     """The exposed-nudity classes NudeNet found at or above the threshold (empty: the image passes)."""
     return sorted({d.get("class", "") for d in detections if d.get("class") in NUDENET_BLOCKED and float(d.get("score", 0)) >= threshold})
-
-
 
 
 class NudeNet:

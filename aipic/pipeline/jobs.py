@@ -12,7 +12,7 @@ from aipic.common.errors import BadInput
 from aipic.common.images import open_user_image
 from aipic.engine import Job
 from aipic.generation.diffusion import truncation_warnings
-from aipic.generation.requests import MAX_SEED, GenerationRequest, StyleRequest
+from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.models import Catalog, Models
 from aipic.pipeline.resolve import Rights, diffusion_batch_key, resolve_generation, resolve_rights, resolve_style
 from aipic.provenance.authorship import check_commercial, forbids_inference
@@ -97,7 +97,7 @@ class JobBuilder:
             family="diffusion",
             request=resolved,
             batch_key=diffusion_batch_key(resolved, model.entry.key),
-            seeds=[(resolved.seed + index) % (MAX_SEED + 1) for index in range(resolved.batch)],
+            seeds=resolved.image_seeds,
             model=model,
             human=_human({**human, "parameters": resolved.parameters()}, rights, author),
             secret=secret,
