@@ -255,7 +255,7 @@ def cmd_verify(args) -> int:
     if (args.prompt is None) != (args.salt is None):
         raise BadInput("--prompt and --salt go together: the prompt you wrote and the salt printed when the image was made.")
     registry_url: str | None = settings.registry
-    if not settings.registry_url and not (settings.home / "registry.sqlite3").is_file():
+    if not settings.registry_url and not settings.registry_file.is_file():
         registry_url = None  # verifying never creates a registry
     identity_ca = settings.key_dir / "identity-ca.pem"  # this home's identity CA: aipic checks author certificates against it
     identity_anchors = [identity_ca.read_text()] if identity_ca.is_file() else []

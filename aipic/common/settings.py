@@ -196,9 +196,14 @@ class Settings:
         return self.home / "outputs"
 
     @property
+    def registry_file(self) -> Path:
+        """The default registry's SQLite file (used when no AIPIC_REGISTRY_URL is set)."""
+        return self.home / "registry.sqlite3"
+
+    @property
     def registry(self) -> str:
         """The registry's URL: AIPIC_REGISTRY_URL, else SQLite under the home."""
-        return self.registry_url or f"sqlite:///{self.home / 'registry.sqlite3'}"
+        return self.registry_url or f"sqlite:///{self.registry_file}"
 
     @property
     def trustmark_folder(self) -> str:

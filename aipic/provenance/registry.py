@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from aipic.common.errors import ConfigError
+from aipic.common.settings import Settings
 from aipic.provenance.fingerprint import distance
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Registry:
     @classmethod
     def for_home(cls, home: str | Path) -> "Registry":
         Path(home).mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{Path(home) / 'registry.sqlite3'}")
+        return cls(Settings(home=Path(home)).registry)
 
     # ---- schema --------------------------------------------------------------------------------------------
 

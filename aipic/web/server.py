@@ -47,7 +47,7 @@ def start_retention(pipeline: AipicPipeline, every_s: float = 3600) -> None:
 
 def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
     """Gradio at /, the engine's Prometheus metrics at /metrics."""
-    secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.home / "registry.sqlite3"]
+    secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.settings.registry_file]
     for served in (pipeline.output_dir, Path(gradio_utils.get_upload_folder())):
         if any(gradio_utils.is_in_or_equal(path.resolve(), served.resolve()) for path in secrets):
             raise AipicError(f"The signing keys and the registry must not lie inside a folder the app serves ({served}); choose another home with --home or AIPIC_HOME.")
