@@ -8,10 +8,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import contextlib  # noqa: E402
 import io  # noqa: E402
 import socket  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+import zlib  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -68,6 +70,20 @@ def png_of(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def with_png_crcs(data: bytes | bytearray) -> bytes:
+    """The PNG with every chunk's CRC made right again (as a careless editor rewrites them): after a byte of a
+    chunk was changed the file still decodes, and only what the byte belongs to (a manifest in the caBX chunk)
+    no longer matches its hash."""
+    fixed = bytearray(data)
+    position = 8
+    while position < len(fixed):
+        length = struct.unpack(">I", fixed[position : position + 4])[0]
+        body = fixed[position + 4 : position + 8 + length]
+        fixed[position + 8 + length : position + 12 + length] = struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        position += 12 + length
+    return bytes(fixed)
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from aipic.provenance.signing_identity import issue_signer
 from aipic.pipeline import AipicPipeline
 from aipic.generation.requests import StyleRequest
 from aipic.provenance.verify import verify_bytes
-from conftest import image_file
+from conftest import image_file, with_png_crcs
 
 
 @pytest.fixture(scope="module")
@@ -134,25 +134,13 @@ def test_a_rights_statement_is_recorded_and_shown(pipeline):
         authorship.check_rights_statement("x" * 501)
 
 
-def _fix_png_crcs(data: bytearray) -> None:
-    import struct
-    import zlib
-
-    position = 8
-    while position < len(data):
-        length = struct.unpack(">I", data[position : position + 4])[0]
-        body = data[position + 4 : position + 8 + length]
-        data[position + 8 + length : position + 12 + length] = struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-        position += 12 + length
-
-
 def _no_inference_upload(pipeline, tmp_path, tamper=False):
     path = _make(pipeline, terms={"ai_inference": "notAllowed"})
     data = bytearray(path.read_bytes())
     if tamper:
         index = data.find(b"a lighthouse keeper")
         data[index : index + 7] = b"a light"[::-1]  # the manifest altered after signing: its credentials fail, its terms still hold
-        _fix_png_crcs(data)  # …in a PNG that still opens (a careless editor rewrites the chunk checksums)
+        data = bytearray(with_png_crcs(data))  # …in a PNG that still opens (a careless editor rewrites the chunk checksums)
     upload = tmp_path / ("tampered.png" if tamper else "upload.png")
     upload.write_bytes(bytes(data))
     return upload

@@ -17,7 +17,7 @@ from aipic.provenance.manifest import Ingredient, build_manifest
 from aipic.provenance.signing import sign_png
 from aipic.provenance.signing_identity import ensure_signing_identity
 from aipic.provenance.verify import CHAIN_BROKEN, verify_bytes
-from conftest import make_image, png_of
+from conftest import make_image, png_of, with_png_crcs
 
 
 def actions_of(result) -> dict:
@@ -135,22 +135,10 @@ def test_iptc_ai_fields_are_read_back_by_exiftool_with_the_same_privacy_as_the_m
 
 
 def _altered(data: bytes, index: int, value: int) -> bytes:
-    """The PNG with one byte of a chunk changed and that chunk's CRC made right again: the file still decodes,
-    only what the byte belongs to (a manifest inside the caBX chunk) no longer matches its hash."""
-    import struct
-    import zlib
-
+    """The PNG with one byte changed, its chunk's CRC made right again (conftest.with_png_crcs)."""
     changed = bytearray(data)
     changed[index] = value
-    position = 8
-    while position < len(changed):
-        length = struct.unpack(">I", changed[position : position + 4])[0]
-        if position + 8 <= index < position + 8 + length:
-            chunk = bytes(changed[position + 4 : position + 8 + length])
-            changed[position + 8 + length : position + 12 + length] = struct.pack(">I", zlib.crc32(chunk))
-            break
-        position += 12 + length
-    return bytes(changed)
+    return with_png_crcs(changed)
 
 
 def _chain(pipeline) -> bytes:
