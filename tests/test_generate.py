@@ -119,3 +119,24 @@ def test_sixteen_bit_greyscale_keeps_its_tones(tmp_path):
     rgb = np.asarray(open_user_image(path))
     assert rgb.shape == (64, 64, 3)
     assert rgb.min() < 5 and rgb.max() > 250 and 100 < rgb.mean() < 156  # a ramp, not all white
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_an_upload_turned_upright_says_so_whatever_its_colour_mode(mode):
+    import io
+
+    from PIL import Image
+
+    from aipic.common.images import open_user_image
+
+    photo = io.BytesIO()
+    picture = Image.new(mode, (120, 80))
+    exif = picture.getexif()
+    exif[0x0112] = 6  # stored sideways, shown upright
+    picture.save(photo, "JPEG", exif=exif)
+    opened = open_user_image(photo.getvalue())
+    assert opened.mode == "RGB" and opened.size == (80, 120)
+    assert opened.info["oriented"] is True  # recorded as c2pa.orientation (a greyscale photo's conversion kept it)
+    plain = io.BytesIO()
+    Image.new(mode, (120, 80)).save(plain, "JPEG")
+    assert open_user_image(plain.getvalue()).info["oriented"] is False

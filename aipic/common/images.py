@@ -53,7 +53,6 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
         raise BadInput(f"The {what} could not be read as an image ({reason}).") from None
     oriented = image.getexif().get(0x0112, 1) not in (None, 1)  # EXIF orientation: the pixels are turned upright
     image = ImageOps.exif_transpose(image)
-    image.info["oriented"] = oriented
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and 32-bit greyscale: scale to 8 bits (converting directly clips everything above 255 to white).
         values = np.asarray(image, dtype=np.float64)
@@ -64,6 +63,7 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
         rgba = image.convert("RGBA")
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
+    image.info["oriented"] = oriented  # on the image returned: a conversion above makes a new one
     return image
 
 
