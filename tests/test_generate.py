@@ -140,3 +140,18 @@ def test_an_upload_turned_upright_says_so_whatever_its_colour_mode(mode):
     plain = io.BytesIO()
     Image.new(mode, (120, 80)).save(plain, "JPEG")
     assert open_user_image(plain.getvalue()).info["oriented"] is False
+
+
+def test_preparation_lists_a_crop_only_when_fitting_cuts_off_a_pixel_or_more():
+    from PIL import Image
+
+    from aipic.pipeline.jobs import preparation
+
+    picture = Image.new("RGB", (120, 80))
+    picture.info["oriented"] = False
+    assert [action for action, _ in preparation(picture, (256, 168), crops=True)] == ["c2pa.cropped", "c2pa.resized"]  # 1.25 rows cut
+    almost_3_2 = Image.new("RGB", (1000, 667))
+    assert [action for action, _ in preparation(almost_3_2, (768, 512), crops=True)] == ["c2pa.resized"]  # a third of a row: no crop
+    one_column = Image.new("RGB", (1024, 1023))
+    assert [action for action, _ in preparation(one_column, (512, 512), crops=True)] == ["c2pa.cropped", "c2pa.resized"]
+    assert [action for action, _ in preparation(picture, (256, 168), crops=False)] == ["c2pa.resized"]  # style transfer stretches

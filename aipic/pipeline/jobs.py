@@ -131,11 +131,19 @@ def preparation(image, size: tuple, crops: bool) -> tuple:
     steps = []
     if image.info.get("oriented"):
         steps.append(("c2pa.orientation", "turned upright as its EXIF orientation says"))
-    if crops and abs(image.width / image.height - width / height) > 1e-3:
+    if crops and _cropped_pixels(image.width, image.height, width, height) >= 1:
         steps.append(("c2pa.cropped", f"cropped at its centre to the output's shape ({width}:{height})"))
     if (image.width, image.height) != (width, height):
         steps.append(("c2pa.resized", f"resized from {image.width}×{image.height} to {width}×{height}"))
     return tuple(steps)
+
+
+def _cropped_pixels(width: int, height: int, to_width: int, to_height: int) -> float:
+    """How many columns or rows of the picture fitting it to ``to_width``×``to_height`` cuts off, as
+    ImageOps.fit (common.images.fit_cover) cuts: the centre box of the target's shape, in the picture's pixels."""
+    if width / height > to_width / to_height:
+        return width - to_width / to_height * height
+    return height - to_height / to_width * width
 
 
 def _notices(model, ingredients: list[Ingredient]) -> list[str]:
