@@ -19,6 +19,8 @@ def test_the_wheel_carries_models_and_audits(tmp_path):
     assert (target / "aipic" / "_data" / "audits" / "suites" / "smoke.yaml").is_file()
     assert (target / "aipic" / "provenance" / "migrations" / "versions" / "0003_output_paths.py").is_file()  # the registry schema
     assert (target / "aipic" / "_data" / "audits" / "references" / "bls_cps_2025_occupations.tsv").is_file()
+    assert (target / "aipic" / "_data" / "audits" / "references" / "fitzpatrick17k_skin_types.tsv").is_file()
+    assert (target / "aipic" / "_data" / "audits" / "suites" / "clinical.yaml").is_file()
 
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
     code = ("import aipic, aipic.models.catalog, aipic.audit.attributes, aipic.audit.suites; print(aipic.__file__); print(aipic.models.catalog.DEFAULT_CATALOG_PATH); "

@@ -134,7 +134,7 @@ def test_bad_suites_get_clear_errors(tmp_path, text, message):
 def test_a_suite_is_found_by_path_or_packaged_name_and_a_missing_one_lists_the_packaged_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative names are not read from the repository by accident
     assert load_suite("smoke").name == load_suite("audits/suites/smoke.yaml").name == "smoke"
-    with pytest.raises(AipicError, match=r"No prompt suite at nope\.yaml\. .*packaged suite's name: occupations, occupations-bls, smoke"):
+    with pytest.raises(AipicError, match=r"No prompt suite at nope\.yaml\. .*packaged suite's name: clinical, occupations, occupations-bls, smoke"):
         load_suite("nope.yaml")
     with pytest.raises(AipicError, match="No prompt suite at"):
         load_suite("elsewhere/smoke.yaml")  # only models/ and audits/ fall back to the packaged data
