@@ -35,6 +35,7 @@ class Job:
     secret: str | None = None  # for the person only, never recorded or logged (a private prompt's salt)
     author: Any = None  # the named author (authorship.Author) whose identity assertion is attached; None: anonymous
     terms: dict | None = None  # the cawg.training-mining assertion's data
+    intended_use: dict | None = None  # what the outputs must not be used for, recorded in their manifests (e.g. not for diagnosis)
     progress: Callable[[int, int], None] | None = None  # (step, total) from the GPU loop
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted: float = field(default_factory=time.monotonic)

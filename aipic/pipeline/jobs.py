@@ -11,6 +11,7 @@ from pathlib import Path
 from aipic.common.errors import BadInput
 from aipic.common.images import open_user_image
 from aipic.engine import Job
+from aipic.generation.clinical import NOT_FOR_DIAGNOSIS, intended_use
 from aipic.generation.diffusion import truncation_warnings
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.models import Catalog, Models
@@ -85,7 +86,8 @@ class JobBuilder:
             ingredients[0].prepared = preparation(resolved.init_image, (resolved.width, resolved.height), crops=True)
         model = self.models.get("text_to_image", model_key)
         assert resolved.seed is not None and resolved.guidance is not None  # resolved
-        warnings = _notices(model, ingredients) + truncation_warnings(model.obj.tokenizer, resolved)
+        use = intended_use(resolved.prompt)  # a clinical prompt: not for diagnosis, said to the person and in the manifest
+        warnings = ([NOT_FOR_DIAGNOSIS] if use else []) + _notices(model, ingredients) + truncation_warnings(model.obj.tokenizer, resolved)
         if resolved.negative_prompt and resolved.guidance <= 1.0:
             warnings.append("The negative prompt has no effect at guidance 1 or below.")
         task = "img2img" if resolved.is_img2img else "text-to-image"
@@ -103,6 +105,7 @@ class JobBuilder:
             secret=secret,
             author=author,
             terms=rights.terms.assertion(),
+            intended_use=use,
             description=f"{task} with {model.name}",
             ingredients=ingredients,
             output_format=resolved.output_format,

@@ -214,6 +214,7 @@ class EncodeSignStage:
                 audit=public_audit(record.audit.to_dict(), from_upload=bool(job.ingredients)),
                 ingredients=job.ingredients,
                 terms=job.terms,
+                intended_use=job.intended_use,
                 labelled=record.labelled,
             )
             record.manifest_label = f"urn:c2pa:{uuid.UUID(record.id)}"

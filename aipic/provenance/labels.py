@@ -1,9 +1,9 @@
 """Every label aipic writes or reads in a manifest, in one place (as c2pa-rs keeps its labels), and how aipic's
 own assertions are found in whatever namespace the signing deployment used.
 
-aipic's own assertions (``<namespace>.contributions``, ``<namespace>.bias_audit``) use a reverse-domain
-namespace: the default, ``org.aipic``, is a placeholder this project does not own; a deployment sets the
-domain it controls (Settings.assertion_namespace, checked there).
+aipic's own assertions (``<namespace>.contributions``, ``<namespace>.bias_audit``, ``<namespace>.intended_use``)
+use a reverse-domain namespace: the default, ``org.aipic``, is a placeholder this project does not own; a
+deployment sets the domain it controls (Settings.assertion_namespace, checked there).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ CREATOR_ROLE = "cawg.creator"
 SCHEMA_ORG_CREATIVE_WORK = "stds.schema-org.CreativeWork"
 CONTRIBUTIONS = "contributions"  # aipic's assertion names, under the deployment's namespace
 BIAS_AUDIT = "bias_audit"
+INTENDED_USE = "intended_use"  # e.g. not for diagnosis (an output of a clinical prompt)
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
@@ -33,6 +34,10 @@ def contributions_label(namespace: str = DEFAULT_NAMESPACE) -> str:
 
 def audit_label(namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.{BIAS_AUDIT}"
+
+
+def intended_use_label(namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}.{INTENDED_USE}"
 
 
 def find_assertion(assertions: dict, name: str, required_key: str | None = None, namespace: str = DEFAULT_NAMESPACE):

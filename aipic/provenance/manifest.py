@@ -21,8 +21,10 @@ VISIBLE_LABEL_ACTION = f"a visible “{VISIBLE_LABEL_TEXT}” label drawn on the
 
 def created_assertion_labels(namespace: str = DEFAULT_NAMESPACE) -> list[str]:
     """The assertions the signer attests (C2PA 2.x created assertions; claim v2 requires the actions among
-    them): the AI disclosure, aipic's contribution and audit records, soft bindings and terms."""
-    return [labels.ACTIONS, labels.ACTIONS_V2, labels.contributions_label(namespace), labels.audit_label(namespace), labels.SOFT_BINDING, labels.TRAINING_MINING]
+    them): the AI disclosure, aipic's contribution and audit records, what an output must not be used for, soft
+    bindings and terms."""
+    return [labels.ACTIONS, labels.ACTIONS_V2, labels.contributions_label(namespace), labels.audit_label(namespace), labels.intended_use_label(namespace),
+            labels.SOFT_BINDING, labels.TRAINING_MINING]
 
 
 def identity_referenced(namespace: str = DEFAULT_NAMESPACE) -> list[str]:
@@ -128,11 +130,12 @@ def _preparation(ingredient: Ingredient) -> list[dict]:
 
 def build_manifest(*, title: str, task: str, description: str, agent: dict, human: dict, models: list[dict], outputs: dict, audit: dict, ingredients: list[Ingredient],
                    format: str = "image/png", soft_bindings: Sequence[dict] = (), terms: dict | None = None, namespace: str = DEFAULT_NAMESPACE,
-                   labelled: bool = False, watermarked: bool = False) -> dict:
+                   labelled: bool = False, watermarked: bool = False, intended_use: dict | None = None) -> dict:
     """The manifest definition: actions plus aipic's contribution and audit assertions (under ``namespace``).
     The actions are all the actions aipic took (``allActionsIncluded``): opening an upload and what it did to it
     before the model used it (turned upright, cropped, resized), making or editing the picture, placing a style
-    reference, drawing a visible "AI-generated" label (``labelled``), inserting the invisible watermark."""
+    reference, drawing a visible "AI-generated" label (``labelled``), inserting the invisible watermark.
+    ``intended_use`` is what the output must not be used for (an output of a clinical prompt: not for diagnosis)."""
     parents = [ingredient for ingredient in ingredients if ingredient.relationship == "parentOf"]
     source = digital_source_type(ingredients)
     if parents:
@@ -171,6 +174,7 @@ def build_manifest(*, title: str, task: str, description: str, agent: dict, huma
                 },
             },
             {"label": labels.audit_label(namespace), "data": audit},
+            *([{"label": labels.intended_use_label(namespace), "data": intended_use}] if intended_use else []),
             *({"label": labels.SOFT_BINDING, "data": binding} for binding in soft_bindings),
             *([{"label": labels.TRAINING_MINING, "data": terms}] if terms else []),
         ],

@@ -97,6 +97,7 @@ class Verification:
     identities: list = field(default_factory=list)  # CAWG identity assertions: name, role, issuer, status, codes
     terms: dict | None = None  # training-and-mining terms ({use: {"use": …}}), read even from failed credentials
     rights: str | None = None  # the rights statement the manifest makes, if any
+    intended_use: dict | None = None  # what the output must not be used for (aipic: not for diagnosis), if the manifest says
     trustmark_probe: dict | None = field(default=None, repr=False)  # between the bounded worker and its parent only
 
     @property
@@ -147,6 +148,8 @@ class Verification:
                 lines.append(f"{claimed}Author: anonymous (no identity attached)")
         if self.terms:
             lines.append(f"{claimed}Training and mining: " + "; ".join(terms_lines(self.terms)))
+        if self.intended_use and self.intended_use.get("statement"):
+            lines.append(f"{claimed}{self.intended_use['statement']}")
         for ingredient in self.ingredients:
             status = ingredient.get("status", "")
             codes = ", ".join(ingredient.get("codes") or [])
@@ -425,6 +428,7 @@ def verify_bytes(data: bytes, trust_anchors: Sequence[str] = (), identity_anchor
         ingredients=ingredients,
         contributions=labels.find_assertion(assertions, labels.CONTRIBUTIONS, "human", namespace),
         audit=labels.find_assertion(assertions, labels.BIAS_AUDIT, "person_present", namespace),
+        intended_use=labels.find_assertion(assertions, labels.INTENDED_USE, "statement", namespace),
         problems=[(f"{f['code']}: " if f["manifest"] == "active" else f"{f['manifest']}: {f['code']}: ") + str(f["explanation"]) for f in failures if not str(f["code"]).startswith("cawg.")],
         failures=failures,
         manifest=manifest or None,

@@ -60,6 +60,8 @@ def panel_markdown(result: Verification) -> str:
         lines.append("**Author** anonymous (not signed in: no name is recorded)")
     if result.terms:
         lines.append("**Training and mining** " + "; ".join(terms_lines(result.terms)))
+    if statement := (result.intended_use or {}).get("statement"):
+        lines.append(f"**Intended use** {statement}")
     if human.get("rights_statement"):
         lines.append(f"**Rights statement** {human['rights_statement']}")
     lines.append("**What you can claim** " + authorship_statement(result.contributions, result.author_name))
