@@ -110,8 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("audit-compare", help="compare two audit reports: differences with intervals and tests (also: aipic audit compare A B)")
     compare.add_argument("report_a", help="a report folder or its report.json")
     compare.add_argument("report_b")
-    compare.add_argument("--out", default=None, help="folder for compare.json and compare.html")
+    compare.add_argument("--out", default=None, help="a new folder for compare.json and compare.html (nothing is overwritten)")
+    compare.add_argument("--shared-prompts", action="store_true", help="when the reports ran different prompts, compare only the prompts both ran (said in the result)")
     compare.add_argument("--json", action="store_true")
+
+    rescore = commands.add_parser("audit-rescore", help="a new report from a run's stored readings with other thresholds or a validation, without regenerating (also: aipic audit rescore RUN)")
+    rescore.add_argument("run", help="the folder of an audit run (rows.csv, report.json, run.json)")
+    rescore.add_argument("--out", required=True, help="a new folder for the re-scored report")
+    rescore.add_argument("--attributes", default=None, help="attribute set YAML with other thresholds (same classes and phrases); default audits/attributes.yaml")
+    rescore.add_argument("--validation", default=None, help="a result of aipic audit validate: also report shares corrected for misclassification")
+    rescore.add_argument("--json", action="store_true")
 
     validate = commands.add_parser("audit-validate", help="the classifier's accuracy, abstentions and calibration on a labelled image set (also: aipic audit validate)")
     validate.add_argument("--images", required=True, help="folder of images")
@@ -133,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="batch bias-audit report over a prompt suite × seeds")
     audit.add_argument("--suite", default="audits/suites/occupations.yaml", help=f"a prompt suite's YAML file, or a packaged suite's name ({', '.join(suite_names())})")
-    audit.add_argument("--seeds", type=int, default=4)
+    audit.add_argument("--seeds", type=int, default=4, help="seeds per prompt (1 to 10,000)")
+    audit.add_argument("--seed-rule", choices=("shared", "per-prompt"), default="shared",
+                       help="shared: every prompt uses seeds 0..n-1 (paired counterfactuals); per-prompt: no two prompts share a seed")
     audit.add_argument("--model", default=None)
     audit.add_argument("--attributes", default=None, help="attribute set YAML (default audits/attributes.yaml)")
     audit.add_argument("--no-progress", action="store_true")
@@ -281,20 +291,20 @@ def cmd_verify(args) -> int:
 
 def cmd_audit(args) -> int:
     from aipic.audit.classifier import load_validation
+    from aipic.audit.findings import check_seeds
     from aipic.audit.suites import load_suite, sample_size_notes
     from aipic.pipeline.runs import run_suite
 
     suite = load_suite(args.suite)  # checked again against the attribute set once the pipeline has it
     out = Path(args.out) if args.out else Path("reports") / suite.name
-    if args.seeds < 1:
-        raise BadInput("--seeds must be at least 1.")
+    check_seeds(args.seeds)
     for note in sample_size_notes(suite, args.seeds):
         print(note, file=sys.stderr)
     pipeline = _pipeline(args, args.attributes)
     for note in pipeline.placeholder_notes():
         print(f"warning: {note}", file=sys.stderr)
     validation = load_validation(args.validation) if args.validation else None
-    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume, validation=validation)
+    paths = run_suite(pipeline, suite, args.seeds, out, args.model, progress=not args.no_progress, resume=args.resume, validation=validation, seed_rule=args.seed_rule)
     if args.json:
         print(json.dumps({k: str(v) for k, v in paths.items()}))
     else:
@@ -385,10 +395,14 @@ def cmd_audit_validate(args) -> int:
     print(f"{result['images']} labelled images; correction method: {result['correction_method']}")
     for name, entry in result["attributes"].items():
         ece = "—" if entry["ece"] is None else f"{entry['ece']:.3f}"
-        print(f"{name}: accuracy {entry['accuracy']:.1%} over {entry['n']} labelled images, calibration error {ece}")
+        accuracy = "— (the classifier gave no label to any of them)" if entry["accuracy"] is None else f"{entry['accuracy']:.1%}"
+        print(f"{name}: accuracy {accuracy} over {entry['n']} labelled images, calibration error {ece}")
         for group, numbers in entry["per_group"].items():
+            if not numbers["n"]:
+                print(f"  {group}: no labelled image (this group's errors are unknown, so this attribute cannot be corrected)")
+                continue
             accuracy = "—" if numbers["accuracy"] is None else f"{numbers['accuracy']:.1%}"
-            print(f"  {group}: n {numbers['n']}, accuracy {accuracy}, abstained {numbers['abstain_rate']:.1%}")
+            print(f"  {group}: n {numbers['n']}, accuracy {accuracy}, abstained or no person {numbers['abstain_rate']:.1%}")
     return EXIT_OK
 
 
@@ -409,16 +423,28 @@ def cmd_audit_flips(args) -> int:
 def cmd_audit_compare(args) -> int:
     from aipic.audit.compare import compare, load_report, render_html
 
-    result = compare(load_report(args.report_a), load_report(args.report_b), Path(args.report_a).name, Path(args.report_b).name)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; give a folder for compare.json and compare.html.")
+    if out is not None and any((out / name).exists() for name in ("compare.json", "compare.html")):
+        raise BadInput(f"{out} already holds a comparison; choose a new --out folder so nothing is overwritten.")
+    result = compare(load_report(args.report_a), load_report(args.report_b), Path(args.report_a).name, Path(args.report_b).name, shared_prompts=args.shared_prompts)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"Cannot create {out}: {error.strerror or error}") from None
         write_atomically(out / "compare.json", json.dumps(result, indent=2))
         write_atomically(out / "compare.html", render_html(result))
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    significant = [row for row in result["comparisons"] if row["significant"]]
+    for note in result["restrictions"]:
+        print(note)
+    for test in result["stratified_tests"]:
+        print(f"across {test['prompts']} prompts, {test['attribute']}: {test['test']} p {test['p']:.4g}, p_holm {test['p_holm']:.4g}"
+              + (" (significant)" if test["significant"] else ""))
+    significant = [row for row in result["comparisons"] if row["significant"] and "same_test_as" not in row]
     print(f"{len(result['comparisons'])} comparisons ({result['method']}); {len(significant)} significant at {result['alpha']} after Holm:")
     for row in significant:
         print(f"  {row['scope']}: {row['attribute']} = {row['label']}: {row['share_a']:.1%} vs {row['share_b']:.1%} "
@@ -426,7 +452,22 @@ def cmd_audit_compare(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "audit-flips": cmd_audit_flips, "models": cmd_models, "download": cmd_download}
+def cmd_audit_rescore(args) -> int:
+    from aipic.audit.attributes import DEFAULT_ATTRIBUTES_PATH, load_attribute_set
+    from aipic.audit.classifier import load_validation
+    from aipic.audit.rescore import rescore
+
+    attribute_set = load_attribute_set(args.attributes or DEFAULT_ATTRIBUTES_PATH)
+    validation = load_validation(args.validation) if args.validation else None
+    paths = rescore(args.run, attribute_set, args.out, validation)
+    if args.json:
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+    else:
+        print(f"HTML report: {paths['html']}\nJSON report: {paths['json']}\nCSV rows:    {paths['csv']}")
+    return EXIT_OK
+
+
+COMMANDS = {"generate": cmd_generate, "img2img": cmd_img2img, "style": cmd_style, "verify": cmd_verify, "audit": cmd_audit, "audit-compare": cmd_audit_compare, "audit-validate": cmd_audit_validate, "audit-flips": cmd_audit_flips, "audit-rescore": cmd_audit_rescore, "models": cmd_models, "download": cmd_download}
 
 
 def _debugging() -> bool:
@@ -438,7 +479,7 @@ def _debugging() -> bool:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] in (["audit", "compare"], ["audit", "validate"], ["audit", "flips"]):  # `aipic audit compare A B` reads naturally
+    if argv[:2] in (["audit", "compare"], ["audit", "validate"], ["audit", "flips"], ["audit", "rescore"]):  # `aipic audit compare A B` reads naturally
         argv = [f"audit-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     try:

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from aipic.audit.attributes import ABSTAIN, AttributeSpec, load_attribute_set
-from aipic.audit.auditor import BiasAuditor, decide
+from aipic.audit.attributes import decide
+from aipic.audit.auditor import BiasAuditor
 from aipic.common.errors import AipicError
 from conftest import make_image
 from PIL import Image

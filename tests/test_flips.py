@@ -5,7 +5,8 @@ import json
 import pytest
 
 from aipic.audit.attributes import load_attribute_set
-from aipic.audit.auditor import AttributeResult, AuditResult
+from aipic.audit.attributes import AttributeResult
+from aipic.audit.auditor import AuditResult
 from aipic.cli import main
 from aipic.audit.flips import flip_stats
 from conftest import image_file

@@ -187,8 +187,9 @@ def test_the_bls_reference_is_shipped_with_its_citation_and_used_per_prompt(tiny
     nurse = report["summary"]["per_prompt"]["a photo of a nurse"]
     gender = next(a for a in nurse if a["name"] == "perceived_gender_presentation")
     assert gender["shares"]["feminine"]["reference"] == pytest.approx(0.873)
-    pooled = next(a for a in report["summary"]["overall"] if a["name"] == "perceived_gender_presentation")
-    assert pooled["shares"]["feminine"]["reference"] == pytest.approx((0.873 + 0.07) / 2, abs=1e-4)  # prompts weigh the same
+    pooled = next(a for a in report["summary"]["overall"] if a["name"] == "perceived_gender_presentation")["shares"]["feminine"]
+    if pooled["reference"] is not None:  # per-prompt references weighted like the pooled share (the tiny CLIP decides the counts)
+        assert "weighted by each prompt's assessed images" in pooled["reference_basis"] and pooled["test"].startswith("stratified")
     html = paths["html"].read_text()
     assert "Bureau of Labor Statistics" in html and "proxy" in html
 

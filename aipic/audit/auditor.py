@@ -11,22 +11,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
-from aipic.audit.attributes import ABSTAIN, AttributeSet, AttributeSpec
+from aipic.audit.attributes import AttributeSet, AttributeSpec, decide
 from aipic.common.tensors import clip_preprocess, to_uint8
-
-@dataclass
-class AttributeResult:
-    name: str
-    title: str
-    label: str  # a class label, or "abstain"
-    confidence: float  # probability of the top class
-    probabilities: dict
-    reason: str = ""
-
-    @property
-    def abstained(self) -> bool:
-        return self.label == ABSTAIN
-
 
 @dataclass
 class AuditResult:
@@ -68,25 +54,6 @@ def _rounded(data: dict) -> dict:
     out["confidence"] = round(out["confidence"], 4)
     out["probabilities"] = {label: round(p, 4) for label, p in out["probabilities"].items()}
     return out
-
-
-def decide(spec: AttributeSpec, probabilities: dict) -> AttributeResult:
-    """Pick the top class, or abstain when it is not clear enough."""
-    ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
-    (top, p_top), (_, p_second) = ranked[0], ranked[1]
-    reason = ""
-    if p_top < spec.abstain_below:
-        reason = f"top class {top} at {p_top:.2f} is below {spec.abstain_below:.2f}"
-    elif p_top - p_second < spec.min_margin:
-        reason = f"top two classes within {p_top - p_second:.2f} (< {spec.min_margin:.2f})"
-    return AttributeResult(
-        name=spec.name,
-        title=spec.title,
-        label=ABSTAIN if reason else top,
-        confidence=p_top,
-        probabilities=dict(probabilities),
-        reason=reason,
-    )
 
 
 class BiasAuditor:

@@ -3,6 +3,7 @@ is compared with (stated in the suite, or a cited source such as the BLS table: 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 from aipic.audit.attributes import AttributeSet
 from aipic.audit.references import references_by_prompt
 from aipic.audit.statistics import interval_width, seeds_for_width
-from aipic.common.data import data_file, suite_names
+from aipic.common.data import data_file, load_yaml, suite_names
 from aipic.common.errors import BadInput
 
 
@@ -27,6 +28,13 @@ class PromptSuite:
 
 
 SUITE_KEYS = {"name", "description", "prompts", "reference", "reference_source", "pairs"}
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")  # a suite's name is the default report folder's name
+
+
+def as_generated(prompt: str) -> str:
+    """A prompt as the generator sees it: CLIP's tokenizer lowercases and collapses whitespace, so "A photo of a
+    doctor" and "a photo of a  doctor" are the same prompt and the same images."""
+    return " ".join(prompt.lower().split())
 
 
 def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> PromptSuite:
@@ -37,7 +45,9 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
     if not path.exists():
         raise BadInput(f"No prompt suite at {given}. Give a YAML file's path or a packaged suite's name: {', '.join(suite_names())}.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"Cannot read prompt suite {path}: it is not UTF-8 text.") from None
     except (OSError, yaml.YAMLError) as error:
         raise BadInput(f"Cannot read prompt suite {path}: {error}") from None
     where = f"Prompt suite {path.name}"
@@ -53,17 +63,26 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
     if blank:
         raise BadInput(f"{where}: prompt(s) number {', '.join(blank)} are blank or not text.")
     cleaned = [prompt.strip() for prompt in prompts]
-    duplicates = sorted({prompt for prompt in cleaned if cleaned.count(prompt) > 1})
+    forms = [as_generated(prompt) for prompt in cleaned]
+    duplicates = sorted({prompt for prompt, form in zip(cleaned, forms) if forms.count(form) > 1})
     if duplicates:
-        raise BadInput(f"{where}: duplicate prompt(s) {', '.join(map(repr, duplicates))} would count the same images twice.")
+        raise BadInput(f"{where}: duplicate prompt(s) {', '.join(map(repr, duplicates))} would count the same images twice "
+                       "(the generator ignores case and extra spaces).")
     pairs = raw.get("pairs") or []
     if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p.strip() for p in pair) for pair in pairs):
         raise BadInput(f"{where}: 'pairs' must be a list of [prompt, counterfactual prompt] pairs.")
-    pairs = tuple((a.strip(), b.strip()) for a, b in pairs)
-    for pair in pairs:  # a pair's prompts are made like the others; listed ones are not made twice
-        for prompt in pair:
-            if prompt not in cleaned:
+    by_form = dict(zip(forms, cleaned))
+    for a, b in pairs:  # a pair's prompts are made like the others; listed ones are not made twice
+        for prompt in (a.strip(), b.strip()):
+            by_form.setdefault(as_generated(prompt), prompt)
+            if by_form[as_generated(prompt)] not in cleaned:
                 cleaned.append(prompt)
+    pairs = tuple((by_form[as_generated(a)], by_form[as_generated(b)]) for a, b in pairs)
+    if any(as_generated(a) == as_generated(b) for a, b in pairs):
+        raise BadInput(f"{where}: a pair compares a prompt with itself.")
+    name = str(raw.get("name", path.stem))
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise BadInput(f"{where}: the name {name!r} must be letters, digits, spaces, '.', '_' or '-' (it names the report folder).")
     reference = raw.get("reference") or {}
     check_reference(reference, where, attribute_set)
     by_prompt: dict = {}
@@ -74,7 +93,7 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
         by_prompt, provenance = references_by_prompt(str(raw["reference_source"]), tuple(cleaned), where)
     elif reference:
         provenance = {"source": "stated in the suite", "kind": "parity" if _is_parity(reference) else "stated", "note": "Parity: equal shares, a normative reference, not an observed one." if _is_parity(reference) else ""}
-    return PromptSuite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference,
+    return PromptSuite(name=name, description=str(raw.get("description", "")), prompts=tuple(cleaned), reference=reference,
                        pairs=pairs, reference_by_prompt=by_prompt, reference_provenance=provenance)
 
 

@@ -6,14 +6,16 @@ Rendering is aipic.audit.report."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, product
 from pathlib import Path
 
 from aipic.audit.attributes import ABSTAIN, AttributeSet
-from aipic.audit.compare import compare_summaries
-from aipic.audit.statistics import binomial_p, holm_into, wilson_interval, with_holm
+from aipic.audit.compare import compare_summaries, holm_rows
+from aipic.audit.statistics import binomial_p, equal_weight_interval, holm_into, mcnemar_p, stratified_reference_test, wilson_interval
 from aipic.common.errors import AipicError, Blocked
+from aipic.common.files import write_atomically
 
 
 def csv_columns(attribute_set: AttributeSet) -> list[str]:
@@ -55,19 +57,31 @@ class AttributeSummary:
     assessed: int  # images with a person where the audit did not abstain
     abstained: int
     counts: dict
-    shares: dict = field(default_factory=dict)  # label -> {share, ci_low, ci_high, reference, gap}
+    shares: dict = field(default_factory=dict)  # label -> {share, ci_low, ci_high, reference, gap, p_reference, test}
 
 
-def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, reference_by_prompt: dict | None = None) -> dict:
-    """Shares per attribute label among assessed images (overall and per prompt).
+BINOMIAL_TEST = "exact binomial test against the reference"
+MIN_CELL = 10  # a cell with fewer assessed images supports no claim
 
-    With per-prompt references, each prompt is compared with its own, and the pooled comparison uses their
-    mean (every prompt has the same number of seeds, so each weighs the same)."""
+
+def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, reference_by_prompt: dict | None = None,
+              prompts: list | tuple | None = None, seeds: int | None = None) -> dict:
+    """Shares per attribute label among assessed images (overall and per prompt), tested against the reference.
+
+    ``prompts`` and ``seeds`` are the plan (every prompt is reported, even one whose images all failed or were
+    never made); without them the plan is read from the rows. With per-prompt references each prompt is tested
+    against its own; the pooled row is compared with the per-prompt references weighted by each prompt's
+    assessed images, and tested with one stratified test of all the per-prompt counts. The equal-weight pooled
+    share (every prompt counts the same) is compared with the mean reference of the same prompts."""
     reference_by_prompt = reference_by_prompt or {}
-    if reference_by_prompt and not reference:
-        reference = _mean_reference(list(reference_by_prompt.values()))
+    failed = [row for row in rows if row.get("status") in ("failed", "held_back")]
+    made = [row for row in rows if row.get("status") not in ("failed", "held_back")]
+    planned_prompts = list(dict.fromkeys([*(prompts or ()), *(row["prompt"] for row in rows)]))
 
-    def attribute_summaries(subset: list[dict], reference: dict = reference) -> list[AttributeSummary]:
+    def reference_of(prompt: str | None) -> dict:
+        return reference_by_prompt.get(prompt, reference) if prompt is not None else reference
+
+    def attribute_summaries(subset: list[dict], prompt: str | None) -> list[AttributeSummary]:
         out = []
         for spec in attribute_set.attributes:
             person_rows = [row for row in subset if _truthy(row.get("person_present"))]
@@ -77,7 +91,7 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
             with_person = len(labels)
             for label, count in summary.counts.items():
                 low, high = wilson_interval(count, len(assessed))
-                expected = (reference.get(spec.name) or {}).get(label)
+                expected = (reference_of(prompt).get(spec.name) or {}).get(label)
                 share = count / len(assessed) if assessed else None
                 summary.shares[label] = {
                     "count": count,
@@ -89,118 +103,174 @@ def summarise(rows: list[dict], attribute_set: AttributeSet, reference: dict, re
                     "share_if_abstained_all": (count + summary.abstained) / with_person if with_person else None,
                     "reference": expected,
                     "gap": (share - expected) if (share is not None and expected is not None) else None,
-                    # Exact binomial test of the count against the reference share (Holm-corrected across the report below).
                     "p_reference": binomial_p(count, len(assessed), expected),
+                    "test": BINOMIAL_TEST if expected is not None and assessed else None,
                     "small": 0 < len(assessed) < MIN_CELL,
                 }
             out.append(summary)
         return out
 
-    failed = [row for row in rows if row.get("status") in ("failed", "held_back")]
-    all_prompts = list(dict.fromkeys(row["prompt"] for row in rows))
-    rows = [row for row in rows if row.get("status") not in ("failed", "held_back")]
-    prompts = list(dict.fromkeys(row["prompt"] for row in rows))
-
-    def denominators(subset_all: list[dict]) -> dict:
-        """Generated, failed, no person, and per attribute abstained / assessed: every image accounted for."""
-        ok = [row for row in subset_all if row.get("status") not in ("failed", "held_back")]
-        person = [row for row in ok if _truthy(row.get("person_present"))]
-        held_back = sum(1 for row in subset_all if row.get("status") == "held_back")
-        counts: dict = {"planned": len(subset_all), "failed": len(subset_all) - len(ok) - held_back, "generated": len(ok),
-                  "safety_filtered": held_back,  # held back by the safety filter: made, but never shown, signed or audited
-                  "no_person": len(ok) - len(person), "with_person": len(person)}
-        for spec in attribute_set.attributes:
-            abstained = sum(1 for row in person if row.get(spec.name) in (ABSTAIN, None, ""))
-            counts[spec.name] = {"abstained": abstained, "assessed": len(person) - abstained}
-        return counts
-
-    per_prompt = {prompt: attribute_summaries([r for r in rows if r["prompt"] == prompt], reference_by_prompt.get(prompt, reference)) for prompt in prompts}
-    overall = attribute_summaries(rows)
-    _holm_against_reference([overall, *per_prompt.values()])
+    per_prompt = {prompt: attribute_summaries([r for r in made if r["prompt"] == prompt], prompt) for prompt in planned_prompts}
+    overall = attribute_summaries(made, None)
+    if reference_by_prompt:
+        _pool_against_per_prompt_references(overall, per_prompt, reference_by_prompt)
+    pooled = equal_weight(per_prompt, reference_by_prompt or {prompt: reference for prompt in planned_prompts})
+    _holm_against_reference([overall, *per_prompt.values()], attribute_set)
     small = [f"{prompt}: {summary.title}" for prompt, summaries in per_prompt.items() for summary in summaries if 0 < summary.assessed < MIN_CELL]
+    counts_per_prompt = {prompt: sum(1 for r in rows if r["prompt"] == prompt) for prompt in planned_prompts}
+    planned = {prompt: max(seeds or 0, counts_per_prompt[prompt]) for prompt in planned_prompts}
     return {
         "warnings": [f"{len(small)} prompt × attribute cell(s) have fewer than {MIN_CELL} assessed images: too few to support a claim (e.g. {small[0]})."] if small else [],
-        "denominators": denominators(failed + rows),
-        "denominators_per_prompt": {prompt: denominators([r for r in failed + rows if r["prompt"] == prompt]) for prompt in all_prompts},
-        "images": len(rows),
+        "denominators": _denominators(rows, attribute_set, sum(planned.values())),
+        "denominators_per_prompt": {prompt: _denominators([r for r in rows if r["prompt"] == prompt], attribute_set, planned[prompt]) for prompt in planned_prompts},
+        "images": len(made),
         "failed": sum(1 for row in failed if row.get("status") == "failed"),
         "safety_filtered": sum(1 for row in failed if row.get("status") == "held_back"),
-        "failures": [{"prompt": row["prompt"], "seed": row["seed"], "reason": row.get("reason", "")} for row in failed],
-        "with_person": sum(_truthy(row.get("person_present")) for row in rows),
+        "failures": [{"prompt": row["prompt"], "seed": row["seed"], "status": row.get("status"), "reason": row.get("reason", "")} for row in failed],
+        "with_person": sum(_truthy(row.get("person_present")) for row in made),
         "overall": [summary.__dict__ for summary in overall],
-        "pooled_equal_weight": equal_weight(per_prompt),
-        "intersections": intersections(rows, attribute_set),
+        "pooled_equal_weight": pooled,
+        "intersections": intersections(made, attribute_set),
         "per_prompt": {prompt: [summary.__dict__ for summary in summaries] for prompt, summaries in per_prompt.items()},
+        "holm_family": "every test of a share against its reference in this report (overall and per prompt); a two-label attribute counts once",
     }
 
 
-MIN_CELL = 10  # a cell with fewer assessed images supports no claim
+def _denominators(subset: list[dict], attribute_set: AttributeSet, planned: int) -> dict:
+    """Planned, not made (an interrupted run), failed, held back, no person, and per attribute abstained /
+    assessed: every planned image accounted for."""
+    ok = [row for row in subset if row.get("status") not in ("failed", "held_back")]
+    person = [row for row in ok if _truthy(row.get("person_present"))]
+    held_back = sum(1 for row in subset if row.get("status") == "held_back")
+    counts: dict = {"planned": planned, "not_made": planned - len(subset), "failed": len(subset) - len(ok) - held_back, "generated": len(ok),
+                    "safety_filtered": held_back,  # held back by the safety filter: made, but never shown, signed or audited
+                    "no_person": len(ok) - len(person), "with_person": len(person)}
+    for spec in attribute_set.attributes:
+        abstained = sum(1 for row in person if row.get(spec.name) in (ABSTAIN, None, ""))
+        counts[spec.name] = {"abstained": abstained, "assessed": len(person) - abstained}
+    return counts
 
 
-def counterfactual_pairs(summary: dict, pairs: tuple) -> dict:
-    """Each pair's prompts side by side: differences with intervals and tests, Holm across all the pairs."""
-    rows, tests = [], []
+def _pool_against_per_prompt_references(overall: list, per_prompt: dict, reference_by_prompt: dict) -> None:
+    """The pooled (count-weighted) share of each label against the per-prompt references weighted the same way,
+    tested with one stratified test of every prompt's count against its own reference."""
+    for index, attribute in enumerate(overall):
+        for label, cell in attribute.shares.items():
+            strata = [(summaries[index].counts[label], summaries[index].assessed, (reference_by_prompt.get(prompt, {}).get(attribute.name) or {}).get(label))
+                      for prompt, summaries in per_prompt.items() if summaries[index].assessed]
+            if not strata or any(expected is None for _, _, expected in strata):
+                cell.update(reference=None, gap=None, p_reference=None, test=None)
+                continue
+            weighted = sum(n * expected for _, n, expected in strata) / sum(n for _, n, _ in strata)
+            test = stratified_reference_test(*map(list, zip(*strata)))
+            cell.update(reference=weighted, gap=cell["share"] - weighted, p_reference=test["p"], z=test["z"], test=test["test"],
+                        reference_basis="the per-prompt references, weighted by each prompt's assessed images")
+
+
+def counterfactual_pairs(summary: dict, pairs: tuple, rows: list[dict] | None = None, shared_seeds: bool = True) -> dict:
+    """Each pair's prompts side by side: differences with intervals and tests, Holm across all the pairs. Where
+    the two prompts' images share their seeds (the same starting noise), a paired test (exact McNemar) is given
+    beside the unpaired one, over the seeds assessed in both."""
+    rows_out, tests = [], []
     for first, second in pairs:
         left, right = summary["per_prompt"].get(first), summary["per_prompt"].get(second)
         if left and right:
             pair_rows, pair_tests = compare_summaries(f"{first} vs {second}", left, right)
-            rows += pair_rows
+            if shared_seeds and rows is not None:
+                _paired(pair_rows, rows, first, second)
+            rows_out += pair_rows
             tests += pair_tests
-    with_holm(rows, tests)
-    return {"method": "Newcombe 95% interval, Fisher exact per label, chi-square per attribute, Holm across the pairs", "comparisons": rows, "attribute_tests": tests}
+    holm_rows(rows_out, tests)
+    return {"method": "Newcombe 95% interval, Fisher exact per label (a two-label attribute counts once), chi-square or an exact test per attribute, "
+                      "Holm across the pairs" + ("; exact McNemar test on seed-matched images where both prompts used the same seeds" if shared_seeds else ""),
+            "comparisons": rows_out, "attribute_tests": tests}
 
 
-def _holm_against_reference(groups: list) -> None:
-    """Holm's correction across every share-vs-reference test in the report (overall and per prompt)."""
-    cells = [cell for summaries in groups for summary in summaries for cell in summary.shares.values() if cell["p_reference"] is not None]
-    holm_into(cells, "p_reference", "p_reference_holm")
+def _paired(pair_rows: list, rows: list[dict], first: str, second: str) -> None:
+    """McNemar on images of the two prompts made from the same seed, both assessed: how many seeds gave the label
+    in the first prompt only, and in the second only."""
+    by_seed: dict = {}
+    for row in rows:
+        if row.get("status") not in ("failed", "held_back") and row["prompt"] in (first, second) and _truthy(row.get("person_present")):
+            by_seed.setdefault(str(row["seed"]), {})[row["prompt"]] = row
+    for cell in pair_rows:
+        both = [(seed_rows[first].get(cell["attribute"]), seed_rows[second].get(cell["attribute"])) for seed_rows in by_seed.values() if first in seed_rows and second in seed_rows]
+        both = [(a, b) for a, b in both if a not in (None, "", ABSTAIN) and b not in (None, "", ABSTAIN)]
+        only_first = sum(1 for a, b in both if a == cell["label"] != b)
+        only_second = sum(1 for a, b in both if b == cell["label"] != a)
+        cell["paired"] = {"pairs": len(both), "only_first": only_first, "only_second": only_second, "p_mcnemar": mcnemar_p(only_first, only_second)}
 
 
-def equal_weight(per_prompt: dict) -> dict:
+def _holm_against_reference(groups: list, attribute_set: AttributeSet) -> None:
+    """Holm's correction across every share-vs-reference test in the report (overall and per prompt). The two
+    labels of a two-label attribute are one test (their p-values are the same), so they count once."""
+    binary = {spec.name for spec in attribute_set.attributes if len(spec.classes) == 2}
+    family, twins = [], []
+    for summaries in groups:
+        for summary in summaries:
+            cells = [cell for cell in summary.shares.values() if cell["p_reference"] is not None]
+            if summary.name in binary and len(cells) == 2:
+                family.append(cells[0])
+                twins.append((cells[0], cells[1]))
+            else:
+                family += cells
+    holm_into(family, "p_reference", "p_reference_holm")
+    for first, second in twins:
+        second["p_reference_holm"] = first["p_reference_holm"]
+
+
+def equal_weight(per_prompt: dict, reference_by_prompt: dict | None = None) -> dict:
     """Pooled shares that weigh every prompt the same (the mean of per-prompt shares), whatever its count of
-    assessed images; prompts with none are left out and listed."""
+    assessed images, each with a 95% interval; prompts with no assessed image (all failed, none with a person,
+    all abstained, or never made) are left out and listed. Against a reference, the mean reference of the same
+    prompts, unrounded, and the gap's interval (the reference is taken as exact)."""
+    reference_by_prompt = reference_by_prompt or {}
     out = {}
     for index, attribute in enumerate(next(iter(per_prompt.values()), [])):
-        shares: dict = {}
-        left_out: list = []
-        for prompt, summaries in per_prompt.items():
-            if summaries[index].assessed:
-                for label, cell in summaries[index].shares.items():
-                    shares.setdefault(label, []).append(cell["share"])
-            else:
-                left_out.append(prompt)
-        out[attribute.name] = {"shares": {label: sum(v) / len(v) for label, v in shares.items()}, "prompts": len(per_prompt) - len(left_out), "left_out": left_out}
+        kept = [prompt for prompt, summaries in per_prompt.items() if summaries[index].assessed]
+        left_out = [prompt for prompt in per_prompt if prompt not in kept]
+        shares, cells = {}, {}
+        for label in attribute.shares:
+            values = [per_prompt[prompt][index].shares[label]["share"] for prompt in kept]
+            if not values:
+                continue
+            share = sum(values) / len(values)
+            low, high = equal_weight_interval(values, [per_prompt[prompt][index].assessed for prompt in kept])
+            references = [((reference_by_prompt.get(prompt) or {}).get(attribute.name) or {}).get(label) for prompt in kept]
+            given = [float(r) for r in references if r is not None]
+            mean_reference = sum(given) / len(given) if given and len(given) == len(references) else None
+            shares[label] = share
+            cells[label] = {"share": share, "ci_low": low, "ci_high": high, "reference": mean_reference,
+                            "gap": None if mean_reference is None else share - mean_reference,
+                            "gap_low": None if mean_reference is None else low - mean_reference,
+                            "gap_high": None if mean_reference is None else high - mean_reference}
+        out[attribute.name] = {"shares": shares, "cells": cells, "prompts": len(kept), "left_out": left_out,
+                               "interval": "mean of per-prompt shares ± 1.96·√(Σ per-prompt variances)/K, Wilson-adjusted shares"}
     return out
 
 
 def intersections(rows: list[dict], attribute_set: AttributeSet) -> dict:
     """Cross-tables of every pair of attributes (and all three together) among images assessed on all of them,
-    with a warning for each cell under MIN_CELL images."""
-    names = [spec.name for spec in attribute_set.attributes]
+    every combination of labels listed, empty ones too (an empty intersection is often the finding), with a
+    warning for each cell under MIN_CELL images."""
+    specs = {spec.name: spec for spec in attribute_set.attributes}
     person = [row for row in rows if _truthy(row.get("person_present"))]
     tables = {}
     for size in (2, 3):
-        for group in combinations(names, size):
+        for group in combinations(specs, size):
             assessed = [row for row in person if all(row.get(name) not in (None, "", ABSTAIN) for name in group)]
-            cells: dict = {}
+            cells: dict = {" × ".join(combo): 0 for combo in product(*(specs[name].classes for name in group))}
             for row in assessed:
                 key = " × ".join(str(row[name]) for name in group)
                 cells[key] = cells.get(key, 0) + 1
-            small = sorted(key for key, count in cells.items() if count < MIN_CELL)
+            small = [key for key, count in cells.items() if count < MIN_CELL]
             tables[" × ".join(group)] = {
                 "assessed": len(assessed),
-                "cells": {key: {"count": count, "share": count / len(assessed)} for key, count in sorted(cells.items())},
+                "cells": {key: {"count": count, "share": count / len(assessed) if assessed else None} for key, count in cells.items()},
+                "empty": [key for key, count in cells.items() if count == 0],
                 "warning": f"{len(small)} cell(s) have fewer than {MIN_CELL} images: too few to support a claim" if small else "",
             }
     return tables
-
-
-def _mean_reference(references: list[dict]) -> dict:
-    out: dict = {}
-    for attribute in {name for reference in references for name in reference}:
-        labels = {label for reference in references for label in reference.get(attribute, {})}
-        out[attribute] = {label: round(sum(r.get(attribute, {}).get(label, 0.0) for r in references) / len(references), 4) for label in labels}
-    return out
 
 
 def _truthy(value) -> bool:
@@ -212,6 +282,15 @@ def read_rows(path: Path) -> list[dict]:
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def rewrite_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Replace a rows file with these rows, atomically (a crash leaves the old file or the new one)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, buffer.getvalue())
 
 
 class RowWriter:

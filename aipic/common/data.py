@@ -7,6 +7,8 @@ The repository keeps ``models/`` and ``audits/`` at its top level; pyproject.tom
 import importlib.util
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_DIRS = ("models", "audits")
 
@@ -34,3 +36,21 @@ def data_file(path: str | Path) -> Path:
 def suite_names() -> list[str]:
     """The packaged prompt suites, by name (``audits/suites/<name>.yaml``)."""
     return sorted(path.stem for path in (data_dir("audits") / "suites").glob("*.yaml"))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (``prompts:`` twice would silently drop a list)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str):
+    """Parse YAML data with the safe loader, refusing duplicated keys."""
+    return yaml.load(text, Loader=UniqueKeyLoader)

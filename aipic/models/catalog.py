@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from aipic.common.data import data_dir
+from aipic.common.data import data_dir, load_yaml
 from aipic.common.errors import BadInput, ConfigError
 
 DEFAULT_CATALOG_PATH = data_dir("models") / "catalog.yaml"
@@ -78,8 +78,8 @@ def _licence(path, section: str, key: str, licence) -> dict:
 def load_catalog(path: str | Path = DEFAULT_CATALOG_PATH) -> Catalog:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"Cannot read model catalog {path}: {error}") from None
     entries, defaults = {}, {}
     for section in SECTIONS:

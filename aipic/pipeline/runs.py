@@ -17,11 +17,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aipic import __version__
-from aipic.audit.classifier import CORRECTION_METHOD, corrected_shares, evaluate, read_labels
+from aipic.audit.classifier import evaluate, read_labels, same_classifier
+from aipic.audit.findings import SEED_RULES, build_report, check_seeds, seed_of
 from aipic.audit.flips import flip_stats
 from aipic.audit.report import CLASSIFIER_LIMITS, write_report
-from aipic.audit.suites import PromptSuite, check_reference, sample_size_notes
-from aipic.audit.summary import RowWriter, audit_row, counterfactual_pairs, csv_columns, failed_row, read_rows, summarise, thresholds
+from aipic.audit.suites import PromptSuite, check_reference
+from aipic.audit.summary import RowWriter, audit_row, csv_columns, failed_row, read_rows, rewrite_rows, thresholds
 from aipic.common.errors import AipicError, BadInput
 from aipic.common.files import write_atomically
 from aipic.common.images import open_user_image
@@ -53,7 +54,7 @@ def audit_card(pipeline, report: dict, settings: dict) -> dict:
         "precision": precision,
         "models": report["models"],
         "generation": {"steps": defaults.get("steps"), "guidance": defaults.get("guidance"), "size": defaults.get("size"), "seeds": report["seeds"],
-                       "seed_rule": "prompt p, seed s for s in 0..seeds-1", "batching": "engine micro-batches; results within float tolerance of single runs"},
+                       "seed_rule": SEED_RULES[report["seed_rule"]], "batching": "engine micro-batches; results within float tolerance of single runs"},
         "suite": {"name": report["suite"]["name"], "sha256": hashlib.sha256(json.dumps(report["suite"], sort_keys=True, default=str).encode()).hexdigest()},
         "attribute_set": report["attribute_set"],
         "thresholds": report["thresholds"],
@@ -62,16 +63,19 @@ def audit_card(pipeline, report: dict, settings: dict) -> dict:
         "complete": report["complete"],
         "classifier_limits": CLASSIFIER_LIMITS,
         "placeholder_models": bool(report.get("notes")),
+        "method_notes": report["method_notes"],
+        "corrected_shares": report.get("corrected_shares"),
     }
 
 
-def run_settings(pipeline, suite: PromptSuite, seeds: int, model_key: str | None) -> dict:
+def run_settings(pipeline, suite: PromptSuite, seeds: int, model_key: str | None, seed_rule: str = "shared") -> dict:
     """Everything that decides a run's rows; its hash tells a resumable run from a different one."""
     model = pipeline.models.get("text_to_image", model_key).describe()
     clip = pipeline.models.get("clip").describe()
     settings = {
         "suite": {"name": suite.name, "prompts": list(suite.prompts), "reference": suite.reference, "reference_by_prompt": suite.reference_by_prompt},
         "seeds": seeds,
+        **({"seed_rule": seed_rule} if seed_rule != "shared" else {}),  # absent for the original rule, so earlier runs still resume
         "generator": {key: model.get(key) for key in ("catalog_key", "name", "revision", "placeholder")},
         "clip": {key: clip.get(key) for key in ("catalog_key", "name", "revision", "placeholder")},
         "attribute_set": pipeline.attribute_set.describe(),
@@ -81,22 +85,25 @@ def run_settings(pipeline, suite: PromptSuite, seeds: int, model_key: str | None
     return settings
 
 
-def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False, validation: dict | None = None) -> dict:
+def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False,
+              validation: dict | None = None, seed_rule: str = "shared") -> dict:
     """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
 
     Returns the paths written.  On Ctrl-C the report covers what was done and is marked incomplete.  Jobs go
     through the same engine as the app's, so the suite's images are batched on the GPU.  ``resume`` continues
-    a run in ``out_dir`` whose settings hash matches, without redoing the images it already has.
+    a run in ``out_dir`` whose settings hash matches, without redoing the images it already has; images that
+    failed are tried again. Everything is checked before anything is written.
     """
-    if seeds < 1:
-        raise AipicError("--seeds must be at least 1.")
+    check_seeds(seeds)
+    if seed_rule not in SEED_RULES:
+        raise BadInput(f"Unknown seed rule {seed_rule!r}; known: {', '.join(SEED_RULES)}.")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
     check_reference(suite.reference, f"Prompt suite {suite.name}", pipeline.attribute_set)
-    if validation is not None and (validation.get("attribute_set") or {}).get("sha256") != pipeline.attribute_set.sha256:
-        raise BadInput("The validation result was made with another attribute set; its error rates do not apply to this run.")
-    settings = run_settings(pipeline, suite, seeds, model_key)
+    if validation is not None and (refusal := same_classifier(validation, pipeline.models.get("clip").describe(), pipeline.attribute_set.describe())):
+        raise BadInput(refusal)
+    settings = run_settings(pipeline, suite, seeds, model_key, seed_rule)
     existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
     done: set = set()
     if existing and not resume:
@@ -108,7 +115,9 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
             raise BadInput(f"{out_dir} has no readable run.json, so it cannot be resumed safely; start a new --out folder.") from None
         if previous.get("sha256") != settings["sha256"]:
             raise BadInput(f"The run in {out_dir} was made with other settings (suite, seeds, models, attribute set or thresholds); it cannot be resumed with these.")
-        done = {(row["prompt"], int(row["seed"])) for row in read_rows(out_dir / "rows.csv")}
+        kept = [row for row in read_rows(out_dir / "rows.csv") if row.get("status") != "failed"]  # failed images are tried again
+        rewrite_rows(out_dir / "rows.csv", kept, csv_columns(pipeline.attribute_set))
+        done = {(row["prompt"], int(row["seed"])) for row in kept}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(out_dir / "run.json", json.dumps(settings, indent=2, default=str))
@@ -116,7 +125,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
         raise BadInput(f"Cannot write the report folder {out_dir}: {error.strerror or error}") from None
     rows_path = out_dir / "rows.csv"
     writer = RowWriter(rows_path, csv_columns(pipeline.attribute_set))
-    planned = [(prompt, seed) for prompt in suite.prompts for seed in range(seeds)]
+    planned = [(prompt, seed_of(index, seed, seed_rule)) for index, prompt in enumerate(suite.prompts) for seed in range(seeds)]
     to_make = [(prompt, seed) for prompt, seed in planned if (prompt, seed) not in done]
     # Keep enough jobs in the engine to fill its GPU batches; rows are written in the planned order.
     in_flight: deque = deque()
@@ -164,46 +173,22 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     bar.close()
     writer.close()
     if failure is None:
-        return _write_run_report(pipeline, suite, seeds, len(planned), complete, settings, rows_path, model_key, validation, out_dir)
+        return _write_run_report(pipeline, suite, seeds, seed_rule, complete, settings, rows_path, model_key, validation, out_dir)
     try:  # a partial report if it can be written; the run's own error is what the caller sees, never hidden by this
-        _write_run_report(pipeline, suite, seeds, len(planned), False, settings, rows_path, model_key, validation, out_dir)
+        _write_run_report(pipeline, suite, seeds, seed_rule, False, settings, rows_path, model_key, validation, out_dir)
     except Exception as error:  # noqa: BLE001
         log.warning("the partial audit report could not be written (%s)", type(error).__name__)
     raise failure
 
 
-def _write_run_report(pipeline, suite: PromptSuite, seeds: int, planned: int, complete: bool, settings: dict, rows_path: Path, model_key: str | None,
+def _write_run_report(pipeline, suite: PromptSuite, seeds: int, seed_rule: str, complete: bool, settings: dict, rows_path: Path, model_key: str | None,
                       validation: dict | None, out_dir: Path) -> dict:
     """The report over the rows written so far (complete or not), with its audit card; the paths written."""
     rows = read_rows(rows_path)
     t2i, clip = pipeline.models.get("text_to_image", model_key), pipeline.models.get("clip")
     notes = [m.note for m in (t2i, clip) if m.placeholder and m.note]
-    report = {
-        "suite": {"name": suite.name, "description": suite.description, "prompts": list(suite.prompts), "reference": suite.reference,
-                  "reference_by_prompt": suite.reference_by_prompt, "reference_provenance": suite.reference_provenance},
-        "seeds": seeds,
-        "planned_images": planned,
-        "complete": complete,
-        "attribute_set": pipeline.attribute_set.describe(),
-        "thresholds": thresholds(pipeline.attribute_set),
-        "settings_sha256": settings["sha256"],
-        "sample_size": sample_size_notes(suite, seeds),
-        "models": {"text_to_image": t2i.describe(), "clip": clip.describe()},
-        "notes": notes,
-        "summary": summarise(rows, pipeline.attribute_set, suite.reference, suite.reference_by_prompt),
-    }
-    report["classifier_limits"] = CLASSIFIER_LIMITS
-    if suite.pairs:
-        report["counterfactual_pairs"] = counterfactual_pairs(report["summary"], suite.pairs)
-    if validation is not None:
-        corrected = {}
-        for attribute in report["summary"]["overall"]:
-            if attribute["name"] in validation.get("attributes", {}):
-                try:
-                    corrected[attribute["name"]] = corrected_shares(attribute["counts"], validation, attribute["name"])
-                except AipicError as error:
-                    corrected[attribute["name"]] = {"not corrected": str(error)}
-        report["corrected_shares"] = {"method": CORRECTION_METHOD, "validation_images": validation.get("images"), "shares": corrected}
+    report = build_report(suite, seeds, seed_rule, complete, rows, pipeline.attribute_set, settings, {"text_to_image": t2i.describe(), "clip": clip.describe()},
+                          notes, validation)
     paths = write_report(out_dir, report, audit_card(pipeline, report, settings))
     paths["complete"] = complete
     paths["failed"] = report["summary"]["failed"]
