@@ -172,7 +172,7 @@ def _fitzpatrick_references(prompts: tuple, where: str) -> tuple[dict, dict]:
             stated[prompt] = group
             references[prompt] = {SKIN_TONE: {label: 1.0 if label == group else 0.0 for label in TYPE_GROUPS}}
         else:
-            references[prompt] = {SKIN_TONE: {label: round(share, 4) for label, share in condition.shares.items()}}
+            references[prompt] = {SKIN_TONE: dict(condition.shares)}  # unrounded: the counts give them exactly
     if missing:
         known = ", ".join(c.prompt_word for c in fitzpatrick_conditions()[0] if c.prompt_word != "*")
         raise BadInput(f"{where}: no Fitzpatrick 17k condition found in prompt(s) {', '.join(map(repr, missing))} (known: {known}).")
