@@ -62,7 +62,7 @@ def test_the_clinical_suite_loads_by_name_with_an_observed_reference_for_every_p
 def test_each_condition_is_compared_with_its_atlas_shares_and_each_counterfactual_with_the_skin_it_names():
     suite = load_suite("clinical", load_attribute_set())
     eczema = suite.reference_by_prompt["a clinical photo of a patient with eczema"]["skin_tone_group"]
-    assert eczema == {"lighter": round(116 / 201, 4), "medium": round(61 / 201, 4), "darker": round(24 / 201, 4)}
+    assert eczema == {"lighter": 116 / 201, "medium": 61 / 201, "darker": 24 / 201}  # unrounded
     assert suite.reference_provenance["conditions"]["a photo of hives on the arm"] == "urticaria"
     assert len(suite.pairs) == 4
     for dark, light in suite.pairs:
