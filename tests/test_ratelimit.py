@@ -28,3 +28,12 @@ def test_zero_turns_it_off():
     limiter = RateLimiter(per_minute=0)
     for _ in range(1000):
         limiter.check("127.0.0.1")
+
+
+def test_the_wait_is_never_said_to_be_zero_seconds():
+    clock = Clock()
+    limiter = RateLimiter(per_minute=6, burst=1, clock=clock)
+    limiter.check("10.0.0.1")
+    clock.now = 9.8  # 0.2 s to wait: said as 1 s, not "0 s"
+    with pytest.raises(AipicError, match=r"Please try again in 1 s"):
+        limiter.check("10.0.0.1")

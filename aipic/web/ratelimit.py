@@ -1,5 +1,6 @@
 """Per-client rate limits for the public app: a token bucket per client address."""
 
+import math
 import threading
 import time
 
@@ -35,7 +36,7 @@ class RateLimiter:
             if tokens < 1:
                 wait = (1 - tokens) / self.rate
                 self._buckets[key] = (tokens, now)
-                raise RateLimited(f"Too many requests from you: at most {self.rate * 60:g} a minute. Please try again in {wait:.0f} s.")
+                raise RateLimited(f"Too many requests from you: at most {self.rate * 60:g} a minute. Please try again in {max(1, math.ceil(wait))} s.")
             self._buckets[key] = (tokens - 1, now)
             if len(self._buckets) > 100_000:  # forget idle clients
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
