@@ -271,13 +271,18 @@ def _vgg19_cached_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_Weights.IMAGENET1K_V1.url).name
 
 
+def _style_weights_file(entry: ModelEntry) -> Path:
+    """Where the style network's weights are on this machine, if anywhere: a local file, or torch's cache."""
+    return Path(entry.source) if Path(entry.source).is_file() else _vgg19_cached_file()
+
+
 def load_style_network(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
     if entry.is_tiny_random or mode == "tiny":
         note = "tiny random weights" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for")
         return LoadedModel(entry, tiny.build_tiny_vgg().to(device), placeholder=True, note=note, extra={"layers": tiny.TINY_VGG_LAYERS}, tiny=True)
     from torchvision.models import VGG19_Weights, vgg19
 
-    local_file = Path(entry.source) if Path(entry.source).is_file() else _vgg19_cached_file()
+    local_file = _style_weights_file(entry)
     if mode == "auto" and not local_file.is_file():
         note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real")
         return LoadedModel(entry, tiny.build_tiny_vgg().to(device), placeholder=True, note=note, extra={"layers": tiny.TINY_VGG_LAYERS}, tiny=True)
@@ -352,13 +357,17 @@ class Models:
 # ---- safety checker ------------------------------------------------------------------------------
 
 
+def _safety_weights_present(entry: ModelEntry) -> bool:
+    return Path(entry.source).is_dir() or _hub_snapshot_present(entry.source, "config.json")
+
+
 def load_safety_checker(entry: ModelEntry, mode: str, device: torch.device) -> LoadedModel:
     """The Stable Diffusion safety checker with real weights when they are on this machine (or with mode real);
     otherwise a tiny random stand-in that flags nothing, and the UI says the filter is not active."""
     if entry.is_tiny_random or mode == "tiny":
         note = "tiny random safety checker: no real safety filtering" if entry.is_tiny_random else _placeholder_note(entry, "tiny models were asked for").replace("outputs are noise, not real images or audits", "no real safety filtering")
         return LoadedModel(entry, tiny.build_tiny_safety_checker().to(device), placeholder=True, note=note, tiny=True)
-    if mode == "auto" and not (Path(entry.source).is_dir() or _hub_snapshot_present(entry.source, "config.json")):
+    if mode == "auto" and not _safety_weights_present(entry):
         note = _placeholder_note(entry, "its weights are not on this machine; run `aipic download` or set AIPIC_MODELS=real").replace("outputs are noise, not real images or audits", "no real safety filtering")
         return LoadedModel(entry, tiny.build_tiny_safety_checker().to(device), placeholder=True, note=note, tiny=True)
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
@@ -370,6 +379,21 @@ def load_safety_checker(entry: ModelEntry, mode: str, device: torch.device) -> L
         raise ModelUnavailable(f"Could not load {entry.label}: {error}") from None
     revision = None if Path(entry.source).is_dir() else _hub_revision(_cached_file(entry.source, "config.json"))
     return LoadedModel(entry, checker.eval().to(device), placeholder=False, revision=revision)
+
+
+def weights_present(entry: ModelEntry) -> bool:
+    """Whether a catalog entry's real weights are on this machine (a local path, or the Hugging Face or torch
+    cache), found as its loader finds them, without loading anything: what auto mode loads instead of a
+    placeholder. Always False for a tiny-random entry, which has no weights to find."""
+    if entry.is_tiny_random:
+        return False
+    if entry.section == "text_to_image":
+        return text_to_image_weights_present(entry)
+    if entry.section == "clip":
+        return _open_clip_local_weights(entry) is not None
+    if entry.section == "style":
+        return _style_weights_file(entry).is_file()
+    return _safety_weights_present(entry)
 
 
 def download_weights(catalog: Catalog) -> list[str]:

@@ -76,6 +76,14 @@ def _check_side(value, name: str, limits: Limits) -> int:
     return value
 
 
+def request_limits(limits: Limits, max_gpu_batch: int) -> Limits:
+    """The catalog's limits in a deployment whose GPU batches hold at most ``max_gpu_batch`` pictures: a request is
+    never split across GPU batches, so it may ask for no more pictures than one batch holds."""
+    if max_gpu_batch >= limits.max_batch:
+        return limits
+    return dataclasses.replace(limits, max_batch=max_gpu_batch)
+
+
 def check_cost(pixel_steps: int, limits: Limits) -> None:
     """Refuse a request whose work (pixels × steps × images) is over the per-request budget, saying what fits."""
     cost = pixel_steps / 1e6

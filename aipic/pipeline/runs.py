@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aipic import __version__
+from aipic.audit.attributes import AttributeSet
 from aipic.audit.classifier import evaluate, read_labels, same_classifier
 from aipic.audit.findings import SEED_RULES, build_report, check_seeds, seed_of
 from aipic.audit.flips import flip_stats
@@ -85,6 +86,32 @@ def run_settings(pipeline, suite: PromptSuite, seeds: int, model_key: str | None
     return settings
 
 
+def check_run(suite: PromptSuite, seeds: int, out_dir: str | Path, attribute_set: AttributeSet, resume: bool = False, seed_rule: str = "shared") -> dict | None:
+    """The checks of an audit run that need no model, so ``aipic audit`` makes them before any model loads: the
+    seeds and seed rule, the suite's reference against the attribute set, and the report folder (a folder; one
+    that already holds a run only with ``resume``, and then with a readable run.json). Returns the run.json of
+    the run to resume, or None."""
+    check_seeds(seeds)
+    if seed_rule not in SEED_RULES:
+        raise BadInput(f"Unknown seed rule {seed_rule!r}; known: {', '.join(SEED_RULES)}.")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
+    check_reference(suite.reference, f"Prompt suite {suite.name}", attribute_set)
+    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
+    if existing and not resume:
+        raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten, or --resume it.")
+    if not existing:
+        return None
+    try:
+        previous = json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        previous = None
+    if not isinstance(previous, dict):
+        raise BadInput(f"{out_dir} has no readable run.json, so it cannot be resumed safely; start a new --out folder.")
+    return previous
+
+
 def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, model_key: str | None = None, progress: bool = True, resume: bool = False,
               validation: dict | None = None, seed_rule: str = "shared") -> dict:
     """Generate suite × seeds through the pipeline (so every image is audited and signed) and write the report.
@@ -94,25 +121,13 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     a run in ``out_dir`` whose settings hash matches, without redoing the images it already has; images that
     failed are tried again. Everything is checked before anything is written.
     """
-    check_seeds(seeds)
-    if seed_rule not in SEED_RULES:
-        raise BadInput(f"Unknown seed rule {seed_rule!r}; known: {', '.join(SEED_RULES)}.")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
-    check_reference(suite.reference, f"Prompt suite {suite.name}", pipeline.attribute_set)
+    previous = check_run(suite, seeds, out_dir, pipeline.attribute_set, resume, seed_rule)
     if validation is not None and (refusal := same_classifier(validation, pipeline.models.get("clip").describe(), pipeline.attribute_set.describe())):
         raise BadInput(refusal)
     settings = run_settings(pipeline, suite, seeds, model_key, seed_rule)
-    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
     done: set = set()
-    if existing and not resume:
-        raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten, or --resume it.")
-    if resume and existing:
-        try:
-            previous = json.loads((out_dir / "run.json").read_text())
-        except (OSError, ValueError):
-            raise BadInput(f"{out_dir} has no readable run.json, so it cannot be resumed safely; start a new --out folder.") from None
+    if previous is not None:
         if previous.get("sha256") != settings["sha256"]:
             raise BadInput(f"The run in {out_dir} was made with other settings (suite, seeds, models, attribute set or thresholds); it cannot be resumed with these.")
         kept = [row for row in read_rows(out_dir / "rows.csv") if row.get("status") != "failed"]  # failed images are tried again

@@ -29,6 +29,7 @@ from aipic.models import Catalog, Models, load_catalog
 from aipic.pipeline import finishing
 from aipic.pipeline.jobs import JobBuilder
 from aipic.pipeline.outcome import Outcome, outcome_of
+from aipic.pipeline.resolve import request_limits
 from aipic.pipeline.stages import (
     AuditStage,
     EncodeSignStage,
@@ -59,10 +60,7 @@ class AipicPipeline:
         keep_user_text_out_of_logs()
         self.settings = settings or Settings()
         catalog = catalog or load_catalog()
-        if self.settings.max_gpu_batch < catalog.limits.max_batch:
-            # A request is never split across GPU batches, so it may ask for no more pictures than one batch holds.
-            catalog = dataclasses.replace(catalog, limits=dataclasses.replace(catalog.limits, max_batch=self.settings.max_gpu_batch))
-        self.catalog = catalog
+        self.catalog = dataclasses.replace(catalog, limits=request_limits(catalog.limits, self.settings.max_gpu_batch))
         self.attribute_set = attribute_set or load_attribute_set()
         self.models = Models(self.catalog, self.settings.models_mode, self.settings.device, compile=self.settings.compile)
         self.home = self.settings.home
@@ -208,10 +206,11 @@ class AipicPipeline:
         """Delete output files older than Settings.retention_days (their records stay): aipic.provenance.publish."""
         return publish.apply_retention(self.registry, self.settings.retention_days)
 
-    def placeholder_notes(self) -> list[str]:
-        """Plain-language notes about any tiny random-weight models in use (loads the default models)."""
+    def placeholder_notes(self, sections: Sequence[str] = ("text_to_image", "clip", "style", "safety")) -> list[str]:
+        """Plain-language notes about any tiny random-weight models in use (loads the default models of
+        ``sections``; a command that needs only some of them names those)."""
         notes = []
-        for section in ("text_to_image", "clip", "style", "safety"):
+        for section in sections:
             if section == "safety" and not self.settings.safety:
                 notes.append("The safety filter is turned off (AIPIC_SAFETY=0): generations are not checked.")
                 continue
