@@ -300,24 +300,24 @@ def _check_generation(args, settings: Settings, init_image=None) -> None:
     """Refuse a text-to-image or image-to-image request before any model loads, as the pipeline would after
     loading: every field against the limits and the model's defaults, the init image, the terms and rights
     statement, the licence policy. The pipeline resolves the request again, in the same functions."""
-    from aipic.common.images import open_user_image
+    from aipic.common.images import MIN_INPUT_SIDE, open_user_image
     from aipic.pipeline.resolve import resolve_generation, resolve_rights
 
     limits, models = _request_checks(settings, "text_to_image", args.model)
     request = _generation_request(args, getattr(args, "strength", None))
     if init_image is not None:
-        request = dataclasses.replace(request, init_image=open_user_image(init_image, "init image", limits.max_upload_pixels))
+        request = dataclasses.replace(request, init_image=open_user_image(init_image, "init image", limits.max_upload_pixels, MIN_INPUT_SIDE))
     resolve_rights(resolve_generation(request, models.request_defaults(args.model), limits))
 
 
 def _check_style(request, settings: Settings) -> None:
     """Refuse a style-transfer request before any model loads (see _check_generation)."""
-    from aipic.common.images import open_user_image
+    from aipic.common.images import MIN_INPUT_SIDE, open_user_image
     from aipic.pipeline.resolve import resolve_rights, resolve_style
 
     limits, _ = _request_checks(settings, "style")
-    opened = dataclasses.replace(request, content_image=open_user_image(request.content_image, "content image", limits.max_upload_pixels),
-                                 style_image=open_user_image(request.style_image, "style image", limits.max_upload_pixels))
+    opened = dataclasses.replace(request, content_image=open_user_image(request.content_image, "content image", limits.max_upload_pixels, MIN_INPUT_SIDE),
+                                 style_image=open_user_image(request.style_image, "style image", limits.max_upload_pixels, MIN_INPUT_SIDE))
     resolve_rights(resolve_style(opened, limits))
 
 

@@ -38,7 +38,7 @@ def test_concurrent_api_requests_share_gpu_batches_and_each_gets_its_own_signed_
     assert samples["aipic_gpu_batches_total"]["stage=generate"] < len(PROMPTS)
     assert samples["aipic_gpu_batches_total"]["stage=generate"] == 1
     anchors = local_trust_anchors(home / "keys")
-    for n, (prompt, (_gallery, audit, files, panel, raw, _history)) in enumerate(zip(PROMPTS, results)):
+    for n, (prompt, (_gallery, audit, files, panel, raw, _kept, _history, links, announced)) in enumerate(zip(PROMPTS, results)):
         [path] = files
         with open(path, "rb") as handle:
             result = verify_bytes(handle.read(), anchors)
@@ -48,6 +48,7 @@ def test_concurrent_api_requests_share_gpu_batches_and_each_gets_its_own_signed_
         assert f"seed {100 + n}" in audit
         assert f"the prompt “{prompt}”" in panel and "Trusted" in panel
         assert any(a["label"] == "org.aipic.contributions" for a in raw["assertions"])
+        assert "Download image 1 of 1 (PNG" in links and announced == "1 signed picture ready."
 
 
 def test_bad_api_input_gets_a_clear_message(batching_app):

@@ -98,7 +98,7 @@ def test_a_normal_upload_still_works(app, tmp_path):
     picture = tmp_path / "holiday.png"
     Image.new("RGB", (64, 48), (200, 120, 40)).save(picture)
     report, details = Client(url, verbose=False).predict(handle_file(str(picture)), api_name="/verify")
-    assert details["verdict"] == "no_credentials" and "No Content Credentials" in report
+    assert details["verdict"] == "no_credentials" and "Neither signed nor recognised" in report
 
 
 def test_outputs_are_served_but_staging_and_quarantine_are_not(app, tmp_path):

@@ -22,7 +22,10 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP")
 UPLOAD_FORMAT_NAMES = "PNG, JPEG, WebP, GIF, TIFF or BMP"  # the same, as the person reads them
 
 
-def open_user_image(source, what: str = "image", max_pixels: int | None = None) -> Image.Image:
+MIN_INPUT_SIDE = 32  # an input picture smaller than this on a side would only be stretched into a blur: refused
+
+
+def open_user_image(source, what: str = "image", max_pixels: int | None = None, min_side: int = 0) -> Image.Image:
     """Open a path, bytes or PIL image as an RGB image; a clear error if it is not one.
 
     The size is checked from the header, before any pixel is decoded: a small file that claims 11000×11000
@@ -42,6 +45,8 @@ def open_user_image(source, what: str = "image", max_pixels: int | None = None) 
             image = Image.open(path, formats=UPLOAD_FORMATS)
         if max_pixels and image.width * image.height > max_pixels:
             raise BadInput(f"The {what} is {image.width}×{image.height}; at most {max_pixels:,} pixels are accepted.")
+        if min(image.width, image.height) < min_side:
+            raise BadInput(f"The {what} is {image.width}×{image.height} pixels; it needs at least {min_side} pixels on each side (a smaller one would only be stretched into a blur).")
         image.load()
     except BadInput:
         raise

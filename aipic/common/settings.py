@@ -72,6 +72,7 @@ class Settings:
     trusted_proxies: tuple = ()  # proxies whose X-Forwarded-For names the client
     verify_concurrency: int | None = None  # verifications at once; None: by cores and memory
     on_spaces: bool = False  # running on Hugging Face Spaces (sign-in with gr.LoginButton)
+    analytics: bool = False  # Gradio's usage analytics: off unless the operator opts in
     debug: bool = False  # the CLI shows tracebacks of unexpected errors
 
     def __post_init__(self) -> None:
@@ -141,6 +142,7 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"AIPIC_VERIFY_CONCURRENCY must be a whole number of 1 or more (got {text('AIPIC_VERIFY_CONCURRENCY')!r}).") from None
         values["on_spaces"] = bool(text("SPACE_ID"))
+        values["analytics"] = (text("AIPIC_ANALYTICS") or text("GRADIO_ANALYTICS_ENABLED")).lower() in TRUE_WORDS
         values["debug"] = text("AIPIC_DEBUG").lower() in TRUE_WORDS
         values.update({key: value for key, value in overrides.items() if value is not None})
         settings = cls(**values)

@@ -96,13 +96,21 @@ class Engine:
             self._cond.notify_all()
         return [job.future for job in jobs]
 
-    def run(self, job: Job, timeout: float | None = None) -> list[Record]:
-        """Submit a job and wait for its records; raises its error."""
+    def run(self, job: Job, timeout: float | None = None, on_wait: Callable[[], None] | None = None, every: float = 0.1) -> list[Record]:
+        """Submit a job and wait for its records; raises its error. ``on_wait`` is called on the caller's thread
+        every ``every`` seconds while it waits (to show progress where only that thread can)."""
         if self.settings.inline:
             return self.run_inline(job)
         future = self.submit(job)
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return future.result(timeout)
+            while True:
+                try:
+                    return future.result(every if on_wait is not None else timeout)
+                except concurrent.futures.TimeoutError:
+                    if future.done() or on_wait is None or (deadline is not None and time.monotonic() > deadline):
+                        raise
+                    on_wait()
         except BaseException:
             if not future.done():
                 job.cancel()

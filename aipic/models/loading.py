@@ -339,12 +339,15 @@ class Models:
         """A text-to-image model's request defaults (steps, guidance, size…), known without loading it: a tiny
         placeholder runs with the tiny model's own (a real model's 50 steps would be pointless on it)."""
         entry = self.catalog.entry("text_to_image", key)
+        return dict((self.catalog.entry("text_to_image", TINY_RANDOM) if self.runs_tiny(entry.key) else entry).defaults or {})
+
+    def runs_tiny(self, key: str | None = None) -> bool:
+        """Whether this text-to-image model runs as the tiny random-weight stand-in (loaded, or as it would load)."""
+        entry = self.catalog.entry("text_to_image", key)
         loaded = self.loaded("text_to_image", entry.key)
         if loaded is not None:
-            tiny_architecture = loaded.tiny
-        else:
-            tiny_architecture = entry.is_tiny_random or self.mode == "tiny" or (self.mode == "auto" and not text_to_image_weights_present(entry))
-        return dict((self.catalog.entry("text_to_image", TINY_RANDOM) if tiny_architecture else entry).defaults or {})
+            return bool(loaded.tiny)
+        return entry.is_tiny_random or self.mode == "tiny" or (self.mode == "auto" and not text_to_image_weights_present(entry))
 
     def register(self, model: LoadedModel) -> None:
         """Use an already built model for its catalog entry (e.g. benchmarks with random real-size weights)."""

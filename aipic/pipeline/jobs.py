@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aipic.common.errors import BadInput
-from aipic.common.images import open_user_image
+from aipic.common.images import MIN_INPUT_SIDE, open_user_image
 from aipic.engine import Job
 from aipic.generation.clinical import NOT_FOR_DIAGNOSIS, intended_use
 from aipic.generation.diffusion import truncation_warnings
@@ -37,15 +37,15 @@ class JobBuilder:
         return self._diffusion(request, model_key, uploads=[], progress=progress, author=author)
 
     def image_to_image(self, request: GenerationRequest, init_image, model_key: str | None = None, init_title: str = "init image", progress=None, author=None) -> Job:
-        image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels)
+        image = open_user_image(init_image, "init image", self.catalog.limits.max_upload_pixels, MIN_INPUT_SIDE)
         opened = dataclasses.replace(request, init_image=image)
         return self._diffusion(opened, model_key, uploads=[(init_image, image, init_title, "parentOf", "init image")], progress=progress, author=author)
 
     def style(self, request: StyleRequest, content_title: str = "content image", style_title: str = "style image", progress=None, author=None) -> Job:
         limits = self.catalog.limits
         entry = self.models.entry("style")
-        content = open_user_image(request.content_image, "content image", limits.max_upload_pixels)
-        style = open_user_image(request.style_image, "style image", limits.max_upload_pixels)
+        content = open_user_image(request.content_image, "content image", limits.max_upload_pixels, MIN_INPUT_SIDE)
+        style = open_user_image(request.style_image, "style image", limits.max_upload_pixels, MIN_INPUT_SIDE)
         resolved = resolve_style(dataclasses.replace(request, content_image=content, style_image=style), limits)
         rights = resolve_rights(resolved)
         check_commercial(entry.label, entry.license, self.commercial)

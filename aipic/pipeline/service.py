@@ -259,8 +259,9 @@ class AipicPipeline:
     def submit(self, job: Job) -> concurrent.futures.Future:
         return self.engine.submit(job)
 
-    def run(self, job: Job) -> Outcome:
-        return outcome_of(job, self.engine.run(job))
+    def run(self, job: Job, on_wait=None) -> Outcome:
+        """Run a job and wait for its outcome; ``on_wait()`` is called on this thread now and then while waiting."""
+        return outcome_of(job, self.engine.run(job, on_wait=on_wait))
 
     def text_to_image(self, request: GenerationRequest, model_key: str | None = None, progress=None, author=None) -> Outcome:
         return self.run(self.jobs.text_to_image(request, model_key, progress, author=author))

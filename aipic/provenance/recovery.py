@@ -19,6 +19,7 @@ import c2pa
 from PIL import Image
 
 from aipic.common.errors import TooManyPixels
+from aipic.provenance import labels
 from aipic.provenance.fingerprint import MATCH_BITS, distance, fingerprint
 from aipic.provenance.registry import Registry
 from aipic.provenance.trustmark import decoder_input
@@ -147,6 +148,7 @@ def _trustmark_probe(pixels, probe: str, spec) -> dict:
 
 def _found(match: tuple, trust_anchors: Sequence[str]) -> dict:
     entry, how, bits = match
+    verdict, said = _read_store(entry.manifest_store, trust_anchors)
     return {
         "output_id": entry.id,
         "signed_on": entry.created_at.isoformat() if entry.created_at else None,
@@ -155,19 +157,30 @@ def _found(match: tuple, trust_anchors: Sequence[str]) -> dict:
         "matched_by": how,
         "distance_bits": bits,
         "manifest_label": entry.manifest_label,
-        "original_manifest": _store_verdict(entry.manifest_store, trust_anchors),
+        "original_manifest": verdict,
+        "original_says": said,  # what the original credentials said, for a person to read (empty when unreadable)
         "original_file": "deleted (retention)" if entry.file_deleted_at else "kept",
     }
 
 
-def _store_verdict(store: bytes, trust_anchors: Sequence[str]) -> str:
-    """Verify a manifest store kept without its file: its signature and assertions (the hard binding to the
-    original pixels cannot be checked, since the copy is not the original)."""
+def _read_store(store: bytes, trust_anchors: Sequence[str]) -> tuple[str, dict]:
+    """Verify a manifest store kept without its file — its signature and assertions (the hard binding to the
+    original pixels cannot be checked, since the copy is not the original) — and what its active manifest said."""
     try:
         with c2pa.Reader("application/c2pa", io.BytesIO(store), context=reader_context(list(trust_anchors))) as reader:
-            results = json.loads(reader.json()).get("validation_results") or {}
+            data = json.loads(reader.json())
     except Exception as error:  # noqa: BLE001
-        return f"unreadable ({type(error).__name__})"
+        return f"unreadable ({type(error).__name__})", {}
+    results = data.get("validation_results") or {}
     codes = [f.get("code") for f in (results.get("activeManifest") or {}).get("failure") or [] if not str(f.get("code", "")).startswith("assertion.dataHash")]
     verdict, _ = classify(codes)
-    return {"trusted": "signature valid, trusted signer", "untrusted": "signature valid, signer not on your trust list"}.get(verdict, verdict)
+    text = {"trusted": "signature valid, trusted signer", "untrusted": "signature valid, signer not on your trust list"}.get(verdict, verdict)
+    manifest = (data.get("manifests") or {}).get(data.get("active_manifest") or "", {})
+    assertions = {assertion.get("label"): assertion.get("data") for assertion in manifest.get("assertions", [])}
+    actions = (assertions.get("c2pa.actions.v2") or assertions.get("c2pa.actions") or {}).get("actions", [])
+    return text, {
+        "made_with_ai": any("trainedAlgorithmicMedia" in str(action.get("digitalSourceType") or "") for action in actions),
+        "signer": (manifest.get("signature_info") or {}).get("common_name"),
+        "contributions": labels.find_assertion(assertions, labels.CONTRIBUTIONS, "human"),
+        "audit": labels.find_assertion(assertions, labels.BIAS_AUDIT, "person_present"),
+    }

@@ -181,11 +181,18 @@ class Verification:
             lines.append(f"Problem: {problem}")
         if self.recovered:
             found = self.recovered
-            lines.append(
-                f"Recovered: this looks like aipic output {found['output_id']}, signed on {found['signed_on']} "
-                f"({found['task']} with {found['model']}); matched by {found['matched_by']}; "
-                f"its original manifest {found['manifest_label']}: {found['original_manifest']}."
-            )
+            said = found.get("original_says") or {}
+            human = (said.get("contributions") or {}).get("human") or {}
+            lines.append(f"RECOGNISED: an aipic picture whose credentials were removed or altered — output {found['output_id']}, matched by {found['matched_by']}.")
+            lines.append(f"  The original's credentials said: {'made with AI' if said.get('made_with_ai', True) else 'made'} by {found['model']} ({found['task']}), "
+                         f"signed on {found['signed_on']}.")
+            if human.get("prompt"):
+                lines.append(f"  Prompt: {human['prompt']!r}")
+            elif human.get("prompt_sha256"):
+                lines.append("  Prompt: kept private by its author")
+            if said.get("audit"):
+                lines.append("  Bias audit: " + audit_line(said["audit"]))
+            lines.append(f"  Its original manifest {found['manifest_label']}: {found['original_manifest']}.")
         return "\n".join(lines)
 
 

@@ -8,62 +8,90 @@ own credentials stay in the provenance chain.
 from __future__ import annotations
 
 import concurrent.futures
+import html
+import os
+import queue
 import threading
 from types import SimpleNamespace
 
 import gradio as gr
 
 from aipic.common.errors import BadInput, Cancelled
-from aipic.common.images import OUTPUT_FORMATS, UPLOAD_FORMAT_NAMES
+from aipic.common.images import MIN_INPUT_SIDE, OUTPUT_FORMATS, UPLOAD_FORMAT_NAMES, open_user_image
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.pipeline import AipicPipeline
 from aipic.provenance.authorship import DEFAULT_TERMS, MAX_CONSTRAINT_CHARS, MAX_RIGHTS_CHARS, USE_TITLES, USES, licence_markdown
 from aipic.provenance.verify import VERIFY_SLOTS
-from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, MAX_UPLOAD_MB, Number, Slider, number_or_none
+from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, LIVE_REGION, MAX_UPLOAD_MB, SKIP_LINK, Number, Slider, number_or_none
 from aipic.web.ratelimit import RateLimiter
-from aipic.web.security import user_errors
+from aipic.web.security import titled, user_errors
 from aipic.web.session import client_of, gpu_call, signed_in_account
-from aipic.web.views import badge_html, credentials_view, outcome_outputs
+from aipic.web.views import HISTORY_SIZE, credentials_view, history_gallery, outcome_outputs, panel_markdown, verify_markdown
+
+FAILED_JS = "() => { window.aipicAnnounce && aipicAnnounce('The request did not complete: the reason is shown in the message at the top of the page.'); }"
+ANNOUNCE_JS = "(text) => { window.aipicAnnounce && aipicAnnounce(text); }"
+# Gradio sets the page's light or dark mode as it starts; the choice remembered in this browser is applied after.
+REMEMBERED_DARK_JS = "() => { try { if (localStorage.getItem('aipic-dark') === '1') document.body.classList.add('dark'); } catch (e) {} }"
 
 
 class Handlers:
     """The app's event handlers over one pipeline. Each request kind turns its fields into a request; all of them
     run through ``_run`` (rate limit, the person's session for Stop, the engine, the outputs)."""
 
-    def __init__(self, pipeline: AipicPipeline, limiter: RateLimiter):
+    def __init__(self, pipeline: AipicPipeline, limiter: RateLimiter, accounts=None):
         self.pipeline = pipeline
         self.limiter = limiter
+        self.accounts = accounts
         self._running: dict = {}  # session → its jobs in the engine, so Stop can cancel them
         self._running_lock = threading.Lock()
         self._engine_run = gpu_call(pipeline.run, pipeline.catalog.limits.max_seconds) if pipeline.settings.inline else pipeline.run
 
     # ---- the one run helper ----------------------------------------------------------------------------
 
-    def _run(self, http, make_job, history):
+    def _run(self, http, make_job, history, progress, what: str, prompt: str | None = None, private: bool = False):
         """Check the client's rate, build the job (its request resolved once), run it under the person's session
-        so that Stop reaches it, and give back the outputs."""
+        so that Stop reaches it, relay its steps to the person's progress bar, and give back the outputs.
+
+        Gradio's progress works only on the handler's own thread: the engine's GPU thread puts its steps in a
+        queue, and this thread shows the latest while it waits (inline mode runs the job on this thread)."""
         self.limiter.check(client_of(http))
-        job = make_job(self._author_of(http))
+        steps: queue.SimpleQueue = queue.SimpleQueue()
+
+        def show(done: int, total: int) -> None:
+            progress(done / max(total, 1), desc=f"{what}: step {done} of {total}")
+
+        def relay() -> None:
+            latest = None
+            while True:
+                try:
+                    latest = steps.get_nowait()
+                except queue.Empty:
+                    break
+            if latest is not None:
+                show(*latest)
+
+        inline = self.pipeline.settings.inline
+        job = make_job(self._author_of(http), show if inline else (lambda done, total: steps.put((done, total))))
         session = getattr(http, "session_hash", None) or "anonymous"
         with self._running_lock:
             self._running.setdefault(session, set()).add(job)
         try:
-            outcome = self._engine_run(job)
+            if inline:
+                outcome = self._engine_run(job)
+            else:
+                progress(0, desc=f"{what}: waiting for the GPU")
+                outcome = self.pipeline.run(job, on_wait=relay)
         except concurrent.futures.CancelledError:
             raise Cancelled("Stopped.") from None
         finally:
             with self._running_lock:
                 self._running.get(session, set()).discard(job)
-        return outcome_outputs(self.pipeline, outcome, history)
+        kept, _ = self.restore_history(history)  # what a client sends as its history is checked like a stored one
+        return outcome_outputs(self.pipeline, outcome, kept, prompt, private)
 
     def _author_of(self, http):
-        account = signed_in_account(http, self.pipeline.settings.on_spaces)
+        account = signed_in_account(http, self.pipeline.settings.on_spaces, self.accounts)
         return self.pipeline.author_for_account(*account) if account else None
-
-    @staticmethod
-    def _steps(progress, what):
-        """Step progress from the engine's GPU loop (diffusers' callback, the style optimiser) to the person's bar."""
-        return lambda done, total: progress(done / max(total, 1), desc=what)
 
     @staticmethod
     def _rights(mining, inference, training, generative, constraint, rights) -> dict:
@@ -79,7 +107,8 @@ class Handlers:
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=number_or_none(seed), steps=number_or_none(steps), guidance=number_or_none(guidance), width=number_or_none(width), height=number_or_none(height),
                                     batch=number_or_none(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **self._rights(mining, inference, training, generative, constraint, rights))
-        return self._run(http, lambda author: self.pipeline.jobs.text_to_image(request, model or None, progress=self._steps(progress, "generating"), author=author), history)
+        return self._run(http, lambda author, steps: self.pipeline.jobs.text_to_image(request, model or None, progress=steps, author=author), history, progress, "Generating",
+                         prompt, bool(private))
 
     def image_to_image(self, init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private=False, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, model=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
         if not init_file:
@@ -88,7 +117,8 @@ class Handlers:
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=number_or_none(seed), steps=number_or_none(steps), guidance=number_or_none(guidance), strength=number_or_none(strength),
                                     batch=number_or_none(batch) or 1, output_format=output_format or None, private_prompt=bool(private),
                                     **self._rights(mining, inference, training, generative, constraint, rights))
-        return self._run(http, lambda author: self.pipeline.jobs.image_to_image(request, init_file, model or None, progress=self._steps(progress, "transforming"), author=author), history)
+        return self._run(http, lambda author, steps: self.pipeline.jobs.image_to_image(request, init_file, model or None, progress=steps, author=author), history, progress,
+                         "Transforming", prompt, bool(private))
 
     def stylise(self, content_file, style_file, steps, size, style_weight, seed, output_format, mining=None, inference=None, training=None, generative=None, constraint=None, rights=None, history=None, http: gr.Request | None = None, progress=gr.Progress()):
         if not content_file or not style_file:
@@ -96,16 +126,14 @@ class Handlers:
             raise BadInput("Please upload both a content image and a style image.")
         request = StyleRequest(content_image=content_file, style_image=style_file, steps=number_or_none(steps), size=number_or_none(size), style_weight=number_or_none(style_weight), seed=number_or_none(seed) or 0,
                                output_format=output_format or None, **self._rights(mining, inference, training, generative, constraint, rights))
-        return self._run(http, lambda author: self.pipeline.jobs.style(request, progress=self._steps(progress, "style transfer"), author=author), history)
+        return self._run(http, lambda author, steps: self.pipeline.jobs.style(request, progress=steps, author=author), history, progress, "Style transfer")
 
     def verify(self, file, request: gr.Request | None = None):
         self.limiter.check(client_of(request))
         if not file:
             raise BadInput("Please upload a file to verify.")
         result = self.pipeline.verify(file)
-        details = result.report().replace("\n", "  \n")
-        codes = f"  \nc2pa codes: `{', '.join(result.codes)}`" if result.codes else ""
-        return f"### {badge_html(result.verdict)} {result.message}\n\n{details}{codes}", result.to_dict()
+        return verify_markdown(result), result.to_dict()
 
     # ---- small helpers of the page --------------------------------------------------------------------------
 
@@ -116,12 +144,18 @@ class Handlers:
             jobs = list(self._running.get(session, ()))
         for job in jobs:
             job.cancel()
+        gr.Info(titled("Stopped", "A request still waiting is dropped; one already on the GPU stops at its next step."), title="Stopped")
 
     def who_is_signed_in(self, request: gr.Request | None = None):
-        account = signed_in_account(request, self.pipeline.settings.on_spaces)
+        """Who is signed in, as HTML (links open here, not in a new tab): signing in is offered, never required."""
+        account = signed_in_account(request, self.pipeline.settings.on_spaces, self.accounts)
+        own = self.accounts is not None and self.accounts.enabled
         if account:
-            return f"👤 Signed in as **{account[0]}** ({account[1]}): your outputs name you as their author, in a signed identity assertion."
-        return "👤 Not signed in: outputs are recorded as made anonymously (no name)."
+            leave = " · <a href='logout' target='_self'>Sign out</a>" if own else ""
+            return (f"<p>Signed in as <strong>{html.escape(account[0])}</strong> ({html.escape(account[1])}): your outputs name you as their author, "
+                    f"in a signed identity assertion.{leave}</p>")
+        join = " <a href='login' target='_self'>Sign in</a> to be named as their author (optional)." if own else ""
+        return f"<p>Not signed in: outputs are recorded as made anonymously (no name).{join}</p>"
 
     def select_credentials(self, paths, event: gr.SelectData):
         index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) and event.index >= 0 else 0  # as a client sent it
@@ -136,22 +170,70 @@ class Handlers:
 
     @staticmethod
     def send_to_img2img(paths, selected):
+        """The selected output into image-to-image; that tab's outputs are cleared of anything an earlier request left."""
         if not paths:
             raise gr.Error("Make an image first; it can then be edited in image-to-image.", title="Nothing to send")
-        return paths[min(selected or 0, len(paths) - 1)], gr.Tabs(selected="i2i")
+        return paths[min(selected or 0, len(paths) - 1)], gr.Tabs(selected="i2i"), None, "", None, "", None, ""
+
+    def check_upload(self, path):
+        """Nothing to do once a picture arrives: the drop zone's guard has read its header already (a file that is
+        not a picture aipic can read, or too large, is refused there with aipic's own words). Pictures too small
+        to work from are said at once too."""
+        if path:
+            open_user_image(path, "picture", self.pipeline.catalog.limits.max_upload_pixels, MIN_INPUT_SIDE)
 
     def licence_for(self, key):
-        """The chosen model's licence, without loading it: a loaded model reports its own (a placeholder's are
-        aipic's random weights); otherwise the catalog's, or the placeholder's when only tiny models run."""
+        """The chosen model, what will actually load for it, and its licence, without loading it: a loaded model
+        reports its own (a placeholder's are aipic's random weights); otherwise the catalog's, or the
+        placeholder's when the tiny stand-in will run."""
         entry = self.pipeline.catalog.entry("text_to_image", key or None)
         loaded = self.pipeline.models.loaded("text_to_image", entry.key)
+        defaults = self.pipeline.models.request_defaults(entry.key)
+        tiny = self.pipeline.models.runs_tiny(entry.key)
         if loaded is not None:
             label, licence = loaded.describe()["label"], loaded.license
-        elif self.pipeline.models.mode == "tiny":
+        elif tiny:
             label, licence = f"tiny random weights in place of {entry.label}", entry.placeholder_license
         else:
             label, licence = entry.label, entry.license
-        return f"**Model:** {label} · **Licence:** {licence_markdown(licence)}"
+        runs = ("Runs: a tiny random-weight stand-in (offline placeholder): pictures are noise." if tiny
+                else f"Runs: {entry.label}" + (" (loaded)" if loaded is not None else " (loads on first use)"))
+        settings = f"Its settings: {defaults.get('steps')} steps, guidance {defaults.get('guidance')}, {defaults.get('size')}×{defaults.get('size')} pixels."
+        return f"**Model:** {label} · **Licence:** {licence_markdown(licence)}  \n{runs} {settings}"
+
+    def model_changed(self, key):
+        """A model's catalog defaults applied to the settings it needs (steps, guidance, size), with what will load."""
+        defaults = self.pipeline.models.request_defaults(key or None)
+        size = defaults.get("size")
+        return (self.licence_for(key), gr.update(value=defaults.get("steps")), gr.update(value=defaults.get("guidance")), gr.update(value=size), gr.update(value=size))
+
+    def model_changed_i2i(self, key):
+        defaults = self.pipeline.models.request_defaults(key or None)
+        return (self.licence_for(key), gr.update(value=defaults.get("img2img_steps", defaults.get("steps"))), gr.update(value=defaults.get("guidance")),
+                gr.update(value=defaults.get("strength")))
+
+    # ---- the history: kept in this browser ---------------------------------------------------------------
+
+    def _own_output(self, path) -> bool:
+        """A path the history may show: an existing output of this app (the browser's copy is not trusted)."""
+        if not isinstance(path, str):
+            return False
+        real, root = os.path.realpath(path), os.path.realpath(self.pipeline.output_dir)
+        return real.startswith(root + os.sep) and os.sep + ".staging" + os.sep not in real and os.path.isfile(real)
+
+    def restore_history(self, stored):
+        """The history this browser kept, checked entry by entry (outputs removed by retention drop out)."""
+        entries = [entry for entry in (stored or []) if isinstance(entry, dict) and self._own_output(entry.get("path")) and isinstance(entry.get("caption"), str)]
+        entries = [{"path": entry["path"], "caption": entry["caption"][:300]} for entry in entries][-HISTORY_SIZE:]
+        return entries, history_gallery(entries)
+
+    def history_credentials(self, history, event: gr.SelectData):
+        """The credentials of the history picture clicked (newest first, as shown)."""
+        entries = list(reversed(list(history or [])))
+        index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) else -1
+        if not 0 <= index < len(entries) or not self._own_output(entries[index].get("path")):
+            return "This picture is no longer kept here."
+        return panel_markdown(self.pipeline.credentials(entries[index]["path"]))
 
 
 # ---- pieces several tabs share ----------------------------------------------------------------------------
@@ -169,17 +251,20 @@ class Page:
                               "The file is used as uploaded, so its own Content Credentials stay in the chain.")
 
     def signed_outputs(self, prefix, gallery_label, files_label, between=None):
-        """A generating tab's output column, its components in the order outcome_outputs fills them: gallery,
-        generation info, files, the Content Credentials panel (plain words, the raw manifest one click away), and
-        the outputs' paths, seeds and selected index. ``between`` adds controls under the gallery."""
+        """A generating tab's output column, its components in the order outcome_outputs fills them: gallery
+        (captions are the pictures' alt text), generation info, labelled download links, the Content Credentials
+        panel (plain words, the raw manifest one click away), the outputs' paths, seeds and selected index, and
+        the hidden text announced when a result arrives. ``between`` adds controls under the gallery."""
         out = SimpleNamespace(gallery=gr.Gallery(label=gallery_label, elem_id=f"{prefix}-gallery"))
         out.extra = between() if between is not None else None
         audit = gr.Markdown(elem_id=f"{prefix}-audit")
-        files = gr.File(label=files_label, file_count="multiple", elem_id=f"{prefix}-files")
+        out.links = gr.HTML(label=files_label, elem_id=f"{prefix}-files", js_on_load=None)
+        files = gr.File(label=files_label, file_count="multiple", visible="hidden")  # the signed files for API clients
         out.panel = gr.Markdown(elem_id=f"{prefix}-credentials", label="Content Credentials")
-        with gr.Accordion("Raw manifest", open=False):
+        with gr.Accordion("Raw manifest (for C2PA specialists)", open=False):
             out.raw = gr.JSON(label="Active manifest")
         out.paths, out.seeds, out.selected = gr.State([]), gr.State([]), gr.State(0)
+        out.announce = gr.Textbox(visible="hidden", elem_id=f"{prefix}-announce", label="Announcement")
         out.components = [out.gallery, audit, files, out.panel, out.raw, out.paths, out.seeds, out.selected]
         return out
 
@@ -188,10 +273,12 @@ class Page:
         with gr.Row():
             return gr.Button(label, variant="primary", elem_id=go_id), gr.Button("Stop", variant="stop", elem_id=stop_id)
 
-    @staticmethod
-    def drop_zone(label, elem_id):
-        """One image drop zone with its preview: upload, paste or webcam. The original file is kept (no re-encoding)."""
-        return gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], height=220, elem_id=elem_id)
+    def drop_zone(self, label, elem_id):
+        """One image drop zone with its preview: upload, paste or webcam. The original file is kept (no re-encoding).
+        A file that is not a picture is refused as soon as it arrives (the same check guards every request)."""
+        zone = gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"], height=220, elem_id=elem_id)
+        zone.upload(user_errors(self.handlers.check_upload), zone, None, api_visibility="private")
+        return zone
 
     def model_picker(self, prefix):
         entries = self.pipeline.catalog.entries["text_to_image"]
@@ -242,13 +329,14 @@ def text_to_image_tab(page: Page):
                 licence = page.licence_note("text_to_image", "t2i")
                 with gr.Accordion("Settings", open=False, elem_id="t2i-settings"):
                     seed = Number(label="Seed", value=-1, precision=0, elem_id="t2i-seed", info="-1 picks one at random; the seed used is shown beside each picture. The same seed and settings give the same picture.")
-                    steps = Slider(1, limits.max_steps, value=defaults.get("steps", 20), step=1, label="Steps", info="More steps: more detail, slower. SD-Turbo needs 1–4.")
-                    guidance = Slider(0, limits.max_guidance, value=defaults.get("guidance", 7.5), step=0.5, label="Guidance",
+                    steps = Slider(1, limits.max_steps, value=defaults.get("steps", 20), step=1, label="Steps", elem_id="t2i-steps",
+                                   info="More steps: more detail, slower. SD-Turbo needs 1–4. Choosing a model sets its own.")
+                    guidance = Slider(0, limits.max_guidance, value=defaults.get("guidance", 7.5), step=0.5, label="Guidance", elem_id="t2i-guidance",
                                       info="How literally to follow the prompt. Higher sticks closer to the words; SD-Turbo works at 0 (and ignores the negative prompt at 1 or below).")
                     size = defaults.get("size", 512)
                     width = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width", info=f"{limits.min_side}–{limits.max_side} pixels, a multiple of 8")
                     height = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
-                    batch = Slider(1, limits.max_batch, value=1, step=1, label="Pictures", info=f"Up to {limits.max_batch} at once, seeds counting up from the first")
+                    batch = Slider(1, limits.max_batch, value=1, step=1, label="Pictures", elem_id="t2i-batch", info=f"Up to {limits.max_batch} at once, seeds counting up from the first")
                     output_format = page.format_picker()
                 private = page.privacy_choice()
                 rights = page.rights_controls("t2i")
@@ -259,7 +347,7 @@ def text_to_image_tab(page: Page):
                         return gr.Button("Reuse seed", size="sm", elem_id="t2i-reuse-seed"), gr.Button("Send to image-to-image", size="sm", elem_id="t2i-send-i2i")
 
                 out = page.signed_outputs("t2i", "Signed outputs", "Download signed files", between=reuse_and_send)
-        model.change(user_errors(page.handlers.licence_for), model, licence, api_visibility="private")
+        model.change(user_errors(page.handlers.model_changed), model, [licence, steps, guidance, width, height], api_visibility="private")
     inputs = [prompt, negative, seed, steps, guidance, width, height, batch, output_format, private, *rights, model]
     return SimpleNamespace(inputs=inputs, out=out, go=go, stop=stop, seed=seed, reuse=out.extra[0], send=out.extra[1])
 
@@ -275,7 +363,7 @@ def image_to_image_tab(page: Page):
                 negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="What to avoid")
                 model = page.model_picker("i2i")
                 licence = page.licence_note("text_to_image", "i2i")
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="i2i-settings"):
                     strength = Slider(0.05, 1.0, value=defaults.get("strength", 0.6), step=0.05, label="Strength",
                                       info="How much to change your image: low keeps it close, 1 keeps little more than its colours and layout.")
                     seed = Number(label="Seed", value=-1, precision=0, info="-1 picks one at random")
@@ -288,7 +376,7 @@ def image_to_image_tab(page: Page):
                 go, stop = page.go_and_stop("Transform", "i2i-go", "i2i-stop")
             with gr.Column():
                 out = page.signed_outputs("i2i", "Signed outputs", "Download signed files")
-        model.change(user_errors(page.handlers.licence_for), model, licence, api_visibility="private")
+        model.change(user_errors(page.handlers.model_changed_i2i), model, [licence, steps, guidance, strength], api_visibility="private")
     inputs = [init_file, prompt, negative, strength, seed, steps, guidance, batch, output_format, private, *rights, model]
     return SimpleNamespace(inputs=inputs, out=out, go=go, stop=stop, init_file=init_file)
 
@@ -303,7 +391,7 @@ def style_tab(page: Page):
                     style_file = page.drop_zone("Style image", "style-style")
                 gr.Markdown(page.upload_limits)
                 page.licence_note("style", "style")
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="style-settings"):
                     steps = Slider(1, limits.max_style_steps, value=100, step=1, label="Optimisation steps", elem_id="style-steps", info="More steps: the style takes hold more, slower.")
                     size = Slider(limits.min_side, min(limits.max_side, 768), value=256, step=8, label="Longest side")
                     weight = Number(label="Style weight", value=1e5, info="How strongly the style image's textures win over the content's layout (try 1e4 to 1e6).")
@@ -319,8 +407,11 @@ def style_tab(page: Page):
 
 def history_tab():
     with gr.Tab("History", id="history"):
-        gr.Markdown("Everything you made in this session, newest first (kept only while this page is open; download what you want to keep).")
-        return gr.Gallery(label="This session", columns=6, elem_id="history-gallery")
+        gr.Markdown("What you made here, newest first, kept in this browser (pictures the site no longer keeps drop out). "
+                    "Choose one to see its Content Credentials.")
+        gallery = gr.Gallery(label="Your pictures", columns=4, elem_id="history-gallery", allow_preview=False)
+        panel = gr.Markdown(elem_id="history-credentials")
+        return SimpleNamespace(gallery=gallery, panel=panel)
 
 
 def verify_tab(page: Page):
@@ -339,15 +430,16 @@ def verify_tab(page: Page):
 # ---- the page ----------------------------------------------------------------------------------------------
 
 
-def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr.Blocks:
-    handlers = Handlers(pipeline, limiter or RateLimiter(pipeline.settings.rate_limit))
+def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None, accounts=None) -> gr.Blocks:
+    handlers = Handlers(pipeline, limiter or RateLimiter(pipeline.settings.rate_limit), accounts)
     page = Page(pipeline, handlers)
     notes = pipeline.placeholder_notes()
     # The signed outputs are served straight from the output folder (one copy on disk, the signed bytes
     # themselves); Gradio's cache holds only uploads, dropped after a day.
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([str(pipeline.output_dir)])
-    with gr.Blocks(title="aipic", delete_cache=(3600, 86400)) as demo:
+    with gr.Blocks(title="aipic", delete_cache=(3600, 86400), analytics_enabled=pipeline.settings.analytics) as demo:
+        gr.HTML(SKIP_LINK + LIVE_REGION, elem_id="aipic-top", js_on_load=None)
         with gr.Row():
             gr.Markdown(
                 "# aipic\nMake pictures from words or from your own images. **Every picture is checked for bias** (how an AI "
@@ -362,27 +454,34 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None) -> gr
                 with gr.Accordion("Details for operators", open=False):
                     gr.Markdown("  \n".join(notes))
         with gr.Row():
-            signed_in = gr.Markdown(elem_id="signed-in")
+            signed_in = gr.HTML(elem_id="signed-in", js_on_load=None)
             if pipeline.settings.on_spaces:
                 gr.LoginButton()
         demo.load(user_errors(handlers.who_is_signed_in), None, signed_in, api_visibility="private")
-        history = gr.State([])
+        demo.load(None, js=REMEMBERED_DARK_JS, api_visibility="private")
+        history = gr.BrowserState([], storage_key="aipic-history")
 
-        with gr.Tabs() as tabs:
-            t2i = text_to_image_tab(page)
-            i2i = image_to_image_tab(page)
-            style = style_tab(page)
-            history_gallery = history_tab()
-            verify_tab(page)
+        with gr.Column(elem_id="aipic-main"):
+            with gr.Tabs() as tabs:
+                t2i = text_to_image_tab(page)
+                i2i = image_to_image_tab(page)
+                style = style_tab(page)
+                past = history_tab()
+                verify_tab(page)
 
-        tail = [history, history_gallery]
-        t_event = t2i.go.click(user_errors(handlers.text_to_image), [*t2i.inputs, history], [*t2i.out.components, *tail], api_name="text_to_image")
+        tail = [history, past.gallery]
+        demo.load(user_errors(handlers.restore_history), history, tail, api_visibility="private")
+        past.gallery.select(user_errors(handlers.history_credentials), history, past.panel, api_visibility="private")
+        t_event = t2i.go.click(user_errors(handlers.text_to_image), [*t2i.inputs, history], [*t2i.out.components, *tail, t2i.out.links, t2i.out.announce], api_name="text_to_image")
         t2i.reuse.click(user_errors(handlers.reuse_seed), [t2i.out.seeds, t2i.out.selected], t2i.seed, api_visibility="private")
-        t2i.send.click(user_errors(handlers.send_to_img2img), [t2i.out.paths, t2i.out.selected], [i2i.init_file, tabs], api_visibility="private")
-        i_event = i2i.go.click(user_errors(handlers.image_to_image), [*i2i.inputs, history], [*i2i.out.components, *tail], api_name="image_to_image")
-        s_event = style.go.click(user_errors(handlers.stylise), [*style.inputs, history], [*style.out.components, *tail], api_name="style_transfer",
+        # New content in the image-to-image tab clears what its outputs showed of an earlier failure.
+        t2i.send.click(user_errors(handlers.send_to_img2img), [t2i.out.paths, t2i.out.selected], [i2i.init_file, tabs, *i2i.out.components[:5], i2i.out.links], api_visibility="private")
+        i_event = i2i.go.click(user_errors(handlers.image_to_image), [*i2i.inputs, history], [*i2i.out.components, *tail, i2i.out.links, i2i.out.announce], api_name="image_to_image")
+        s_event = style.go.click(user_errors(handlers.stylise), [*style.inputs, history], [*style.out.components, *tail, style.out.links, style.out.announce], api_name="style_transfer",
                                  concurrency_id="long-jobs", concurrency_limit=2)  # long jobs: their own Gradio slots and engine lane
         for tab, event in ((t2i, t_event), (i2i, i_event), (style, s_event)):
             tab.stop.click(handlers.stop, None, None, cancels=[event], api_visibility="private")
             tab.out.gallery.select(user_errors(handlers.select_credentials), tab.out.paths, [tab.out.panel, tab.out.raw, tab.out.selected], api_visibility="private")
+            event.success(None, tab.out.announce, None, js=ANNOUNCE_JS, api_visibility="private")
+            event.failure(None, None, None, js=FAILED_JS, api_visibility="private")
     return demo

@@ -5,6 +5,7 @@ instead of cutting their streams."""
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import os
 import re
@@ -54,6 +55,14 @@ NOT_UPLOADED = "This file was not uploaded to this app. Please upload it again."
 NOT_A_PICTURE = f"This file is not a picture aipic can read ({UPLOAD_FORMAT_NAMES}). Please choose another file."
 NOT_READABLE = "One of the inputs could not be read. Please check it and try again."
 NOT_PROCESSED = "This request could not be processed. Please check its inputs and try again."
+
+
+def titled(title: str, message: str) -> str:
+    """A toast's text with its title first: Gradio 6.31's toast always heads errors "Error" and drops the title
+    it is given (API clients still get ``title``), so the title is written into the message, as escaped HTML."""
+    if message.startswith("<strong>"):
+        return message
+    return f"<strong>{html.escape(title, quote=False)}</strong><br>{html.escape(message, quote=False)}"
 
 
 def _within(path: str, roots: list[str]) -> bool:
@@ -119,6 +128,7 @@ def protect_inputs(demo: gr.Blocks, allowed: list[Path], refused: list[Path], ma
             error.print_exception = False
             if not error.title or error.title == "Error":
                 error.title = CHECK_INPUT
+            error.message = titled(error.title, str(error.message))
             raise
         except Exception as error:  # noqa: BLE001 - a value Gradio could not take in: its type only, never the value
             log.warning("a request could not be processed (%s)", type(error).__name__)

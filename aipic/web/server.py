@@ -23,7 +23,8 @@ from aipic.pipeline import AipicPipeline
 from aipic.provenance.publish import STAGING
 from aipic.provenance.verify import VERIFY_SLOTS
 from aipic.web.app import build_app
-from aipic.web.components import MAX_UPLOAD_MB
+from aipic.web.accounts import Accounts
+from aipic.web.components import CSS, HEAD, MAX_UPLOAD_MB, theme
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import protect_inputs, tell_waiting_clients
 
@@ -45,8 +46,8 @@ def start_retention(pipeline: AipicPipeline, every_s: float = 3600) -> None:
     threading.Thread(target=loop, name="aipic-retention", daemon=True).start()
 
 
-def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
-    """Gradio at /, the engine's Prometheus metrics at /metrics."""
+def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks, accounts: Accounts | None = None) -> FastAPI:
+    """Gradio at /, the engine's Prometheus metrics at /metrics, optional sign-in at /login and /logout."""
     secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.settings.registry_file]
     for served in (pipeline.output_dir, Path(gradio_utils.get_upload_folder())):
         if any(gradio_utils.is_in_or_equal(path.resolve(), served.resolve()) for path in secrets):
@@ -64,6 +65,9 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
                 return JSONResponse({"detail": str(error)}, status_code=429)
         return await call_next(request)
 
+    if accounts is not None and accounts.enabled:
+        accounts.mount(server)
+
     @server.get("/metrics", include_in_schema=False)
     def metrics():
         return Response(pipeline.engine.metrics.render(), media_type=pipeline.engine.metrics.content_type)
@@ -78,8 +82,9 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks) -> FastAPI:
         server,
         demo,
         path="",
-        auth=list(pipeline.settings.auth) or None,
-        auth_message="Sign in: your outputs will name you as their author.",
+        theme=theme(),
+        css=CSS,
+        head=HEAD,
         allowed_paths=[str(pipeline.output_dir)],
         blocked_paths=[str(path) for path in private],
         max_file_size=f"{MAX_UPLOAD_MB}mb",
@@ -139,9 +144,12 @@ def main(argv=None) -> None:
         pipeline.check_home()
         pipeline.reconcile_outputs()  # nothing is served that the registry does not know, after a crash too
         _ = pipeline.identity, pipeline.identity_authority  # make or load the signing and identity CAs now, not on the first request
-        demo = build_app(pipeline)
-        server = make_server_app(pipeline, demo)
+        accounts = Accounts(settings.auth)
+        demo = build_app(pipeline, accounts=accounts)
+        server = make_server_app(pipeline, demo, accounts)
         pipeline.warm_up()
+        for note in pipeline.placeholder_notes():
+            log.warning("placeholder models are running: %s", note)
     except AipicError as error:
         raise SystemExit(f"aipic: error: {error}")
     start_retention(pipeline)
@@ -168,5 +176,9 @@ def main(argv=None) -> None:
 
 
 def demo_from_environment() -> gr.Blocks:
-    """The Blocks for Gradio's reload mode and Spaces (``app.demo``), from the environment's Settings."""
-    return build_app(AipicPipeline(Settings.from_env()))
+    """The Blocks for Gradio's reload mode and Spaces (``app.demo``), from the environment's Settings. Spaces call
+    ``demo.launch()`` themselves: the theme, CSS and head reach it through the attributes Gradio 6's launch() reads
+    when it is given none."""
+    demo = build_app(AipicPipeline(Settings.from_env()))
+    demo._deprecated_theme, demo._deprecated_css, demo._deprecated_head = theme(), CSS, HEAD
+    return demo

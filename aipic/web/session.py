@@ -13,13 +13,13 @@ def client_of(request) -> str | None:
     return getattr(getattr(request, "client", None), "host", None)
 
 
-def signed_in_account(http, on_spaces: bool = False) -> tuple[str, str] | None:
+def signed_in_account(http, on_spaces: bool = False, accounts=None) -> tuple[str, str] | None:
     """(account name, who verified it) of the person signed in, or None: anonymous.
 
-    Gradio's ``auth`` (an identity the operator configures: AIPIC_AUTH) sets ``request.username``; on Hugging
-    Face Spaces, ``gr.LoginButton`` keeps the Hugging Face account in the session.
+    An account the operator configures (AIPIC_AUTH) is named by aipic's signed sign-in cookie
+    (aipic.web.accounts); on Hugging Face Spaces, ``gr.LoginButton`` keeps the Hugging Face account in the session.
     """
-    name = getattr(http, "username", None)
+    name = accounts.user_of_request(http) if accounts is not None and http is not None else None
     if name:
         return str(name), "account on this aipic instance"
     if on_spaces and http is not None:
