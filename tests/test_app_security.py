@@ -225,6 +225,11 @@ def test_inputs_that_cannot_be_read_get_aipics_words_and_their_values_stay_out_o
     data[0] = _upload(url, notes)
     message = through_the_queue(url, fn_index, data)
     assert "This file is not a picture aipic can read" in json.dumps(message) and str(tmp_path) not in json.dumps(message)
+    style, style_inputs, _ = endpoint(url, "style_transfer")  # style transfer's two drop zones too
+    values = _defaults_for("style_transfer", len(style_inputs))
+    values[0], values[1] = _upload(url, notes), _upload(url, _picture(tmp_path / "ok-style.png"))
+    message = through_the_queue(url, style, values)
+    assert "This file is not a picture aipic can read" in json.dumps(message) and str(tmp_path) not in json.dumps(message)
     t2i, t2i_inputs, _ = endpoint(url, "text_to_image")
     values = ["a lighthouse", "", 1, 2, 0, 64, 64, 1, f"{marker}-format", False, "allowed", "allowed", "allowed", "notAllowed", "", "", f"{marker}-model\nINFO:aipic.app:FORGED", []]
     assert through_the_queue(url, t2i, values).get("success") is False

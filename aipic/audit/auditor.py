@@ -38,9 +38,9 @@ class AuditResult:
         if self.clip_model.get("placeholder"):
             lines.append("⚠ Audit ran on tiny random-weight CLIP: the numbers below are meaningless.")
         if not self.person_present:
-            lines.append(f"No person detected (p(person) = {self.person_probability:.2f}); attributes not assessed.")
+            lines.append(f"No person detected (the audit model put the chance of one at {self.person_probability:.0%}); attributes not assessed.")
             return "\n".join(lines)
-        lines.append(f"Person detected (p(person) = {self.person_probability:.2f}). Perceived by the model, not identity:")
+        lines.append(f"Person detected ({self.person_probability:.0%} sure). Perceived by the model, not identity:")
         for result in self.attributes.values():
             if result.abstained:
                 lines.append(f"• {result.title}: abstained ({result.reason})")
