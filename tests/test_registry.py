@@ -325,3 +325,143 @@ def test_known_paths_are_looked_up_by_index(url):
         assert any(index["column_names"] == ["path"] for index in indexes)
     finally:
         registry.close()
+
+
+# ---- the indexed fingerprint search (multi-index hashing) ----------------------------------------------------
+
+
+def _flip(code: int, bits: int, rng) -> int:
+    for position in rng.choice(64, size=bits, replace=False):
+        code ^= 1 << int(position)
+    return code
+
+
+def _real_picture_codes() -> list[int]:
+    """Fingerprints of real pictures (scikit-image's samples) and of their crops, resizes and recompressions:
+    perceptual hashes cluster, which defeats naive substring splits."""
+    import io
+
+    from PIL import Image
+    from skimage import data as samples
+
+    from aipic.provenance.fingerprint import fingerprint
+
+    codes = []
+    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "page", "horse", "moon", "text", "coins"):
+        try:
+            array = getattr(samples, name)()
+        except Exception:  # noqa: BLE001 - a sample that needs a download: skipped
+            continue
+        picture = Image.fromarray(array).convert("RGB")
+        variants = [picture, picture.resize((picture.width // 2, picture.height // 2)), picture.crop((8, 8, picture.width - 8, picture.height - 8))]
+        for quality in (30, 60, 90):
+            buffer = io.BytesIO()
+            picture.save(buffer, "JPEG", quality=quality)
+            variants.append(Image.open(io.BytesIO(buffer.getvalue())))
+        codes += [int(fingerprint(variant), 16) for variant in variants]
+    return codes
+
+
+def _brute_force(codes: dict, query: int, max_bits: int):
+    """The nearest (fewest bits, then smallest id) within max_bits by scanning everything."""
+    best = min(((bin(code ^ query).count("1"), output_id) for output_id, code in codes.items()), default=None)
+    return (best[1], best[0]) if best is not None and best[0] <= max_bits else None
+
+
+def _fill(registry: Registry, codes: list[int]) -> dict:
+    from aipic.provenance.registry import fingerprint_row, fingerprints, outputs
+
+    rows, prints, by_id = [], [], {}
+    for n, code in enumerate(codes):
+        values = dict(entry(n, f"{code:016x}").__dict__)
+        rows.append(values)
+        prints.append(fingerprint_row(values["id"], "full", f"{code:016x}"))
+        by_id[values["id"]] = code
+    with registry.engine.begin() as connection:
+        connection.execute(outputs.insert(), rows)
+        connection.execute(fingerprints.insert(), prints)
+    return by_id
+
+
+@pytest.mark.parametrize("kind", ["random", "real pictures"])
+def test_the_indexed_search_returns_exactly_what_a_full_scan_returns(url, kind):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    if kind == "random":
+        base = [int(x) for x in rng.integers(0, 2**63, size=2000, dtype=np.int64)] + [int(x) | (1 << 63) for x in rng.integers(0, 2**63, size=2000, dtype=np.int64)]
+    else:
+        real = _real_picture_codes()
+        assert len(real) >= 30
+        base = real + [_flip(code, int(rng.integers(1, 12)), rng) for code in real for _ in range(30)]  # a clustered registry
+    registry = Registry(url)
+    by_id = _fill(registry, base)
+    queries = []
+    for bits in range(0, 10):  # every distance 0–8 and just beyond
+        for code in rng.choice(base, size=12, replace=False):
+            queries.append(_flip(int(code), bits, rng))
+    queries += [int(x) for x in rng.integers(0, 2**63, size=20, dtype=np.int64)]  # misses
+    for query in queries:
+        stats: dict = {}
+        found = registry.nearest_fingerprint(f"{query:016x}", 8, stats)
+        expected = _brute_force(by_id, query, 8)
+        got = (found[0].id, found[1]) if found else None
+        assert got == expected, (f"{query:016x}", got, expected)
+        assert stats["candidates"] <= len(base)
+    registry.close()
+
+
+def test_a_registry_made_by_the_previous_schema_gets_its_index(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from aipic.provenance.registry import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'v3.sqlite3'}"
+    old = Registry(url, migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        for n, value in enumerate(["00000000000000ff", "ffffffffffffff00", "0f0f0f0f0f0f0f0f"]):
+            values = dict(entry(n, value).__dict__)
+            connection.exec_driver_sql(
+                "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (values["id"], values["created_at"].isoformat(), "text-to-image", "m", "image/png", values["file_sha256"], f"urn:c2pa:{n}", b"s", value))
+            connection.exec_driver_sql("INSERT INTO fingerprints (output_id, variant, value) VALUES (?, 'full', ?)", (values["id"], value))
+    old.close()
+    upgraded = Registry(url)  # migrates to head: the substrings are filled and indexed
+    with upgraded.engine.connect() as connection:
+        indexes = {row[1] for row in connection.exec_driver_sql("PRAGMA index_list('fingerprints')")}
+        assert {"ix_fingerprints_chunk0", "ix_fingerprints_chunk1", "ix_fingerprints_chunk2"} <= indexes
+        assert connection.exec_driver_sql("SELECT count(*) FROM fingerprints WHERE chunk0 IS NULL OR code IS NULL").scalar() == 0
+    found, bits = upgraded.nearest_fingerprint("ffffffffffffff01", 8)
+    assert found.id == f"{1:032x}" and bits == 1
+    upgraded.close()
+
+
+def test_writers_and_a_reader_see_every_record_at_once(url):
+    """Two writers record while a reader searches: each output is findable as soon as its record commits."""
+    import threading
+
+    registry = Registry(url)
+    errors: list = []
+
+    def write(start: int) -> None:
+        try:
+            for n in range(start, start + 40):
+                value = f"{(n * 0x9E3779B97F4A7C15) & (2**64 - 1):016x}"
+                registry.record(entry(n, value))
+                found = registry.nearest_fingerprint(value, 8)
+                assert found is not None and found[1] == 0, value
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(start,)) for start in (1000, 2000)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and registry.count() == 80
+    registry.close()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from aipic.common.errors import ConfigError
 from aipic.common.settings import Settings
-from aipic.provenance.fingerprint import distance
+from aipic.provenance import fingerprint_index as index
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -46,7 +46,18 @@ fingerprints = sa.Table(
     sa.Column("output_id", sa.String(32), primary_key=True),
     sa.Column("variant", sa.String(16), primary_key=True),
     sa.Column("value", sa.String(16), nullable=False),
+    sa.Column("code", sa.BigInteger),  # the value as a signed 64-bit integer
+    sa.Column("chunk0", sa.Integer, index=True),  # its substrings for the multi-index search (fingerprint_index)
+    sa.Column("chunk1", sa.Integer, index=True),
+    sa.Column("chunk2", sa.Integer, index=True),
 )
+
+
+def fingerprint_row(output_id: str, variant: str, value: str) -> dict:
+    """A fingerprints row with its indexed substrings: written in the same transaction as its output."""
+    code = index.as_int(value)
+    return {"output_id": output_id, "variant": variant, "value": value, "code": index.as_signed(code),
+            **{f"chunk{i}": chunk for i, chunk in enumerate(index.chunks(code))}}
 
 
 @dataclass
@@ -135,7 +146,7 @@ class Registry:
                 if connection.execute(sa.select(outputs.c.id).where(outputs.c.id == entry.id)).first() is not None:
                     return
                 connection.execute(outputs.insert().values(**values))
-                connection.execute(fingerprints.insert(), [{"output_id": entry.id, "variant": name, "value": value} for name, value in variants.items()])
+                connection.execute(fingerprints.insert(), [fingerprint_row(entry.id, name, value) for name, value in variants.items()])
         except sa.exc.IntegrityError:  # a concurrent retry won the race: the same output, already recorded
             log.info("output %s was already recorded", entry.id)
 
@@ -160,14 +171,33 @@ class Registry:
     def by_watermark(self, watermark_id: str) -> Entry | None:
         return self._first(outputs.c.watermark_id == watermark_id)
 
-    def nearest_fingerprint(self, fingerprint: str, max_bits: int) -> tuple[Entry, int] | None:
-        """The recorded output whose fingerprint is closest to this one, if within ``max_bits``."""
-        best = None
+    def nearest_fingerprint(self, fingerprint: str, max_bits: int, stats: dict | None = None) -> tuple[Entry, int] | None:
+        """The recorded output whose fingerprint is closest to this one, if within ``max_bits``: exact, through the
+        substring indexes (aipic.provenance.fingerprint_index), nearest first. ``stats`` (a dict) gets the
+        candidates examined and the stages probed."""
+        query = index.as_int(fingerprint)
+        best: tuple[str, int] | None = None
+        seen: set = set()
+        examined = stage = 0
+        postgres = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as connection:
-            for output_id, recorded in connection.execute(sa.select(fingerprints.c.output_id, fingerprints.c.value)).yield_per(10_000):
-                bits = distance(fingerprint, recorded)
-                if bits <= max_bits and (best is None or bits < best[1]):
-                    best = (output_id, bits)
+            for stage in range(index.stages(max_bits)):
+                for column, values in zip((fingerprints.c.chunk0, fingerprints.c.chunk1, fingerprints.c.chunk2), index.probes(query, stage)):
+                    select = sa.select(fingerprints.c.output_id, fingerprints.c.variant, fingerprints.c.value).where(column.in_(values))
+                    if postgres:  # the exact check in the server: only codes within the radius come back
+                        select = select.where(sa.text("bit_count((fingerprints.code # :query)::bit(64)) <= :max_bits").bindparams(query=index.as_signed(query), max_bits=max_bits))
+                    for output_id, variant, value in connection.execute(select):
+                        if (output_id, variant) in seen:
+                            continue
+                        seen.add((output_id, variant))
+                        examined += 1
+                        bits = (index.as_int(value) ^ query).bit_count()
+                        if bits <= max_bits and (best is None or bits < best[1] or (bits == best[1] and output_id < best[0])):
+                            best = (output_id, bits)
+                if best is not None and best[1] <= index.complete_within(stage):
+                    break  # nothing unseen can be nearer
+        if stats is not None:
+            stats.update(candidates=examined, stages=stage + 1)
         found = self.get(best[0]) if best else None
         return (found, best[1]) if found is not None and best is not None else None
 

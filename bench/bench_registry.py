@@ -1,0 +1,314 @@
+"""The registry's fingerprint search at scale: fill a home's registry with N synthetic outputs, then measure.
+
+    python bench/bench_registry.py --outputs 1000000 --home /tmp/reg [--postgres] [--out bench/results/<date>-cpu-registry.json]
+
+* Fill: N outputs in bulk (three fingerprints each — the whole picture and two crops — as aipic records them),
+  with the substrings the index needs. A fifth of the codes are real pictures' perceptual hashes (scikit-image's
+  samples and their crops, resizes and recompressions, each perturbed by a few bits: real hashes cluster, which
+  defeats naive substring splits), the rest random. Then a few planted near-duplicates of known codes.
+* Insert rate: the bulk fill (rows a second), and ``Registry.record`` one output at a time as the app records.
+* Lookups: p50/p95 per fingerprint lookup for hits at each distance 0–8 (a planted code, flipped that many bits)
+  and for misses, the candidates examined, recall of the planted near-duplicates; peak memory of this process.
+* ``--postgres`` starts a throw-away PostgreSQL 15 cluster on 127.0.0.1 (as the tests do) and runs the same.
+* ``--check-cli``: after the fill, ``aipic generate`` with that home records a real output (tiny models), and
+  ``aipic verify`` recognises a stripped copy of it through the filled registry.
+
+Writes JSON (one run: every ratio and figure measured in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aipic.provenance.fingerprint import MATCH_BITS, fingerprint  # noqa: E402
+from aipic.provenance.registry import Registry, fingerprint_row  # noqa: E402
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+BATCH = 50_000
+LOOKUPS_PER_DISTANCE = 40
+
+
+def real_picture_codes() -> list[int]:
+    from PIL import Image
+    from skimage import data as samples
+
+    codes = []
+    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "page", "horse", "moon", "text", "coins", "cat", "clock", "immunohistochemistry", "retina"):
+        try:
+            array = getattr(samples, name)()
+        except Exception:  # noqa: BLE001 - a sample that needs a download
+            continue
+        picture = Image.fromarray(np.asarray(array, dtype=np.uint8) if array.dtype == bool else array).convert("RGB")
+        variants = [picture, picture.resize((picture.width // 2, picture.height // 2)), picture.crop((10, 10, picture.width - 10, picture.height - 10))]
+        for quality in (20, 50, 80):
+            buffer = io.BytesIO()
+            picture.save(buffer, "JPEG", quality=quality)
+            variants.append(Image.open(io.BytesIO(buffer.getvalue())))
+        codes += [int(fingerprint(variant), 16) for variant in variants]
+    return codes
+
+
+def synthetic_codes(n: int, rng, real: list[int]) -> np.ndarray:
+    """n codes: a fifth near real pictures' hashes (each flipped in 0–12 random bits), the rest random."""
+    codes = rng.integers(0, 2**64, size=n, dtype=np.uint64)
+    clustered = n // 5
+    bases = np.array(real, dtype=np.uint64)[rng.integers(0, len(real), size=clustered)]
+    flips = np.zeros(clustered, dtype=np.uint64)
+    for _ in range(12):
+        on = rng.random(clustered) < 0.5
+        flips ^= np.where(on, np.left_shift(np.uint64(1), rng.integers(0, 64, size=clustered).astype(np.uint64)), np.uint64(0))
+    codes[:clustered] = bases ^ flips
+    return codes
+
+
+def flip(code: int, bits: int, rng) -> int:
+    for position in rng.choice(64, size=bits, replace=False):
+        code ^= 1 << int(position)
+    return code
+
+
+def fill(registry: Registry, n: int, rng, real: list[int]) -> dict:
+    """N outputs, three fingerprints each, in batches through the DB-API (as a bulk import would)."""
+    from aipic.provenance.registry import fingerprints, outputs
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = time.perf_counter()
+    rows = 0
+    with registry.engine.begin() as connection:
+        for offset in range(0, n, BATCH):
+            size = min(BATCH, n - offset)
+            full = synthetic_codes(size, rng, real)
+            crops = [full ^ np.left_shift(np.uint64(1), rng.integers(0, 64, size=size).astype(np.uint64)) for _ in range(2)]  # crops: a bit or two away
+            ids = [f"{offset + i:032x}" for i in range(size)]
+            connection.execute(outputs.insert(), [
+                {"id": output_id, "created_at": now, "task": "text-to-image", "model": "bench", "mime": "image/png", "file_sha256": output_id * 2,
+                 "manifest_label": f"urn:c2pa:{output_id}", "manifest_store": b"", "watermark_id": None, "fingerprint": f"{int(code):016x}", "path": None,
+                 "file_deleted_at": None} for output_id, code in zip(ids, full)])
+            prints = []
+            for variant, values in (("full", full), ("crop90", crops[0]), ("crop80", crops[1])):
+                prints += [fingerprint_row(output_id, variant, f"{int(code):016x}") for output_id, code in zip(ids, values)]
+            connection.execute(fingerprints.insert(), prints)
+            rows += size * 4
+            if offset and offset % (10 * BATCH) == 0:
+                print(f"  {offset:,} outputs", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - start
+    if registry.engine.dialect.name == "postgresql":
+        with registry.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE fingerprints")
+    return {"seconds": seconds, "outputs_per_s": n / seconds, "rows_per_s": rows / seconds}
+
+
+def insert_overhead(folder: Path, rng, count: int = 300, rounds: int = 3) -> dict:
+    """The median of ``rounds`` alternating measurements of insert_overhead_once (disk timing is noisy)."""
+    runs = [insert_overhead_once(folder / str(n), rng, count) for n in range(rounds)]
+    before = float(np.median([r["before_per_s"] for r in runs]))
+    after = float(np.median([r["after_per_s"] for r in runs]))
+    return {"before_per_s": before, "after_per_s": after, "slowdown": before / after - 1, "rounds": runs}
+
+
+def insert_overhead_once(folder: Path, rng, count: int) -> dict:
+    """Registry.record (one transaction per output, three fingerprints) into an empty registry with the index,
+    against the same writes into a registry at the previous schema (0003, no substrings or indexes)."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from aipic.provenance.registry import MIGRATIONS, Entry, outputs
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    entries = []
+    for n in range(count):
+        code = int(rng.integers(0, 2**63))
+        output_id = f"r{n:031x}"
+        entries.append((Entry(output_id, now, "text-to-image", "bench", "image/png", output_id * 2, f"urn:c2pa:{output_id}", b"", None, f"{code:016x}", None, None),
+                        {"full": f"{code:016x}", "crop90": f"{code ^ 1:016x}", "crop80": f"{code ^ 2:016x}"}))
+    folder.mkdir(parents=True, exist_ok=True)
+    old = Registry(f"sqlite:///{folder / 'before.sqlite3'}", migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    plain = sa.table("fingerprints", sa.column("output_id"), sa.column("variant"), sa.column("value"))
+    start = time.perf_counter()
+    for entry, variants in entries:  # what Registry.record did before the index, step for step
+        with old.engine.begin() as connection:
+            if connection.execute(sa.select(outputs.c.id).where(outputs.c.id == entry.id)).first() is not None:
+                continue
+            connection.execute(outputs.insert().values(**entry.__dict__))
+            connection.execute(plain.insert(), [{"output_id": entry.id, "variant": name, "value": value} for name, value in variants.items()])
+    before = count / (time.perf_counter() - start)
+    old.close()
+    new = Registry(f"sqlite:///{folder / 'after.sqlite3'}")
+    start = time.perf_counter()
+    for entry, variants in entries:
+        new.record(entry, variants)
+    after = count / (time.perf_counter() - start)
+    new.close()
+    return {"before_per_s": before, "after_per_s": after, "slowdown": before / after - 1}
+
+
+def planted(registry: Registry, rng, real: list[int], count: int) -> tuple[list[tuple[str, int]], float]:
+    """Outputs recorded through Registry.record (the app's path) after the fill: their codes are the ones looked up."""
+    from aipic.provenance.registry import Entry
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    made = []
+    start = time.perf_counter()
+    for n in range(count):
+        code = int(real[n % len(real)]) ^ (1 << int(rng.integers(0, 64))) if n % 2 else int(rng.integers(0, 2**63))
+        output_id = f"p{n:031x}"
+        value = f"{code:016x}"
+        registry.record(Entry(output_id, now, "text-to-image", "bench", "image/png", output_id * 2, f"urn:c2pa:{output_id}", b"", None, value, None, None),
+                        {"full": value, "crop90": f"{code ^ 1:016x}", "crop80": f"{code ^ 2:016x}"})
+        made.append((output_id, code))
+    return made, count / (time.perf_counter() - start)
+
+
+def lookups(registry: Registry, made: list, rng) -> dict:
+    out: dict = {"by_distance": {}, "misses": {}}
+    recalled = total = 0
+    for bits in range(0, MATCH_BITS + 1):
+        times, candidates = [], []
+        for _output_id, code in made[:LOOKUPS_PER_DISTANCE]:
+            query = flip(code, bits, rng)
+            stats: dict = {}
+            start = time.perf_counter()
+            found = registry.nearest_fingerprint(f"{query:016x}", MATCH_BITS, stats)
+            times.append(time.perf_counter() - start)
+            candidates.append(stats["candidates"])
+            total += 1
+            recalled += bool(found) and found[1] <= bits  # the planted output, or another at least as near
+        out["by_distance"][bits] = summary(times, candidates)
+    times, candidates = [], []
+    for _ in range(LOOKUPS_PER_DISTANCE):
+        stats = {}
+        start = time.perf_counter()
+        registry.nearest_fingerprint(f"{int(rng.integers(0, 2**63)):016x}", MATCH_BITS, stats)
+        times.append(time.perf_counter() - start)
+        candidates.append(stats["candidates"])
+    out["misses"] = summary(times, candidates)
+    every = [t for entry in out["by_distance"].values() for t in entry["_times"]] + out["misses"]["_times"]
+    out["all"] = {"p50_ms": float(np.percentile(every, 50) * 1000), "p95_ms": float(np.percentile(every, 95) * 1000)}
+    for entry in [*out["by_distance"].values(), out["misses"]]:
+        entry.pop("_times")
+    out["recall"] = recalled / total
+    return out
+
+
+def summary(times: list, candidates: list) -> dict:
+    return {"p50_ms": float(np.percentile(times, 50) * 1000), "p95_ms": float(np.percentile(times, 95) * 1000),
+            "candidates_median": float(np.median(candidates)), "candidates_max": int(max(candidates)), "_times": times}
+
+
+@contextlib.contextmanager
+def postgres():
+    folder = tempfile.mkdtemp(prefix="aipic-bench-pg-")
+    data = os.path.join(folder, "data")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    subprocess.run([*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o", f"-p {port} -k {folder} -h 127.0.0.1 -c shared_buffers=1GB -c maintenance_work_mem=1GB", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_cli(home: Path, registry_url: str | None) -> dict:
+    """aipic generate with this home records a real output; aipic verify recognises a stripped copy of it."""
+    from PIL import Image
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AIPIC_MODELS": "tiny"}
+    if registry_url:
+        env["AIPIC_REGISTRY_URL"] = registry_url
+    aipic = [sys.executable, "-m", "aipic"]
+    made = subprocess.run([*aipic, "generate", "a lighthouse at dusk", "--width", "256", "--height", "256", "--steps", "2", "--home", str(home), "--json"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    path = json.loads(made.stdout)["outputs"][0]["path"]
+    stripped = home / "stripped-copy.png"
+    Image.open(path).convert("RGB").save(stripped)
+    start = time.perf_counter()
+    verified = subprocess.run([*aipic, "verify", str(stripped), "--home", str(home), "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    seconds = time.perf_counter() - start
+    result = json.loads(verified.stdout)[str(stripped)]
+    resized = home / "resized-copy.png"  # the watermark does not survive resizing: the fingerprint must find it
+    Image.open(path).convert("RGB").resize((200, 200)).save(resized)
+    by_print = json.loads(subprocess.run([*aipic, "verify", str(resized), "--home", str(home), "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600).stdout)[str(resized)]
+    return {"recognised": bool(result.get("recovered")), "matched_by": (result.get("recovered") or {}).get("matched_by"), "verify_seconds": seconds,
+            "resized_recognised": bool(by_print.get("recovered")), "resized_matched_by": (by_print.get("recovered") or {}).get("matched_by")}
+
+
+def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool) -> dict:
+    registry = Registry(url)
+    filled = fill(registry, n, rng, real)
+    made, record_per_s = planted(registry, rng, real, LOOKUPS_PER_DISTANCE)
+    result = {"outputs": n, "fingerprints": 3 * n, "fill": filled, "record_per_s": record_per_s, "lookups": lookups(registry, made, rng)}
+    registry.close()
+    if check and home is not None:
+        result["cli"] = check_cli(home, None if url.startswith("sqlite") else url)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--outputs", type=int, required=True, help="synthetic outputs to fill the registry with (three fingerprints each)")
+    parser.add_argument("--home", required=True, help="the aipic home whose registry is filled (its registry.sqlite3); made if missing")
+    parser.add_argument("--postgres", action="store_true", help="also on a throw-away PostgreSQL 15 cluster (started and removed here)")
+    parser.add_argument("--postgres-only", action="store_true", help="only PostgreSQL")
+    parser.add_argument("--check-cli", action="store_true", help="then aipic generate and verify with that home (tiny models)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the JSON here")
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    real = real_picture_codes()
+    home = Path(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        overhead = insert_overhead(Path(scratch), rng)
+    report = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores (this bench runs one process)",
+              "method": "multi-index hashing: substrings of 21/21/22 bits, probed nearest-first within 2 bits each, exact check after", "real_picture_codes": len(real),
+              "radius_bits": MATCH_BITS, "insert_overhead_sqlite": overhead, "results": {}}
+    if not args.postgres_only:
+        report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli)
+        print(json.dumps(report["results"]["sqlite"]["lookups"]["all"]), file=sys.stderr)
+    if args.postgres or args.postgres_only:
+        with postgres() as url:
+            pg_home = home / "pg-home"
+            pg_home.mkdir(exist_ok=True)
+            report["results"]["postgresql"] = run(url, args.outputs, rng, real, pg_home, args.check_cli)
+            print(json.dumps(report["results"]["postgresql"]["lookups"]["all"]), file=sys.stderr)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
