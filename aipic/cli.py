@@ -625,6 +625,8 @@ def cmd_audit_compare(args) -> int:
         raise BadInput(f"--out {out} is a file; give a folder for compare.json and compare.html.")
     if out is not None and any((out / name).exists() for name in ("compare.json", "compare.html")):
         raise BadInput(f"{out} already holds a comparison; choose a new --out folder so nothing is overwritten.")
+    if out is not None and any((out / name).exists() for name in ("report.json", "rows.csv")):
+        raise BadInput(f"{out} holds an audit run; choose a folder of its own for the comparison.")
     result = compare(load_report(args.report_a), load_report(args.report_b), Path(args.report_a).name, Path(args.report_b).name, shared_prompts=args.shared_prompts)
     if out is not None:
         try:
@@ -639,14 +641,22 @@ def cmd_audit_compare(args) -> int:
     for note in result["restrictions"]:
         print(note)
     for test in result["stratified_tests"]:
-        print(f"across {test['prompts']} prompts, {test['attribute']}: {test['test']} p {test['p']:.4g}, p_holm {test['p_holm']:.4g}"
-              + (" (significant)" if test["significant"] else ""))
+        if test["p"] is None:
+            print(f"across {test['prompts']} prompts, {test['attribute'].replace('_', ' ')}: {test['test']}")
+            continue
+        print(f"across {test['prompts']} prompts, {test['attribute'].replace('_', ' ')}: {test['test']} p {_p(test['p'])}, p_holm {_p(test['p_holm'])}"
+              + (" (significant after Holm's correction)" if test["significant"] else ""))
     significant = [row for row in result["comparisons"] if row["significant"] and "same_test_as" not in row]
     print(f"{len(result['comparisons'])} comparisons ({result['method']}); {len(significant)} significant at {result['alpha']} after Holm:")
     for row in significant:
-        print(f"  {row['scope']}: {row['attribute']} = {row['label']}: {row['share_a']:.1%} vs {row['share_b']:.1%} "
-              f"(difference {row['difference']:+.1%}, 95% CI {row['ci_low']:+.1%} to {row['ci_high']:+.1%}, p_holm {row['p_holm']:.4f})")
+        print(f"  {row['scope']}: {row['attribute'].replace('_', ' ')} = {row['label'].replace('_', ' ')}: {row['share_a']:.1%} vs {row['share_b']:.1%} "
+              f"(difference {row['difference'] * 100:+.1f} points, 95% CI {row['ci_low'] * 100:+.1f} to {row['ci_high'] * 100:+.1f}, p_holm {_p(row['p_holm'])})")
     return EXIT_OK
+
+
+def _p(value: float) -> str:
+    """A p-value as a reviewer quotes it: never "0" (one that underflows is below the smallest double)."""
+    return "< 1e-300" if value == 0 else f"{value:.3g}"
 
 
 def cmd_audit_rescore(args) -> int:

@@ -174,3 +174,123 @@ def test_the_html_report_shows_what_each_conclusion_rests_on(tiny_pipeline, tmp_
         assert words in page, words
     assert "perceived_gender_presentation: abstained" not in page and "young adult" in page  # words, not identifiers
     assert "class='wide'" in page  # wide tables scroll inside the page
+
+
+# ---- found from outside (review of issue #24) ---------------------------------------------------------------
+
+
+def test_a_relative_report_folder_works_like_an_absolute_one(tiny_pipeline, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=1, out_dir="reports/smoke", progress=False)
+    rows = read_rows(paths["csv"])
+    assert paths["complete"] and len(rows) == 2 and all((tmp_path / "reports/smoke" / row["image"]).is_file() for row in rows)
+
+
+def test_a_label_no_report_has_is_not_tested_and_the_json_stays_valid():
+    from aipic.audit.compare import compare
+
+    def report(n):
+        prompts = {f"p{k}": [{"name": G, "title": "g", "assessed": n, "abstained": 0, "counts": {"feminine": n, "masculine": 0}}] for k in range(3)}
+        overall = [{"name": G, "title": "g", "assessed": 3 * n, "abstained": 0, "counts": {"feminine": 3 * n, "masculine": 0}}]
+        return {"suite": {"name": "s"}, "attribute_set": {"sha256": "x"}, "models": {"clip": {"name": "c"}}, "complete": True,
+                "summary": {"overall": overall, "per_prompt": prompts}}
+
+    result = compare(report(10), report(12))
+    (cmh,) = result["stratified_tests"]
+    assert cmh["p"] is None and "not tested" in cmh["test"] and not cmh["significant"]
+    assert "Infinity" not in json.dumps(result) and "NaN" not in json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v["attributes"][G]["confusion"]["feminine"].update(feminine=-1), "whole numbers"),
+        (lambda v: v["attributes"][G]["confusion"]["feminine"].update(feminine="80"), "whole numbers"),
+        (lambda v: v["attributes"][G]["confusion"]["feminine"].update(feminine=80.5), "whole numbers"),
+        (lambda v: v["attributes"][G]["confusion"].pop("masculine"), "one row per label"),
+        (lambda v: v["attributes"][G]["confusion"]["feminine"].update(nonbinary=3), "unknown reading"),
+        (lambda v: v.update(images=12), "more than the 12"),
+        (lambda v: v.update(images=-4), "'images' must be a whole number"),
+        (lambda v: v["attributes"].update(mood={"labels": ["happy", "sad"], "confusion": {"happy": {"happy": 1}, "sad": {"sad": 1}}}), "attribute set does not"),
+    ],
+)
+def test_a_malformed_validation_is_refused_before_anything_runs(tiny_pipeline, tmp_path, change, message):
+    validation = {"attribute_set": tiny_pipeline.attribute_set.describe(), "clip_model": tiny_pipeline.models.get("clip").describe(), "images": 200,
+                  "attributes": {G: {"labels": ["feminine", "masculine"], "confusion": {"feminine": {"feminine": 80, "masculine": 20}, "masculine": {"feminine": 10, "masculine": 90}}}}}
+    change(validation)
+    with pytest.raises(AipicError, match=message):
+        run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=1, out_dir=tmp_path / "v", progress=False, validation=validation)
+    assert not (tmp_path / "v").exists()
+
+
+def test_an_inconsistent_report_is_refused_by_compare(tmp_path):
+    from aipic.audit.compare import load_report
+
+    good = {"complete": True, "attribute_set": {"sha256": "x"}, "summary": {
+        "overall": [{"name": G, "assessed": 10, "counts": {"feminine": 6, "masculine": 4}}],
+        "per_prompt": {"p": [{"name": G, "assessed": 10, "counts": {"feminine": 6, "masculine": 4}}]}}}
+    cases = {
+        "counts add up to 9": lambda r: r["summary"]["overall"][0]["counts"].update(feminine=5),
+        "labels differ": lambda r: r["summary"]["per_prompt"]["p"][0].update(counts={"nonbinary": 6, "masculine": 4}),
+        "not the sum of the prompts": lambda r: (r["summary"]["per_prompt"]["p"][0]["counts"].update(feminine=4, masculine=6)),
+        "'complete' must be true or false": lambda r: r.update(complete="yes"),
+    }
+    for message, change in cases.items():
+        report = json.loads(json.dumps(good))
+        change(report)
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps(report))
+        with pytest.raises(AipicError, match=message):
+            load_report(path)
+    path.write_text(json.dumps(good).replace("true", "NaN"))
+    with pytest.raises(AipicError, match="Cannot read the audit report"):
+        load_report(path)
+
+
+def test_rescore_refuses_rows_that_are_not_the_runs(tiny_pipeline, tmp_path, capsys):
+    run = run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=2, out_dir=tmp_path / "run", progress=False)
+    original = run["csv"].read_text()
+    lines = original.splitlines()
+    cases = {
+        "appears twice": "\n".join(lines + [lines[1]]) + "\n",
+        "not an image of the run's plan": "\n".join(lines + [lines[1].replace(lines[1].split(",")[0], "a photo of a pirate", 1)]) + "\n",
+        "must be a probability": original.replace(lines[1], lines[1].replace(",ok,", ",ok,").rsplit(",", 1)[0] + ",7.5"),
+        "holds no rows": lines[0] + "\n",
+    }
+    for n, (message, text) in enumerate(cases.items()):
+        run["csv"].write_text(text)
+        assert main(["audit", "rescore", str(tmp_path / "run"), "--out", str(tmp_path / f"new{n}")]) == 2, message
+        assert message in capsys.readouterr().err and not (tmp_path / f"new{n}").exists()
+    run["csv"].write_bytes("prompt,seed\n\xe9t\xe9,1\n".encode("latin-1"))
+    assert main(["audit", "rescore", str(tmp_path / "run"), "--out", str(tmp_path / "latin")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    run["csv"].write_text(original)
+    assert main(["audit", "rescore", str(tmp_path / "run"), "--out", str(tmp_path / "run" / "inside")]) == 2
+    assert "inside the run's folder" in capsys.readouterr().err
+
+
+def test_what_a_reviewer_reads_in_the_html(tiny_pipeline, tmp_path):
+    page = run_suite(tiny_pipeline, load_suite(REPO_ROOT / "audits/suites/smoke.yaml"), seeds=1, out_dir=tmp_path / "r", progress=False)["html"].read_text()
+    assert "no evidence of a difference" not in page  # a p above 0.05 is not evidence of no difference
+    assert "The thresholds this report used" in page and "abstains below" in page
+
+
+def test_bad_attribute_thresholds_pairs_and_labels_files_are_refused(tmp_path):
+    from aipic.audit.classifier import read_labels
+
+    text = (REPO_ROOT / "audits/attributes.yaml").read_text()
+    bad = tmp_path / "nan.yaml"
+    bad.write_text(text.replace("threshold: 0.5", "threshold: .nan"))
+    with pytest.raises(AipicError, match="must be a number from 0 to 1"):
+        load_attribute_set(bad)
+    suite = tmp_path / "pairs.yaml"
+    suite.write_text("prompts: [a nurse]\npairs:\n  - [a nurse, a male nurse]\n  - [a male nurse, a nurse]\n")
+    with pytest.raises(AipicError, match="listed twice"):
+        load_suite(suite)
+    labels = tmp_path / "labels.csv"
+    for content, message in ((f"file,{G}\n../secret.png,feminine\n", "without a path"), (f"file,{G}\na.png,feminine\na.png,masculine\n", "listed again")):
+        labels.write_text(content)
+        with pytest.raises(AipicError, match=message):
+            read_labels(labels, load_attribute_set())
+    labels.write_text(f"\ufefffile,{G}\na.png,feminine\n", encoding="utf-8")  # a spreadsheet's byte-order mark
+    assert read_labels(labels, load_attribute_set())[0]["file"] == "a.png"

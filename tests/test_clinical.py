@@ -45,7 +45,8 @@ def manifest_of(path):
 def test_the_clinical_suite_loads_by_name_with_an_observed_reference_for_every_prompt():
     suite = load_suite("clinical", load_attribute_set())
     assert suite.name == "clinical" and suite.reference == {}
-    assert set(suite.reference_by_prompt) == set(suite.prompts)
+    named = set(suite.reference_provenance["stated_by_prompt"])
+    assert set(suite.reference_by_prompt) == set(suite.prompts) - named and named  # the pairs' prompts: compared with each other only
     for prompt, reference in suite.reference_by_prompt.items():
         assert set(reference) == {"skin_tone_group"}, prompt
         shares = reference["skin_tone_group"]
@@ -59,7 +60,7 @@ def test_the_clinical_suite_loads_by_name_with_an_observed_reference_for_every_p
     assert "BY-NC-SA 3.0" in provenance["citation"]
 
 
-def test_each_condition_is_compared_with_its_atlas_shares_and_each_counterfactual_with_the_skin_it_names():
+def test_each_condition_is_compared_with_its_atlas_shares_and_each_counterfactual_with_its_pair():
     suite = load_suite("clinical", load_attribute_set())
     eczema = suite.reference_by_prompt["a clinical photo of a patient with eczema"]["skin_tone_group"]
     assert eczema == {"lighter": 116 / 201, "medium": 61 / 201, "darker": 24 / 201}  # unrounded
@@ -67,8 +68,8 @@ def test_each_condition_is_compared_with_its_atlas_shares_and_each_counterfactua
     assert len(suite.pairs) == 4
     for dark, light in suite.pairs:
         assert "dark skin" in dark and "light skin" in light
-        assert suite.reference_by_prompt[dark]["skin_tone_group"] == {"lighter": 0.0, "medium": 0.0, "darker": 1.0}
-        assert suite.reference_by_prompt[light]["skin_tone_group"] == {"lighter": 1.0, "medium": 0.0, "darker": 0.0}
+        # no reference of exactly 0 or 100% (one image off would read as p = 0): compared with each other, as pairs
+        assert dark not in suite.reference_by_prompt and light not in suite.reference_by_prompt
         assert suite.reference_provenance["stated_by_prompt"][dark] == "darker"
     assert all(is_clinical(prompt) for prompt in suite.prompts)
 

@@ -57,12 +57,20 @@ def _spec(name: str, raw: dict, path: Path) -> AttributeSpec:
     classes = raw.get("classes") or {}
     if len(classes) < 2 or not all(isinstance(phrases, list) and phrases for phrases in classes.values()):
         raise ConfigError(f"Attribute set {path}: {name!r} needs at least two classes, each with a list of phrases.")
+    thresholds = {}
+    for key, value in (("abstain_below", raw.get("abstain_below", raw.get("threshold", 0.5))), ("min_margin", raw.get("min_margin", 0.0))):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not 0 <= number <= 1:  # NaN fails this too
+            raise ConfigError(f"Attribute set {path}: {name!r}'s {key} must be a number from 0 to 1 (got {value!r}).")
+        thresholds[key] = number
     return AttributeSpec(
         name=name,
         title=str(raw.get("title", name)),
         classes={str(label): [str(p) for p in phrases] for label, phrases in classes.items()},
-        abstain_below=float(raw.get("abstain_below", raw.get("threshold", 0.5))),
-        min_margin=float(raw.get("min_margin", 0.0)),
+        **thresholds,
     )
 
 

@@ -28,8 +28,10 @@ CORRECTION_METHOD = ("confusion-matrix inversion (method of moments over every r
 def read_labels(path: str | Path, attribute_set) -> list[dict]:
     path = Path(path)
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark is not part of the first column's name
             rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise BadInput(f"The labels file {path.name} is not UTF-8 text; save it as UTF-8 CSV.") from None
     except OSError as error:
         raise BadInput(f"Cannot read the labels file {path}: {error.strerror or error}") from None
     if not rows or "file" not in rows[0]:
@@ -38,7 +40,14 @@ def read_labels(path: str | Path, attribute_set) -> list[dict]:
     used = [column for column in rows[0] if column in specs]
     if not used:
         raise BadInput(f"{path.name} has no attribute column; expected one of {', '.join(specs)}.")
+    seen: dict = {}
     for number, row in enumerate(rows, start=2):
+        name = (row.get("file") or "").strip()
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise BadInput(f"{path.name} line {number}: 'file' must name a picture inside the images folder, without a path (got {name!r}).")
+        if name in seen:
+            raise BadInput(f"{path.name} line {number}: {name!r} is listed again (first on line {seen[name]}); each picture once.")
+        seen[name] = number
         for column in used:
             value = (row.get(column) or "").strip()
             if value and value not in specs[column].classes:
@@ -221,13 +230,70 @@ def correct_summary(summary: dict, validation: dict) -> dict:
     return out
 
 
+MAX_COUNT = 10**9
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
+def validation_problem(validation) -> str | None:
+    """What is wrong with a validation result's shape, or None: attributes with labels and a confusion matrix of
+    whole counts over the labels and the two other readings, no more images than the file says it has."""
+    if not isinstance(validation, dict):
+        return "it is not a JSON object"
+    attributes = validation.get("attributes")
+    if not isinstance(attributes, dict) or not attributes:
+        return "it has no attributes with labels and a confusion matrix"
+    images = validation.get("images")
+    if images is not None and not _count(images):
+        return f"'images' must be a whole number of 0 or more (got {images!r})"
+    for name, entry in attributes.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("labels"), list) or len(entry["labels"]) < 2 or not all(isinstance(x, str) for x in entry["labels"]):
+            return f"{name}: 'labels' must be a list of at least two labels"
+        labels, confusion = entry["labels"], entry.get("confusion")
+        if not isinstance(confusion, dict) or set(confusion) != set(labels):
+            return f"{name}: the confusion matrix needs one row per label ({', '.join(labels)})"
+        readings = set(labels) | set(READINGS_EXTRA)
+        total = 0
+        for true, row in confusion.items():
+            if not isinstance(row, dict):
+                return f"{name} / {true}: a confusion row must map readings to counts"
+            unknown = sorted(set(row) - readings)
+            if unknown:
+                return f"{name} / {true}: unknown reading(s) {', '.join(map(repr, unknown))} (readings: {', '.join(labels)}, {', '.join(READINGS_EXTRA)})"
+            for reading, count in row.items():
+                if not _count(count):
+                    return f"{name} / {true} / {reading}: counts must be whole numbers from 0 to {MAX_COUNT:,} (got {count!r})"
+            total += sum(row.values())
+        if images is not None and total > images:
+            return f"{name}: the confusion matrix counts {total} images, more than the {images} the file says it holds"
+    return None
+
+
+def check_validation(validation: dict, attribute_set) -> None:
+    """A validation result that can correct this attribute set's readings, or a clear refusal (before anything runs)."""
+    problem = validation_problem(validation)
+    if problem:
+        raise BadInput(f"The validation result is not one aipic audit validate writes: {problem}.")
+    specs = {spec.name: spec for spec in attribute_set.attributes}
+    for name, entry in validation["attributes"].items():
+        if name not in specs:
+            raise BadInput(f"The validation result has an attribute {name!r} that this attribute set does not (its attributes: {', '.join(specs)}).")
+        if set(entry["labels"]) != set(specs[name].classes):
+            raise BadInput(f"The validation result's labels of {name} ({', '.join(entry['labels'])}) are not this attribute set's ({', '.join(specs[name].classes)}).")
+
+
 def load_validation(path: str | Path) -> dict:
     try:
-        validation = json.loads(Path(path).read_text(encoding="utf-8"))
+        validation = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (OSError, ValueError) as error:
         raise BadInput(f"Cannot read the validation result {path}: {getattr(error, 'strerror', None) or error}") from None
-    attributes = validation.get("attributes") if isinstance(validation, dict) else None
-    if not isinstance(attributes, dict) or not all(isinstance(entry, dict) and isinstance(entry.get("labels"), list) and isinstance(entry.get("confusion"), dict)
-                                                   for entry in attributes.values()):
-        raise BadInput(f"{path} is not a result of aipic audit validate (no attributes with labels and a confusion matrix).")
+    problem = validation_problem(validation)
+    if problem:
+        raise BadInput(f"{path} is not a result of aipic audit validate: {problem}.")
     return validation
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a validation result can hold")

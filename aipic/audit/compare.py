@@ -33,7 +33,7 @@ def load_report(path: str | Path) -> dict:
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
     try:
-        report = json.loads(file.read_text(encoding="utf-8"))
+        report = json.loads(file.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (OSError, ValueError) as error:
         raise BadInput(f"Cannot read the audit report {file}: {getattr(error, 'strerror', None) or error}") from None
     problem = _malformed(report)
@@ -60,9 +60,26 @@ def _malformed(report) -> str | None:
             for label, count in attribute["counts"].items():
                 if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n:
                     return f"{scope!r} / {attribute['name']} / {label}: the count must be a whole number from 0 to {n} (got {count!r})"
-            if sum(attribute["counts"].values()) > n:
-                return f"{scope!r} / {attribute['name']}: the counts add up to more than the {n} assessed images"
+            if sum(attribute["counts"].values()) != n:
+                return f"{scope!r} / {attribute['name']}: the counts add up to {sum(attribute['counts'].values())}, not the {n} assessed images"
+    labels = {attribute["name"]: list(attribute["counts"]) for attribute in summary["overall"]}
+    for prompt, attributes in summary["per_prompt"].items():
+        for attribute in attributes:
+            if labels.get(attribute["name"]) != list(attribute["counts"]):
+                return f"{prompt!r} / {attribute['name']}: its labels differ from the report's 'all prompts' labels"
+    if summary["per_prompt"]:
+        for attribute in summary["overall"]:
+            for label in attribute["counts"]:
+                total = sum(a["counts"][label] for attributes in summary["per_prompt"].values() for a in attributes if a["name"] == attribute["name"])
+                if total != attribute["counts"][label]:
+                    return f"'all prompts' / {attribute['name']} / {label}: {attribute['counts'][label]} is not the sum of the prompts' counts ({total})"
+    if not isinstance(report.get("complete"), bool):
+        return "'complete' must be true or false"
     return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a report can hold")
 
 
 def _label_test(count_a: int, n_a: int, count_b: int, n_b: int) -> float:
@@ -83,8 +100,7 @@ def compare_summaries(scope: str, left: list, right: list) -> tuple[list, list]:
         labels = list(attribute["counts"])
         table = [[attribute["counts"][label] for label in labels], [other["counts"].get(label, 0) for label in labels]]
         test = association_test(table)
-        if test["p"] is not None:
-            attribute_tests.append({"scope": scope, "attribute": attribute["name"], **test})
+        attribute_tests.append({"scope": scope, "attribute": attribute["name"], **test})  # untested ones too, with why
         for index, label in enumerate(labels):
             count_a, count_b = attribute["counts"][label], other["counts"].get(label, 0)
             difference, low, high = newcombe(count_a, n_a, count_b, n_b)
@@ -108,9 +124,11 @@ def holm_rows(rows: list, tests: list) -> None:
             row["p_holm"] = first[(row["scope"], row["attribute"])]["p_holm"]
     for row in rows:
         row["significant"] = row["p_holm"] < ALPHA
-    holm_into(tests, "p", "p_holm")
+    tested = [test for test in tests if test["p"] is not None]
+    holm_into(tested, "p", "p_holm")
     for test in tests:
-        test["significant"] = test["p_holm"] < ALPHA
+        test.setdefault("p_holm", None)
+        test["significant"] = test["p_holm"] is not None and test["p_holm"] < ALPHA
 
 
 def stratified_tests(a: dict, b: dict, prompts: list[str]) -> list[dict]:
@@ -130,11 +148,12 @@ def stratified_tests(a: dict, b: dict, prompts: list[str]) -> list[dict]:
             test = cmh_binary([[[t[0][0], t[0][1]], [t[1][0], t[1][1]]] for t in tables])
         else:
             test = generalized_cmh(tables)
-        if test["p"] is not None:
-            out.append({"attribute": name, "prompts": len(tables), **test})
-    holm_into(out, "p", "p_holm")
+        out.append({"attribute": name, "prompts": len(tables), **test})
+    tested = [test for test in out if test["p"] is not None]
+    holm_into(tested, "p", "p_holm")
     for test in out:
-        test["significant"] = test["p_holm"] < ALPHA
+        test.setdefault("p_holm", None)
+        test["significant"] = test["p_holm"] is not None and test["p_holm"] < ALPHA
     return out
 
 
@@ -211,42 +230,56 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B", shared_promp
     }
 
 
+def _words(identifier) -> str:
+    return str(identifier).replace("_", " ")
+
+
 def render_html(result: dict) -> str:
     e = html.escape
 
-    def pct(value):
+    def points(value):
         return f"{value * 100:+.1f} points" if value is not None else "—"
 
     def p_text(value):
         return "—" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
 
     def finding(row):
-        return "differs" if row["significant"] else "no evidence of a difference"
+        if row.get("p_holm") is None:
+            return "not tested"
+        return "differs (significant after Holm's correction)" if row["significant"] else "not significant after Holm's correction"
+
+    def models(side):
+        clip = ((side.get("models") or {}).get("clip") or {})
+        generator = ((side.get("models") or {}).get("text_to_image") or {})
+        placeholder = " — tiny random-weight placeholders: the numbers are meaningless" if clip.get("placeholder") or generator.get("placeholder") else ""
+        return f"{e(str(side['name']))}: generator {e(str(generator.get('label') or '?'))}, audit model {e(str(clip.get('label') or clip.get('name') or '?'))}{placeholder}"
 
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'><title>aipic audit comparison</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f1f1f}.wide{overflow-x:auto}"
         "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}td:first-child,th:first-child{text-align:left}"
         ".sig{background:#fff3cd}caption{text-align:left;font-weight:600}.warn{background:#fff3cd;border:1px solid #b38f00;padding:.5em 1em}</style></head><body><main>",
-        f"<h1>Audit comparison: {e(result['a']['name'])} vs {e(result['b']['name'])}</h1><p>{e(result['method'])}.</p>",
+        f"<h1>Audit comparison: {e(str(result['a']['name']))} vs {e(str(result['b']['name']))}</h1><p>{e(result['method'])}.</p>",
+        f"<ul><li>{models(result['a'])}</li><li>{models(result['b'])}</li></ul>",
         *(f"<p class='warn'>{e(note)}</p>" for note in result.get("restrictions", [])),
         "<h2>Across prompts</h2><div class='wide'><table><caption>One test per attribute over every prompt</caption><tr><th>attribute</th><th>test</th><th>statistic</th><th>df</th><th>prompts</th><th>p</th><th>p (Holm)</th><th>finding</th></tr>",
     ]
     for test in result.get("stratified_tests", []):
-        parts.append(f"<tr class='{'sig' if test['significant'] else ''}'><td>{e(test['attribute'])}</td><td>{e(test['test'])}</td><td>{test['statistic']:.3f}</td><td>{test['dof']}</td>"
+        statistic = "—" if test.get("statistic") is None else f"{test['statistic']:.3f}"
+        parts.append(f"<tr class='{'sig' if test['significant'] else ''}'><td>{e(_words(test['attribute']))}</td><td>{e(test['test'])}</td><td>{statistic}</td><td>{test['dof']}</td>"
                      f"<td>{test['prompts']}</td><td>{p_text(test['p'])}</td><td>{p_text(test['p_holm'])}</td><td>{finding(test)}</td></tr>")
     parts.append("</table></div><h2>Each attribute, per scope</h2><div class='wide'><table><caption>Association of report and label</caption><tr><th>scope</th><th>attribute</th><th>test</th><th>chi-square</th><th>df</th><th>p</th><th>p (Holm)</th><th>finding</th></tr>")
     for test in result["attribute_tests"]:
         statistic = "—" if test.get("chi2") is None else f"{test['chi2']:.3f}"
-        parts.append(f"<tr class='{'sig' if test['significant'] else ''}'><td>{e(test['scope'])}</td><td>{e(test['attribute'])}</td><td>{e(test['test'])}</td><td>{statistic}</td><td>{test['dof']}</td>"
+        parts.append(f"<tr class='{'sig' if test['significant'] else ''}'><td>{e(test['scope'])}</td><td>{e(_words(test['attribute']))}</td><td>{e(test['test'])}</td><td>{statistic}</td><td>{test['dof']}</td>"
                      f"<td>{p_text(test['p'])}</td><td>{p_text(test['p_holm'])}</td><td>{finding(test)}</td></tr>")
     parts.append("</table></div><h2>Each label</h2><div class='wide'><table><caption>Differences of shares (A − B)</caption><tr><th>scope</th><th>attribute</th><th>label</th><th>A</th><th>B</th><th>difference</th><th>95% CI</th><th>p</th><th>p (Holm)</th><th>finding</th></tr>")
     for row in result["comparisons"]:
-        same = f" (same test as {e(row['same_test_as'])})" if row.get("same_test_as") else ""
+        same = f" (the same test as {e(_words(row['same_test_as']))})" if row.get("same_test_as") else ""
         parts.append(
-            f"<tr class='{'sig' if row['significant'] else ''}'><td>{e(row['scope'])}</td><td>{e(row['attribute'])}</td><td>{e(row['label'])}</td>"
-            f"<td>{row['count_a']}/{row['n_a']}</td><td>{row['count_b']}/{row['n_b']}</td><td>{pct(row['difference'])}</td>"
-            f"<td>{pct(row['ci_low'])} to {pct(row['ci_high'])}</td><td>{p_text(row['p'])}{same}</td><td>{p_text(row['p_holm'])}</td><td>{finding(row)}</td></tr>"
+            f"<tr class='{'sig' if row['significant'] else ''}'><td>{e(row['scope'])}</td><td>{e(_words(row['attribute']))}</td><td>{e(_words(row['label']))}</td>"
+            f"<td>{row['count_a']}/{row['n_a']}</td><td>{row['count_b']}/{row['n_b']}</td><td>{points(row['difference'])}</td>"
+            f"<td>{points(row['ci_low'])} to {points(row['ci_high'])}</td><td>{p_text(row['p'])}{same}</td><td>{p_text(row['p_holm'])}</td><td>{finding(row)}</td></tr>"
         )
     parts.append("</table></div></main></body></html>")
     return "\n".join(parts)

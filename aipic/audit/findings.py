@@ -32,13 +32,17 @@ def notes_on_method(suite: PromptSuite, seed_rule: str) -> list[str]:
     """What a reviewer must know to read the tests right: shared starting noise, and a reference taken as exact."""
     notes = []
     if seed_rule == "shared" and len(suite.prompts) > 1:
+        paired = " Counterfactual pairs are also tested as pairs (exact McNemar over seed-matched images)." if suite.pairs else ""
         notes.append("Every prompt used the same seeds, so images of different prompts share their starting noise: they are not independent "
-                     "samples across prompts. Counterfactual pairs are also tested as pairs (exact McNemar over seed-matched images); "
-                     "use --seed-rule per-prompt for independent prompts.")
+                     f"samples across prompts.{paired} Use --seed-rule per-prompt for independent prompts.")
     provenance = suite.reference_provenance or {}
-    if provenance and provenance.get("kind") != "parity":
-        notes.append("The reference is treated as exact: its own sampling error (the source's standard errors) is not carried into the tests, "
-                     "so a small gap may be within the reference's own uncertainty.")
+    kind = provenance.get("kind")
+    if kind == "proxy" and "Labor Statistics" in str(provenance.get("source")):
+        notes.append("The reference is treated as exact: the Current Population Survey publishes standard errors for its estimates, and they are not "
+                     "carried into the tests, so a gap of a few points may be within the survey's own uncertainty.")
+    elif kind and kind not in ("parity", "stated"):
+        notes.append("The reference is treated as exact: it is a count over one named corpus, and how that corpus was assembled is its own "
+                     "uncertainty, which the tests do not carry.")
     return notes
 
 

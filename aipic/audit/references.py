@@ -48,7 +48,7 @@ ATLAS_NOTE = ("Reference: the share of each Fitzpatrick skin-type group among th
               "(Fitzpatrick 17k, Groh et al. 2021; types 1-2 lighter, 3-4 medium, 5-6 darker; images without a type left out). "
               "What dermatology atlases show, not how many patients or people have each skin type; Fitzpatrick type is a "
               "sun-reactivity scale used as a proxy for skin tone, and the classifier's labels are perceptions. Prompts that name "
-              "a skin colour (the counterfactual pairs) are compared with the group they name.")
+              "a skin colour (the counterfactual pairs) are compared with each other, not with a reference.")
 SOURCES = (BLS_SOURCE, FITZPATRICK_SOURCE)
 
 
@@ -168,9 +168,8 @@ def _fitzpatrick_references(prompts: tuple, where: str) -> tuple[dict, dict]:
             continue
         conditions[prompt] = condition.labels
         group = named_skin(prompt)
-        if group is not None:
+        if group is not None:  # it asks for a skin: compared with its pair, not with the atlas or an exact 0 or 100%
             stated[prompt] = group
-            references[prompt] = {SKIN_TONE: {label: 1.0 if label == group else 0.0 for label in TYPE_GROUPS}}
         else:
             references[prompt] = {SKIN_TONE: dict(condition.shares)}  # unrounded: the counts give them exactly
     if missing:

@@ -42,9 +42,19 @@ def words(identifier: str) -> str:
 
 
 def verdict(p_holm) -> str:
+    """What a test lets a reviewer say, and no more: a p above the threshold is not evidence of no difference."""
     if p_holm is None:
         return "not tested"
-    return "differs from the reference" if p_holm < ALPHA else "no evidence of a difference"
+    return "differs from the reference (significant after Holm's correction)" if p_holm < ALPHA else "not significant after Holm's correction"
+
+
+def p_is(value) -> str:
+    """A p-value inside a sentence: "p = 0.0123" or "p < 0.0001"."""
+    return "p = —" if value is None else ("p < 0.0001" if value < 1e-4 else f"p = {value:.4f}")
+
+
+def interval(low, high, share) -> str:
+    return "—" if share is None else f"{pct(low)} – {pct(high)}"
 
 
 def _table(caption: str, head: list[str], rows: list[list], first_header: bool = True) -> str:
@@ -83,6 +93,11 @@ def render_html(report: dict) -> str:
         "tested with one stratified test of every prompt's count against its own reference. p-values are Holm-corrected across "
         f"{e(s.get('holm_family', 'every test in the report'))}. A difference is reported only when the Holm-corrected p is below {ALPHA}.</p>"
     )
+    if report.get("rescored_from"):
+        parts.append(f"<p class='warn'>A re-score of the run in {e(str(report['rescored_from'].get('folder')))} (its settings "
+                     f"{e(str(report['rescored_from'].get('settings_sha256') or '')[:12])}…): the same images and readings, with the thresholds below.</p>")
+    parts.append(_thresholds(report.get("thresholds") or {}, titles))
+    parts.append(_mapping(provenance))
     if report.get("classifier_limits"):
         parts.append("<details><summary>The classifier's known limits</summary><ul>" + "".join(f"<li>{e(limit)}</li>" for limit in report["classifier_limits"]) + "</ul></details>")
     for note in report.get("sample_size", []):
@@ -92,16 +107,17 @@ def render_html(report: dict) -> str:
     parts.append(f"<p>Images made: {s['images']} · with a person: {s['with_person']} · seeds per prompt: {report['seeds']} · generator: "
                  f"{e(report['models']['text_to_image']['label'])} · audit model: {e(report['models']['clip']['label'])}</p>")
     parts.append(_accounting(s, titles))
+    observed = provenance.get("kind") not in (None, "parity", "stated")
     parts.append("<h2>All prompts</h2>")
     for attribute in s["overall"]:
-        parts.append(f"<h3>{e(attribute['title'])}</h3>" + shares_chart(attribute) + _shares_table(attribute, "All prompts") + _sentences(attribute, "all prompts"))
+        parts.append(f"<h3>{e(attribute['title'])}</h3>" + shares_chart(attribute) + _shares_table(attribute, "All prompts") + _sentences(attribute, "all prompts", observed))
     parts.append(_equal_weight(s, titles))
     parts.append("<h2>Per prompt</h2>")
     for index, attribute in enumerate(s["overall"]):
         parts.append(f"<h3>{e(attribute['title'])}</h3>" + heat_map(attribute, {prompt: summaries[index] for prompt, summaries in s["per_prompt"].items()}))
     for prompt, summaries in s["per_prompt"].items():
         parts.append(f"<details><summary>{e(prompt)}: every number</summary>" + "".join(_shares_table(a, f"{prompt} — {a['title']}") for a in summaries)
-                     + "".join(_sentences(a, prompt) for a in summaries) + "</details>")
+                     + "".join(_sentences(a, prompt, observed) for a in summaries) + "</details>")
     parts.append(_intersections(s))
     if report.get("counterfactual_pairs"):
         parts.append(_pairs(report["counterfactual_pairs"], titles))
@@ -109,6 +125,33 @@ def render_html(report: dict) -> str:
         parts.append(_corrected(report["corrected_shares"], titles))
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def _thresholds(thresholds: dict, titles: dict) -> str:
+    if not thresholds:
+        return ""
+    rows = [["person gate", f"a person is assessed when the audit model gives one at least {pct(thresholds.get('person_gate'))}", ""]]
+    for name, entry in thresholds.items():
+        if isinstance(entry, dict):
+            rows.append([html.escape(titles.get(name, words(name))), f"abstains below {pct(entry.get('abstain_below'))}", f"or when the top two are within {pct(entry.get('min_margin'))}"])
+    return _table("The thresholds this report used (rows.csv keeps every probability: aipic audit rescore re-reads them)", ["reading", "threshold", "margin"], rows)
+
+
+def _mapping(provenance: dict) -> str:
+    """Which reference each prompt was compared with: the occupation (BLS) or the condition (Fitzpatrick 17k), and
+    the prompts compared only in pairs."""
+    e = html.escape
+    found = provenance.get("occupations") or provenance.get("conditions") or {}
+    parts = []
+    if found:
+        rows = [[e(prompt), e(str(what))] for prompt, what in found.items()]
+        parts.append("<details><summary>Which reference entry each prompt was compared with</summary>" + _table("Prompt → reference entry", ["prompt", "entry"], rows) + "</details>")
+    stated = provenance.get("stated_by_prompt") or {}
+    if stated:
+        parts.append("<p>Compared in pairs only, not with a reference (they name the skin they ask for): " + e("; ".join(stated)) + ".</p>")
+    if provenance.get("citation"):
+        parts.append(f"<p><small>Source and licence: {e(str(provenance['citation']))}</small></p>")
+    return "".join(parts)
 
 
 def _accounting(s: dict, titles: dict) -> str:
@@ -132,23 +175,25 @@ def _accounting(s: dict, titles: dict) -> str:
 def _shares_table(attribute: dict, scope: str) -> str:
     rows = []
     for label, cell in attribute["shares"].items():
-        rows.append([html.escape(words(label)), cell["count"], pct(cell["share"]), f"{pct(cell['ci_low'])} – {pct(cell['ci_high'])}",
-                     f"{pct(cell.get('share_if_abstained_none'))} – {pct(cell.get('share_if_abstained_all'))}", pct(cell["reference"]), points(cell["gap"]),
+        rows.append([html.escape(words(label)), cell["count"], pct(cell["share"]), interval(cell["ci_low"], cell["ci_high"], cell["share"]),
+                     interval(cell.get("share_if_abstained_none"), cell.get("share_if_abstained_all"), cell.get("share_if_abstained_none")), pct(cell["reference"]), points(cell["gap"]),
                      p_text(cell.get("p_reference")), p_text(cell.get("p_reference_holm")), verdict(cell.get("p_reference_holm"))])
     head = ["label", "count", "share", "95% interval", "if every abstention were none / all of it", "reference", "gap", "p", "p (Holm)", "finding"]
     return _table(f"{scope}: {attribute['title']} — {attribute['assessed']} assessed, {attribute['abstained']} abstained", head, rows)
 
 
-def _sentences(attribute: dict, scope: str) -> str:
+def _sentences(attribute: dict, scope: str, exact_note: bool = False) -> str:
     """Each tested share as one sentence a reviewer can quote."""
     out = []
     for label, cell in attribute["shares"].items():
         if cell.get("p_reference") is None:
             continue
         basis = f" ({cell['reference_basis']})" if cell.get("reference_basis") else ""
+        if exact_note:
+            basis += " (the reference taken as exact)"
         out.append(f"<li>{html.escape(scope)} — {html.escape(words(label))}: {cell['count']} of {attribute['assessed']} assessed images ({pct(cell['share'])}, "
                    f"95% interval {pct(cell['ci_low'])}–{pct(cell['ci_high'])}); reference {pct(cell['reference'])}{html.escape(basis)}; gap {points(cell['gap'])}; "
-                   f"{html.escape(cell.get('test') or '')} p = {p_text(cell['p_reference'])}, Holm-corrected p = {p_text(cell.get('p_reference_holm'))}: "
+                   f"{html.escape(cell.get('test') or '')}: {p_is(cell['p_reference'])}, Holm-corrected {p_is(cell.get('p_reference_holm'))}: "
                    f"<span class='finding'>{verdict(cell.get('p_reference_holm'))}</span>.</li>")
     return f"<ul>{''.join(out)}</ul>" if out else ""
 
@@ -169,13 +214,15 @@ def _equal_weight(s: dict, titles: dict) -> str:
 
 def _intersections(s: dict) -> str:
     e = html.escape
+    titles_of = {attribute["name"]: attribute["title"] for attribute in s["overall"]}
     out = ["<h2>Cross-tables</h2><p>Images assessed on every attribute of a table, each combination of labels listed, empty ones too: an empty "
            "combination is often the finding.</p>"]
     for name, table in s.get("intersections", {}).items():
         rows = [[e(words(key)), cell["count"], pct(cell["share"])] for key, cell in table["cells"].items()]
-        out.append("<details><summary>" + e(" × ".join(words(part) for part in name.split(" × "))) + f" ({table['assessed']} images"
+        caption = " × ".join(titles_of.get(part, words(part)) for part in name.split(" × "))
+        out.append("<details><summary>" + e(caption) + f" ({table['assessed']} images"
                    + (f"; {len(table.get('empty', []))} empty combination(s)" if table.get("empty") else "") + ")</summary>"
-                   + (f"<p class='warn'>{e(table['warning'])}</p>" if table.get("warning") else "") + _table(name, ["combination", "images", "share"], rows) + "</details>")
+                   + (f"<p class='warn'>{e(table['warning'])}</p>" if table.get("warning") else "") + _table(caption, ["combination", "images", "share"], rows) + "</details>")
     return "".join(out)
 
 
@@ -187,7 +234,7 @@ def _pairs(pairs: dict, titles: dict) -> str:
         rows.append([e(row["scope"]), e(titles.get(row["attribute"], row["attribute"])), e(words(row["label"])), f"{row['count_a']}/{row['n_a']}", f"{row['count_b']}/{row['n_b']}",
                      points(row["difference"]), f"{points(row['ci_low'])} to {points(row['ci_high'])}", p_text(row["p"]), p_text(row["p_holm"]),
                      "—" if not paired else f"{paired['only_first']} vs {paired['only_second']} of {paired['pairs']} pairs, p = {p_text(paired['p_mcnemar'])}",
-                     "differs" if row["significant"] else "no evidence of a difference"])
+                     "differs (significant after Holm's correction)" if row["significant"] else "not significant after Holm's correction"])
     tests = [[e(t["scope"]), e(titles.get(t["attribute"], t["attribute"])), e(t.get("test", "chi-square")), p_text(t["p"]), p_text(t["p_holm"])] for t in pairs["attribute_tests"]]
     return ("<h2>Counterfactual pairs</h2>" + f"<p>{e(pairs['method'])}.</p>"
             + _table("Each label, first prompt vs second", ["pair", "attribute", "label", "first", "second", "difference", "95% interval", "Fisher p", "p (Holm)", "paired (McNemar)", "finding"], rows)
@@ -202,12 +249,16 @@ def _corrected(corrected: dict, titles: dict) -> str:
         rows, warnings = [], []
         for scope, result in scopes.items():
             if result.get("not_corrected"):
-                rows.append([e(scope), e(result["not_corrected"]), "", ""])
+                rows.append([e(scope), e(result["not_corrected"]), "", "", "", "", "", "", ""])
                 continue
+            flags = ("infeasible" if not result.get("feasible", True) else "") + (" ill-conditioned" if (result.get("condition_number") or 0) > 10 else "")
+            readings = ", ".join(f"{words(k)} {v}" for k, v in (result.get("readings") or {}).items())
             for label, cell in result["shares"].items():
-                rows.append([e(scope), e(words(label)), pct(cell["share"]), f"{pct(cell['ci_low'])} – {pct(cell['ci_high'])}"])
+                rows.append([e(scope), e(words(label)), pct(cell["share"]), f"{pct(cell['ci_low'])} – {pct(cell['ci_high'])}", pct((result.get("raw_solution") or {}).get(label)),
+                             e(flags.strip() or "—"), f"{result.get('condition_number', 0):.1f}", pct(result.get("bootstrap_infeasible_share")), e(readings)])
             warnings += [f"{scope}: {warning}" for warning in result.get("warnings", [])]
-        out.append(_table(f"{titles.get(name, name)}: corrected shares", ["scope", "label", "corrected share", "95% interval"], rows)
+        out.append(_table(f"{titles.get(name, words(name))}: corrected shares",
+                          ["scope", "label", "corrected share", "95% interval", "raw solution", "flag", "condition number", "draws infeasible", "readings"], rows)
                    + "".join(f"<p class='warn'>{e(w)}</p>" for w in warnings))
     return "".join(out)
 

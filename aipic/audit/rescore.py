@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 
 from aipic.audit.attributes import AttributeSet, decide
-from aipic.audit.classifier import same_classifier
-from aipic.audit.findings import SEED_RULES, build_report
+from aipic.audit.classifier import check_validation, same_classifier
+from aipic.audit.findings import SEED_RULES, build_report, seed_of
 from aipic.audit.report import write_report
 from aipic.audit.suites import PromptSuite
 from aipic.audit.summary import csv_columns, read_rows, rewrite_rows, thresholds
@@ -35,6 +35,46 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise BadInput(f"The run's {what} ({path}) is not a JSON object.")
     return data
+
+
+STATUSES = ("ok", "failed", "held_back")
+
+
+def checked_rows(path: Path, suite: PromptSuite, seeds: int, seed_rule: str, attribute_set: AttributeSet) -> list[dict]:
+    """rows.csv as the run wrote it, or a clear refusal: UTF-8, not empty, each row one planned image (a prompt of
+    the suite, a whole seed of the plan, once), a known status, and every stored probability a number from 0 to 1."""
+    try:
+        rows = read_rows(path)
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text: it is not the rows.csv aipic writes.") from None
+    if not rows:
+        raise BadInput(f"{path} holds no rows: there is nothing to re-score.")
+    planned = {(prompt, seed_of(index, seed, seed_rule)) for index, prompt in enumerate(suite.prompts) for seed in range(seeds)}
+    seen: set = set()
+    for number, row in enumerate(rows, start=2):
+        where = f"rows.csv line {number}"
+        try:
+            key = (row.get("prompt"), int(str(row.get("seed"))))
+        except ValueError:
+            raise BadInput(f"{where}: the seed {row.get('seed')!r} is not a whole number.") from None
+        if key not in planned:
+            raise BadInput(f"{where}: {key[0]!r} seed {key[1]} is not an image of the run's plan.")
+        if key in seen:
+            raise BadInput(f"{where}: {key[0]!r} seed {key[1]} appears twice; each image has one row.")
+        seen.add(key)
+        if row.get("status") not in STATUSES:
+            raise BadInput(f"{where}: unknown status {row.get('status')!r} (expected {', '.join(STATUSES)}).")
+        if row["status"] != "ok":
+            continue
+        columns = ["person_probability"] + [f"{spec.name}_p_{label}" for spec in attribute_set.attributes for label in spec.classes]
+        for column in columns:
+            try:
+                value = float(row.get(column) or "nan")
+            except ValueError:
+                value = float("nan")
+            if not 0 <= value <= 1:
+                raise BadInput(f"{where}: {column} must be a probability from 0 to 1 (got {row.get(column)!r}).")
+    return rows
 
 
 def rethreshold(row: dict, attribute_set: AttributeSet) -> dict:
@@ -64,6 +104,8 @@ def rescore(run_dir: str | Path, attribute_set: AttributeSet, out_dir: str | Pat
         raise BadInput(f"{run_dir} holds no audit run (rows.csv and report.json).")
     if out_dir.exists():
         raise BadInput(f"--out {out_dir} already exists; give a new folder so nothing is overwritten.")
+    if out_dir.resolve().is_relative_to(run_dir.resolve()):
+        raise BadInput(f"--out {out_dir} is inside the run's folder; give a folder elsewhere (the run is never modified).")
     report, settings = _read_json(run_dir / "report.json", "report"), _read_json(run_dir / "run.json", "settings")
     recorded = report.get("attribute_set") or {}
     if not recorded.get("classes_sha256"):
@@ -73,8 +115,10 @@ def rescore(run_dir: str | Path, attribute_set: AttributeSet, out_dir: str | Pat
         raise BadInput("This attribute set's classes, phrases or templates differ from the run's; the stored probabilities were computed from the run's, "
                        "so only thresholds may change in a re-score.")
     clip = (report.get("models") or {}).get("clip") or {}
-    if validation is not None and (refusal := same_classifier(validation, clip, attribute_set.describe())):
-        raise BadInput(refusal)
+    if validation is not None:
+        check_validation(validation, attribute_set)
+        if refusal := same_classifier(validation, clip, attribute_set.describe()):
+            raise BadInput(refusal)
     stored = report.get("suite") or {}
     suite = PromptSuite(name=str(stored.get("name", run_dir.name)), description=str(stored.get("description", "")), prompts=tuple(stored.get("prompts") or ()),
                         reference=stored.get("reference") or {}, pairs=tuple(tuple(pair) for pair in stored.get("pairs") or ()),
@@ -82,7 +126,7 @@ def rescore(run_dir: str | Path, attribute_set: AttributeSet, out_dir: str | Pat
     seed_rule = report.get("seed_rule", "shared")
     if not suite.prompts or seed_rule not in SEED_RULES or not isinstance(report.get("seeds"), int):
         raise BadInput(f"{run_dir / 'report.json'} does not say which prompts and seeds the run planned.")
-    rows = [rethreshold(row, attribute_set) for row in read_rows(run_dir / "rows.csv")]
+    rows = [rethreshold(row, attribute_set) for row in checked_rows(run_dir / "rows.csv", suite, report["seeds"], seed_rule, attribute_set)]
     for row in rows:  # keep each image reachable from the new folder
         if row.get("image"):
             row["image"] = os.path.relpath((run_dir / row["image"]).resolve(), out_dir.resolve())

@@ -136,12 +136,16 @@ def cmh_binary(tables: list) -> dict:
     """Cochran–Mantel–Haenszel test of a common odds ratio of 1 over 2×2 strata (with continuity correction),
     e.g. one label's count in report A vs B, stratified by prompt. Strata with a single image carry no information."""
     kept = [np.asarray(t, dtype=float) for t in tables if np.asarray(t).sum() > 1]
-    if not kept:
-        return {"test": "Cochran–Mantel–Haenszel", "statistic": None, "dof": 1, "p": None, "strata": 0}
-    result = StratifiedTable(np.stack(kept, axis=-1)).test_null_odds(correction=True)
+    pooled = np.sum(kept, axis=0) if kept else np.zeros((2, 2))
+    if not kept or (pooled.sum(axis=0) == 0).any() or (pooled.sum(axis=1) == 0).any():
+        # one label (or one group) only, in every stratum: nothing varies, so nothing is tested
+        return {"test": "Cochran–Mantel–Haenszel: not tested (one label only)", "statistic": None, "dof": 1, "p": None, "strata": len(kept)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = StratifiedTable(np.stack(kept, axis=-1)).test_null_odds(correction=True)
     statistic = float(result.statistic)
-    return {"test": "Cochran–Mantel–Haenszel (continuity-corrected)", "statistic": statistic, "dof": 1,
-            "p": None if math.isnan(statistic) else float(result.pvalue), "strata": len(kept)}
+    if not math.isfinite(statistic):
+        return {"test": "Cochran–Mantel–Haenszel: not tested (no variation within the strata)", "statistic": None, "dof": 1, "p": None, "strata": len(kept)}
+    return {"test": "Cochran–Mantel–Haenszel (continuity-corrected)", "statistic": statistic, "dof": 1, "p": float(result.pvalue), "strata": len(kept)}
 
 
 def generalized_cmh(tables: list) -> dict:

@@ -80,6 +80,9 @@ def load_suite(path: str | Path, attribute_set: AttributeSet | None = None) -> P
     pairs = tuple((by_form[as_generated(a)], by_form[as_generated(b)]) for a, b in pairs)
     if any(as_generated(a) == as_generated(b) for a, b in pairs):
         raise BadInput(f"{where}: a pair compares a prompt with itself.")
+    unordered = [frozenset((as_generated(a), as_generated(b))) for a, b in pairs]
+    if len(set(unordered)) != len(unordered):
+        raise BadInput(f"{where}: a pair is listed twice (in either order); each comparison once.")
     name = str(raw.get("name", path.stem))
     if not SAFE_NAME.fullmatch(name) or ".." in name:
         raise BadInput(f"{where}: the name {name!r} must be letters, digits, spaces, '.', '_' or '-' (it names the report folder).")

@@ -158,13 +158,17 @@ def _pool_against_per_prompt_references(overall: list, per_prompt: dict, referen
         for label, cell in attribute.shares.items():
             strata = [(summaries[index].counts[label], summaries[index].assessed, (reference_by_prompt.get(prompt, {}).get(attribute.name) or {}).get(label))
                       for prompt, summaries in per_prompt.items() if summaries[index].assessed]
-            if not strata or any(expected is None for _, _, expected in strata):
+            referenced = [stratum for stratum in strata if stratum[2] is not None]  # prompts without a reference (pairs only) stay out
+            if not referenced:
                 cell.update(reference=None, gap=None, p_reference=None, test=None)
                 continue
-            weighted = sum(n * expected for _, n, expected in strata) / sum(n for _, n, _ in strata)
-            test = stratified_reference_test(*map(list, zip(*strata)))
-            cell.update(reference=weighted, gap=cell["share"] - weighted, p_reference=test["p"], z=test["z"], test=test["test"],
-                        reference_basis="the per-prompt references, weighted by each prompt's assessed images")
+            count, n = sum(c for c, _, _ in referenced), sum(n for _, n, _ in referenced)
+            weighted = sum(n * expected for _, n, expected in referenced) / n
+            test = stratified_reference_test(*map(list, zip(*referenced)))
+            left_out = len(strata) - len(referenced)
+            cell.update(reference=weighted, gap=count / n - weighted, p_reference=test["p"], z=test["z"], test=test["test"], compared_share=count / n,
+                        reference_basis="the per-prompt references, weighted by each prompt's assessed images"
+                        + (f"; over the {len(referenced)} prompts with a reference ({left_out} without one left out: the gap is of their pooled share, {count / n:.1%})" if left_out else ""))
 
 
 def counterfactual_pairs(summary: dict, pairs: tuple, rows: list[dict] | None = None, shared_seeds: bool = True) -> dict:
@@ -236,14 +240,17 @@ def equal_weight(per_prompt: dict, reference_by_prompt: dict | None = None) -> d
                 continue
             share = sum(values) / len(values)
             low, high = equal_weight_interval(values, [per_prompt[prompt][index].assessed for prompt in kept])
-            references = [((reference_by_prompt.get(prompt) or {}).get(attribute.name) or {}).get(label) for prompt in kept]
-            given = [float(r) for r in references if r is not None]
-            mean_reference = sum(given) / len(given) if given and len(given) == len(references) else None
+            references = {prompt: ((reference_by_prompt.get(prompt) or {}).get(attribute.name) or {}).get(label) for prompt in kept}
+            with_reference = [prompt for prompt in kept if references[prompt] is not None]
             shares[label] = share
-            cells[label] = {"share": share, "ci_low": low, "ci_high": high, "reference": mean_reference,
-                            "gap": None if mean_reference is None else share - mean_reference,
-                            "gap_low": None if mean_reference is None else low - mean_reference,
-                            "gap_high": None if mean_reference is None else high - mean_reference}
+            cells[label] = {"share": share, "ci_low": low, "ci_high": high, "reference": None, "gap": None, "gap_low": None, "gap_high": None, "reference_prompts": len(with_reference)}
+            if with_reference:  # compared over the prompts that have a reference (all of them, unless some are compared in pairs only)
+                compared = [per_prompt[prompt][index].shares[label]["share"] for prompt in with_reference]
+                low_c, high_c = equal_weight_interval(compared, [per_prompt[prompt][index].assessed for prompt in with_reference])
+                mean_reference = sum(float(references[prompt] or 0.0) for prompt in with_reference) / len(with_reference)
+                mean_share = sum(compared) / len(compared)
+                cells[label].update(reference=mean_reference, compared_share=mean_share, gap=mean_share - mean_reference,
+                                    gap_low=low_c - mean_reference, gap_high=high_c - mean_reference)
         out[attribute.name] = {"shares": shares, "cells": cells, "prompts": len(kept), "left_out": left_out,
                                "interval": "mean of per-prompt shares ± 1.96·√(Σ per-prompt variances)/K, Wilson-adjusted shares"}
     return out
@@ -280,7 +287,7 @@ def _truthy(value) -> bool:
 def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 

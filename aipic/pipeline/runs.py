@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import platform
 from collections import deque
 from pathlib import Path
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from aipic import __version__
 from aipic.audit.attributes import AttributeSet
-from aipic.audit.classifier import evaluate, read_labels, same_classifier
+from aipic.audit.classifier import check_validation, evaluate, read_labels, same_classifier
 from aipic.audit.findings import SEED_RULES, build_report, check_seeds, seed_of
 from aipic.audit.flips import flip_stats
 from aipic.audit.report import CLASSIFIER_LIMITS, write_report
@@ -98,10 +99,12 @@ def check_run(suite: PromptSuite, seeds: int, out_dir: str | Path, attribute_set
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file; give a folder for the report.")
     check_reference(suite.reference, f"Prompt suite {suite.name}", attribute_set)
-    existing = [name for name in ("rows.csv", "report.json", "report.html") if (out_dir / name).exists()]
+    existing = [name for name in ("rows.csv", "report.json", "report.html", "run.json", "card.json") if (out_dir / name).exists()]
     if existing and not resume:
         raise BadInput(f"{out_dir} already holds an audit run ({', '.join(existing)}); choose a new --out folder so nothing is overwritten, or --resume it.")
     if not existing:
+        if resume:
+            raise BadInput(f"--resume: {out_dir} holds no audit run to continue; leave out --resume to start one there.")
         return None
     try:
         previous = json.loads((out_dir / "run.json").read_text())
@@ -121,8 +124,10 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
     a run in ``out_dir`` whose settings hash matches, without redoing the images it already has; images that
     failed are tried again. Everything is checked before anything is written.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # images are named relative to it in rows.csv, whatever the working folder
     previous = check_run(suite, seeds, out_dir, pipeline.attribute_set, resume, seed_rule)
+    if validation is not None:
+        check_validation(validation, pipeline.attribute_set)
     if validation is not None and (refusal := same_classifier(validation, pipeline.models.get("clip").describe(), pipeline.attribute_set.describe())):
         raise BadInput(refusal)
     settings = run_settings(pipeline, suite, seeds, model_key, seed_rule)
@@ -154,7 +159,7 @@ def run_suite(pipeline, suite: PromptSuite, seeds: int, out_dir: str | Path, mod
         except Exception as error:  # noqa: BLE001 - a failed image is recorded as failed, with why, and the run goes on
             writer.write(failed_row(prompt, seed, error))
         else:
-            writer.write(audit_row(prompt, seed, str(item.path.relative_to(out_dir)), item.audit))
+            writer.write(audit_row(prompt, seed, os.path.relpath(item.path, out_dir), item.audit))
         bar.update(1)
 
     bar = tqdm(total=len(planned), initial=len(planned) - len(to_make), desc=f"audit {suite.name}", unit="img", disable=not progress)
