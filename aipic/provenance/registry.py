@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 
 from aipic.common.errors import ConfigError
@@ -47,9 +48,9 @@ fingerprints = sa.Table(
     sa.Column("variant", sa.String(16), primary_key=True),
     sa.Column("value", sa.String(16), nullable=False),
     sa.Column("code", sa.BigInteger),  # the value as a signed 64-bit integer
-    sa.Column("chunk0", sa.Integer, index=True),  # its substrings for the multi-index search (fingerprint_index)
-    sa.Column("chunk1", sa.Integer, index=True),
-    sa.Column("chunk2", sa.Integer, index=True),
+    sa.Column("chunk0", sa.Integer),  # its substrings for the multi-index search (fingerprint_index), each indexed
+    sa.Column("chunk1", sa.Integer),  # with the code (ix_fingerprints_chunk0 … on (chunkN, code)): probes read only the index
+    sa.Column("chunk2", sa.Integer),
 )
 
 
@@ -172,34 +173,43 @@ class Registry:
         return self._first(outputs.c.watermark_id == watermark_id)
 
     def nearest_fingerprint(self, fingerprint: str, max_bits: int, stats: dict | None = None) -> tuple[Entry, int] | None:
-        """The recorded output whose fingerprint is closest to this one, if within ``max_bits``: exact, through the
-        substring indexes (aipic.provenance.fingerprint_index), nearest first. ``stats`` (a dict) gets the
-        candidates examined and the stages probed."""
+        """The recorded output whose fingerprint is closest to this one, if within ``max_bits`` (ties: the smallest
+        id): exact, through the substring indexes (aipic.provenance.fingerprint_index), nearest first. Each index
+        holds (substring, code), so a probe reads only the index; rows are fetched for the nearest codes alone.
+        ``stats`` (a dict) gets the candidates examined and the stages probed."""
         query = index.as_int(fingerprint)
-        best: tuple[str, int] | None = None
-        seen: set = set()
+        signed_query = index.as_signed(query)
+        columns = (fingerprints.c.chunk0, fingerprints.c.chunk1, fingerprints.c.chunk2)
+        best_bits, best_codes = max_bits + 1, set()
         examined = stage = 0
         postgres = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as connection:
             for stage in range(index.stages(max_bits)):
-                for column, values in zip((fingerprints.c.chunk0, fingerprints.c.chunk1, fingerprints.c.chunk2), index.probes(query, stage)):
-                    select = sa.select(fingerprints.c.output_id, fingerprints.c.variant, fingerprints.c.value).where(column.in_(values))
+                for column, values in zip(columns, index.probes(query, stage)):
+                    select = sa.select(fingerprints.c.code).where(column.in_(values))
                     if postgres:  # the exact check in the server: only codes within the radius come back
-                        select = select.where(sa.text("bit_count((fingerprints.code # :query)::bit(64)) <= :max_bits").bindparams(query=index.as_signed(query), max_bits=max_bits))
-                    for output_id, variant, value in connection.execute(select):
-                        if (output_id, variant) in seen:
-                            continue
-                        seen.add((output_id, variant))
-                        examined += 1
-                        bits = (index.as_int(value) ^ query).bit_count()
-                        if bits <= max_bits and (best is None or bits < best[1] or (bits == best[1] and output_id < best[0])):
-                            best = (output_id, bits)
-                if best is not None and best[1] <= index.complete_within(stage):
+                        select = select.where(sa.text("bit_count((fingerprints.code # :query)::bit(64)) <= :max_bits").bindparams(query=signed_query, max_bits=max_bits))
+                    codes = np.fromiter(connection.execute(select).scalars(), dtype=np.int64)
+                    examined += len(codes)
+                    if not len(codes):
+                        continue
+                    bits = np.bitwise_count(np.bitwise_xor(codes, np.int64(signed_query)).view(np.uint64))  # unsigned: a signed count is of |x|
+                    nearest = int(bits.min())
+                    if nearest < best_bits:
+                        best_bits, best_codes = nearest, set(codes[bits == nearest].tolist())
+                    elif nearest == best_bits:
+                        best_codes |= set(codes[bits == nearest].tolist())
+                if best_bits <= min(max_bits, index.complete_within(stage)):
                     break  # nothing unseen can be nearer
+            best_id = None
+            if best_bits <= max_bits:
+                chunk0 = {index.chunks(code & (2**64 - 1))[0] for code in best_codes}
+                best_id = connection.execute(sa.select(sa.func.min(fingerprints.c.output_id)).where(
+                    fingerprints.c.chunk0.in_(chunk0), fingerprints.c.code.in_(best_codes))).scalar()
         if stats is not None:
             stats.update(candidates=examined, stages=stage + 1)
-        found = self.get(best[0]) if best else None
-        return (found, best[1]) if found is not None and best is not None else None
+        found = self.get(best_id) if best_id else None
+        return (found, best_bits) if found is not None else None
 
     def known_paths(self, paths: list[str]) -> set[str]:
         """Those of these file paths that a recorded output has (indexed: the app checks its folder at start)."""
