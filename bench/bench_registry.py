@@ -86,15 +86,15 @@ def flip(code: int, bits: int, rng) -> int:
     return code
 
 
-def fill(registry: Registry, n: int, rng, real: list[int]) -> dict:
-    """N outputs, three fingerprints each, in batches through the DB-API (as a bulk import would)."""
+def fill(registry: Registry, n: int, rng, real: list[int], first: int = 0) -> dict:
+    """Outputs number ``first`` to ``n``, three fingerprints each, in batches through the DB-API (as a bulk import would)."""
     from aipic.provenance.registry import fingerprints, outputs
 
     now = datetime.datetime.now(datetime.timezone.utc)
     start = time.perf_counter()
     rows = 0
     with registry.engine.begin() as connection:
-        for offset in range(0, n, BATCH):
+        for offset in range(first, n, BATCH):
             size = min(BATCH, n - offset)
             full = synthetic_codes(size, rng, real)
             crops = [full ^ np.left_shift(np.uint64(1), rng.integers(0, 64, size=size).astype(np.uint64)) for _ in range(2)]  # crops: a bit or two away
@@ -111,6 +111,7 @@ def fill(registry: Registry, n: int, rng, real: list[int]) -> dict:
             if offset and offset % (10 * BATCH) == 0:
                 print(f"  {offset:,} outputs", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
+    n -= first
     if registry.engine.dialect.name == "postgresql":  # statistics, and the visibility map index-only scans need
         with registry.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM ANALYZE fingerprints")
@@ -264,11 +265,21 @@ def check_cli(home: Path, registry_url: str | None) -> dict:
             "resized_recognised": bool(by_print.get("recovered")), "resized_matched_by": (by_print.get("recovered") or {}).get("matched_by")}
 
 
-def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool) -> dict:
+def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, sizes: list[int]) -> dict:
+    """Fill in steps (each size in ``sizes``, then n) and measure the lookups at each, in this one run."""
     registry = Registry(url)
-    filled = fill(registry, n, rng, real)
-    made, record_per_s = planted(registry, rng, real, LOOKUPS_PER_DISTANCE)
-    result = {"outputs": n, "fingerprints": 3 * n, "fill": filled, "record_per_s": record_per_s, "lookups": lookups(registry, made, rng)}
+    made, record_per_s = planted(registry, rng, real, LOOKUPS_PER_DISTANCE)  # planted first: they are in the registry at every size
+    steps, filled_to = {}, 0
+    for size in [*sorted(size for size in sizes if size < n), n]:
+        filled = fill(registry, size, rng, real, filled_to)
+        filled_to = size
+        steps[size] = {"outputs": size, "fingerprints": 3 * size, "fill": filled, "lookups": lookups(registry, made, rng)}
+        print(f"  {size:,}: {json.dumps(steps[size]['lookups']['all'])}", file=sys.stderr, flush=True)
+    result = {"outputs": n, "fingerprints": 3 * n, "record_per_s": record_per_s, "sizes": steps, "lookups": steps[n]["lookups"], "fill": steps[n]["fill"]}
+    if len(steps) > 1:
+        sizes_done = sorted(steps)
+        result["growth"] = [{"from": a, "to": b, "p95_ratio": steps[b]["lookups"]["all"]["p95_ms"] / steps[a]["lookups"]["all"]["p95_ms"]}
+                            for a, b in zip(sizes_done, sizes_done[1:])]
     registry.close()
     if check and home is not None:
         result["cli"] = check_cli(home, None if url.startswith("sqlite") else url)
@@ -283,10 +294,12 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also on a throw-away PostgreSQL 15 cluster (started and removed here)")
     parser.add_argument("--postgres-only", action="store_true", help="only PostgreSQL")
     parser.add_argument("--check-cli", action="store_true", help="then aipic generate and verify with that home (tiny models)")
+    parser.add_argument("--sizes", default="", help="also measure at these sizes on the way (comma-separated, e.g. 100000,1000000): growth within one run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the JSON here")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     real = real_picture_codes()
     home = Path(args.home)
     home.mkdir(parents=True, exist_ok=True)
@@ -296,13 +309,13 @@ def main() -> None:
               "method": "multi-index hashing: substrings of 21/21/22 bits, probed nearest-first within 2 bits each, exact check after", "real_picture_codes": len(real),
               "radius_bits": MATCH_BITS, "insert_overhead_sqlite": overhead, "results": {}}
     if not args.postgres_only:
-        report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli)
+        report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli, sizes)
         print(json.dumps(report["results"]["sqlite"]["lookups"]["all"]), file=sys.stderr)
     if args.postgres or args.postgres_only:
         with postgres() as url:
             pg_home = home / "pg-home"
             pg_home.mkdir(exist_ok=True)
-            report["results"]["postgresql"] = run(url, args.outputs, rng, real, pg_home, args.check_cli)
+            report["results"]["postgresql"] = run(url, args.outputs, rng, real, pg_home, args.check_cli, sizes)
             print(json.dumps(report["results"]["postgresql"]["lookups"]["all"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.out:
