@@ -265,6 +265,15 @@ def check_cli(home: Path, registry_url: str | None) -> dict:
             "resized_recognised": bool(by_print.get("recovered")), "resized_matched_by": (by_print.get("recovered") or {}).get("matched_by")}
 
 
+def database_gb(registry: Registry) -> float:
+    """The registry's size on disk: the SQLite file (and its WAL), or PostgreSQL's database."""
+    if registry.engine.dialect.name == "postgresql":
+        with registry.engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT pg_database_size(current_database())").scalar() / 1e9
+    database = Path(registry.engine.url.database)
+    return sum(path.stat().st_size for path in (database, Path(f"{database}-wal")) if path.exists()) / 1e9
+
+
 def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, sizes: list[int]) -> dict:
     """Fill in steps (each size in ``sizes``, then n) and measure the lookups at each, in this one run."""
     registry = Registry(url)
@@ -273,7 +282,7 @@ def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, 
     for size in [*sorted(size for size in sizes if size < n), n]:
         filled = fill(registry, size, rng, real, filled_to)
         filled_to = size
-        steps[size] = {"outputs": size, "fingerprints": 3 * size, "fill": filled, "lookups": lookups(registry, made, rng)}
+        steps[size] = {"outputs": size, "fingerprints": 3 * size, "fill": filled, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry)}
         print(f"  {size:,}: {json.dumps(steps[size]['lookups']['all'])}", file=sys.stderr, flush=True)
     result = {"outputs": n, "fingerprints": 3 * n, "record_per_s": record_per_s, "sizes": steps, "lookups": steps[n]["lookups"], "fill": steps[n]["fill"]}
     if len(steps) > 1:
