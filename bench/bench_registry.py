@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -274,9 +275,20 @@ def database_gb(registry: Registry) -> float:
     return sum(path.stat().st_size for path in (database, Path(f"{database}-wal")) if path.exists()) / 1e9
 
 
-def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, sizes: list[int]) -> dict:
-    """Fill in steps (each size in ``sizes``, then n) and measure the lookups at each, in this one run."""
+def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, sizes: list[int], measure_only: bool = False) -> dict:
+    """Fill in steps (each size in ``sizes``, then n) and measure the lookups at each, in this one run. With
+    ``measure_only``, the registry was filled by an earlier run: only the lookups are measured again."""
     registry = Registry(url)
+    if measure_only:
+        from aipic.provenance.registry import outputs
+
+        with registry.engine.connect() as connection:
+            made = [(row.id, int(row.fingerprint, 16)) for row in connection.execute(
+                sa.select(outputs.c.id, outputs.c.fingerprint).where(outputs.c.id.like("p%")).order_by(outputs.c.id))]
+        result = {"outputs": n, "fingerprints": 3 * n, "measured_again": True, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry)}
+        registry.close()
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return result
     made, record_per_s = planted(registry, rng, real, LOOKUPS_PER_DISTANCE)  # planted first: they are in the registry at every size
     steps, filled_to = {}, 0
     for size in [*sorted(size for size in sizes if size < n), n]:
@@ -304,6 +316,7 @@ def main() -> None:
     parser.add_argument("--postgres-only", action="store_true", help="only PostgreSQL")
     parser.add_argument("--check-cli", action="store_true", help="then aipic generate and verify with that home (tiny models)")
     parser.add_argument("--sizes", default="", help="also measure at these sizes on the way (comma-separated, e.g. 100000,1000000): growth within one run")
+    parser.add_argument("--measure-only", action="store_true", help="the home's registry is already filled (an earlier run): measure the lookups only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the JSON here")
     args = parser.parse_args()
@@ -318,7 +331,7 @@ def main() -> None:
               "method": "multi-index hashing: substrings of 21/21/22 bits, probed nearest-first within 2 bits each, exact check after", "real_picture_codes": len(real),
               "radius_bits": MATCH_BITS, "insert_overhead_sqlite": overhead, "results": {}}
     if not args.postgres_only:
-        report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli, sizes)
+        report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli, sizes, args.measure_only)
         print(json.dumps(report["results"]["sqlite"]["lookups"]["all"]), file=sys.stderr)
     if args.postgres or args.postgres_only:
         with postgres() as url:
