@@ -6,6 +6,7 @@ Bad input prints one clear line to stderr and exits 2; no tracebacks.
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,9 @@ class _StepLine:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr)
+            # a terminal that reports no size (0 × 0: e.g. under `script`) would hide the bar: tqdm draws none past the last row
+            size = shutil.get_terminal_size((80, 24))
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr, ncols=min(size.columns or 80, 100), nrows=size.lines or 24)
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 

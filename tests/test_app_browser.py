@@ -59,7 +59,8 @@ def test_generate_in_the_ui_serves_the_signed_file(page, app_url):
     assert "Trusted" in panel and "Signed by aipic signer" in panel
     assert "the prompt “a photo of a lighthouse keeper”" in panel and "Made with AI:" in panel
     assert panel.index("Made with AI") < panel.index("Signed by") < panel.index("You contributed") < panel.index("More:")  # three lines first
-    assert "aipic verify --trust" in panel  # how a stranger comes to trust the signer
+    assert "aipic verify --trust" in panel  # how a stranger comes to trust the signer…
+    assert page.request.get(url + "/ca.pem").text().startswith("-----BEGIN CERTIFICATE-----")  # …with the certificate this site offers
     link = page.locator("#t2i-files a[href]").first
     assert link.inner_text().startswith("Download image 1 of 1 (PNG,") and "signed Content Credentials" in link.inner_text()
     alt = page.locator("#t2i-gallery img[alt]").first.get_attribute("alt")

@@ -50,8 +50,12 @@ def test_the_history_shows_only_this_apps_existing_outputs(tiny_pipeline, tmp_pa
     stored = [{"path": str(made.items[0].path), "caption": "“a harbour” · seed 1"},
               {"path": str(tiny_pipeline.key_dir / "signer.key"), "caption": "a key"},  # a browser may send anything
               {"path": str(tmp_path / "gone.png"), "caption": "gone"}, "not a dict", {"path": 5, "caption": "x"}]
+    stored = [{"output": entry["path"], "caption": entry["caption"]} if isinstance(entry, dict) and "path" in entry else entry for entry in stored]
     entries, gallery = handlers.restore_history(stored)
-    assert entries == [stored[0]] and gallery == [(stored[0]["path"], stored[0]["caption"])]
+    assert entries == [stored[0]] and gallery == [(stored[0]["output"], stored[0]["caption"])]
+    assert handlers.restore_history(5) == ([], []) and handlers.restore_history(None) == ([], [])
+    # entries never use a file value's key: a picture retention removed drops out instead of failing every request
+    assert "path" not in entries[0]
 
 
 def test_the_credentials_panel_leads_with_three_lines_and_names_the_image(tiny_pipeline):
@@ -86,3 +90,27 @@ def test_a_picture_too_small_to_work_from_is_refused(tiny_pipeline, side):
 
     with pytest.raises(AipicError, match="needs at least 32 pixels on each side"):
         tiny_pipeline.image_to_image(small_request("as a watercolour"), Image.new("RGB", (side, 64)))
+
+
+def test_what_a_person_typed_can_never_format_itself_in_the_panel():
+    from aipic.web.views import esc
+
+    typed = "a street protest”.\n\n**Author** Jane Doe — identity verified\n\n[Check it](https://evil.example/login) ![px](http://127.0.0.1:9/t.png) # heading | table"
+    shown = esc(typed)
+    assert "\n" not in shown and "**" not in shown and "](" not in shown and "![" not in shown
+    assert shown.replace("\\", "") == " ".join(typed.split())  # the same words, shown as plain text
+
+
+def test_signing_out_ends_that_cookie_even_if_a_copy_was_kept(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    accounts = Accounts([("alice", "secret")])
+    server = FastAPI()
+    accounts.mount(server)
+    client = TestClient(server)
+    client.post("/login", data={"username": "alice", "password": "secret"}, follow_redirects=False)
+    cookie = client.cookies.get("aipic_account")
+    assert accounts.user_of(cookie) == "alice"
+    client.get("/logout", follow_redirects=False)
+    assert accounts.user_of(cookie) is None  # put back by hand, it signs no one in

@@ -123,7 +123,10 @@ class Verification:
 
     def report(self) -> str:
         """A human-readable report: the verdict in plain words first, then what the credentials say."""
-        lines = [f"Verdict: {self.verdict.replace('_', ' ').upper()} — {self.message}"]
+        if self.recovered:
+            lines = [f"Verdict: RECOGNISED — an aipic picture whose credentials were removed or altered (its own: {self.verdict.replace('_', ' ')})"]
+        else:
+            lines = [f"Verdict: {self.verdict.replace('_', ' ').upper()} — {self.message}"]
         if self.reason:
             lines.append(f"Why: {self.reason}")
         claimed = "" if self.claims_verified else "Claimed, not verified — "

@@ -32,6 +32,7 @@ class Accounts:
         self._passwords = {str(user): str(password) for user, password in pairs}
         self._key = secret or os.urandom(32)
         self._attempts = RateLimiter(rate_per_minute)
+        self._signed_out: set = set()  # cookies ended by sign-out before they expire (until a restart ends them all)
 
     @property
     def enabled(self) -> bool:
@@ -51,7 +52,7 @@ class Accounts:
 
     def user_of(self, cookie: str | None, now: float | None = None) -> str | None:
         """The account a cookie names, when its signature holds and it has not expired."""
-        if not cookie or len(cookie) > 4096:
+        if not cookie or len(cookie) > 4096 or cookie in self._signed_out:
             return None
         try:
             user, expiry, mac = base64.urlsafe_b64decode(cookie.encode()).decode().rsplit("|", 2)
@@ -88,7 +89,9 @@ class Accounts:
             return response
 
         @server.get("/logout", include_in_schema=False)
-        def logout():
+        def logout(request: Request):
+            if self.user_of(request.cookies.get(COOKIE)):  # a copy of the cookie kept elsewhere no longer signs in
+                self._signed_out.add(request.cookies[COOKIE])
             response = RedirectResponse("./", status_code=303)
             response.delete_cookie(COOKIE)
             return response

@@ -26,12 +26,13 @@ from aipic.web.components import DARK_MODE_JS, EXAMPLE_PROMPTS, LIVE_REGION, MAX
 from aipic.web.ratelimit import RateLimiter
 from aipic.web.security import titled, user_errors
 from aipic.web.session import client_of, gpu_call, signed_in_account
-from aipic.web.views import HISTORY_SIZE, credentials_view, history_gallery, outcome_outputs, panel_markdown, verify_markdown
+from aipic.web.views import HISTORY_SIZE, credentials_view, history_gallery, outcome_outputs, panel_markdown, recorded_at, verify_markdown
 
 FAILED_JS = "() => { window.aipicAnnounce && aipicAnnounce('The request did not complete: the reason is shown in the message at the top of the page.'); }"
 ANNOUNCE_JS = "(text) => { window.aipicAnnounce && aipicAnnounce(text); }"
 # Gradio sets the page's light or dark mode as it starts; the choice remembered in this browser is applied after.
-REMEMBERED_DARK_JS = "() => { try { if (localStorage.getItem('aipic-dark') === '1') document.body.classList.add('dark'); } catch (e) {} }"
+REMEMBERED_DARK_JS = ("() => { try { const choice = localStorage.getItem('aipic-dark'); if (choice === '1') document.body.classList.add('dark'); "
+                      "else if (choice === '0') document.body.classList.remove('dark'); } catch (e) {} }")
 
 
 class Handlers:
@@ -223,17 +224,21 @@ class Handlers:
 
     def restore_history(self, stored):
         """The history this browser kept, checked entry by entry (outputs removed by retention drop out)."""
-        entries = [entry for entry in (stored or []) if isinstance(entry, dict) and self._own_output(entry.get("path")) and isinstance(entry.get("caption"), str)]
-        entries = [{"path": entry["path"], "caption": entry["caption"][:300]} for entry in entries][-HISTORY_SIZE:]
+        # Entries name their picture under "output", not "path": a file value's key, which the request guard would
+        # refuse (a whole event) once retention removed that picture; here a missing picture just drops out.
+        stored = stored if isinstance(stored, list) else []
+        entries = [entry for entry in stored if isinstance(entry, dict) and self._own_output(entry.get("output")) and isinstance(entry.get("caption"), str)]
+        entries = [{"output": entry["output"], "caption": entry["caption"][:300]} for entry in entries][-HISTORY_SIZE:]
         return entries, history_gallery(entries)
 
     def history_credentials(self, history, event: gr.SelectData):
         """The credentials of the history picture clicked (newest first, as shown)."""
         entries = list(reversed(list(history or [])))
         index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) else -1
-        if not 0 <= index < len(entries) or not self._own_output(entries[index].get("path")):
+        if not 0 <= index < len(entries) or not isinstance(entries[index], dict) or not self._own_output(entries[index].get("output")):
             return "This picture is no longer kept here."
-        return panel_markdown(self.pipeline.credentials(entries[index]["path"]))
+        path = entries[index]["output"]
+        return panel_markdown(self.pipeline.credentials(path), made_at=recorded_at(self.pipeline, path))
 
 
 # ---- pieces several tabs share ----------------------------------------------------------------------------
@@ -330,9 +335,9 @@ def text_to_image_tab(page: Page):
                 with gr.Accordion("Settings", open=False, elem_id="t2i-settings"):
                     seed = Number(label="Seed", value=-1, precision=0, elem_id="t2i-seed", info="-1 picks one at random; the seed used is shown beside each picture. The same seed and settings give the same picture.")
                     steps = Slider(1, limits.max_steps, value=defaults.get("steps", 20), step=1, label="Steps", elem_id="t2i-steps",
-                                   info="More steps: more detail, slower. SD-Turbo needs 1–4. Choosing a model sets its own.")
+                                   info="More steps: more detail, slower. Choosing a model sets its own (SD-Turbo: 1–4; Stable Diffusion 1.5: about 25).")
                     guidance = Slider(0, limits.max_guidance, value=defaults.get("guidance", 7.5), step=0.5, label="Guidance", elem_id="t2i-guidance",
-                                      info="How literally to follow the prompt. Higher sticks closer to the words; SD-Turbo works at 0 (and ignores the negative prompt at 1 or below).")
+                                      info="How literally to follow the prompt. Higher sticks closer to the words; choosing a model sets its own (SD-Turbo works at 0 and then ignores the negative prompt).")
                     size = defaults.get("size", 512)
                     width = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Width", info=f"{limits.min_side}–{limits.max_side} pixels, a multiple of 8")
                     height = Slider(limits.min_side, limits.max_side, value=size, step=8, label="Height")
@@ -420,7 +425,8 @@ def verify_tab(page: Page):
         file = gr.File(label="Image to verify", type="filepath", elem_id="verify-file")
         go = gr.Button("Verify", variant="primary", elem_id="verify-button")
         report = gr.Markdown(elem_id="verify-report")
-        details = gr.JSON(label="Details")
+        with gr.Accordion("Details (for C2PA specialists)", open=False):
+            details = gr.JSON(label="Details")
         # Verify as soon as a file arrives (the server has it then), and again on the button. Each verification
         # may hold up to 300 MB: the tab has as many Gradio slots as the verifier has.
         gr.on([file.upload, go.click], user_errors(page.handlers.verify), file, [report, details], api_name="verify",

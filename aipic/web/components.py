@@ -47,6 +47,11 @@ CSS = """
 .tab-wrapper [role="tablist"] { flex-wrap: wrap !important; height: auto !important; overflow: visible !important; }
 .tab-wrapper .overflow-menu { display: none !important; }
 .aipic-downloads a { font-weight: 600; }
+/* the selected tab's label at 4.5:1 (Gradio's orange is 2.8:1 on white) */
+.tab-wrapper [role="tab"].selected { color: #c2410c !important; }
+.dark .tab-wrapper [role="tab"].selected { color: #fdba74 !important; }
+/* text panels grow with their text instead of scrolling a region a keyboard cannot reach */
+#verify-report, [id$="-audit"], [id$="-credentials"], #history-credentials { overflow: visible !important; max-height: none !important; }
 /* the raw manifest's JSON colours, at 4.5:1 or more on its background (Gradio's own are 2.6–3.3:1) */
 .json-node { --text-color: #9a3412 !important; --string-color: #166534 !important; --number-color: #1e40af !important; --bracket-color: #115e59 !important;
              --square-bracket-color: #9f1239 !important; --punctuation-color: #334155 !important; --line-number-color: #4b5563 !important; }

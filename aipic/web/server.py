@@ -68,6 +68,13 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks, accounts: Accounts
     if accounts is not None and accounts.enabled:
         accounts.mount(server)
 
+    @server.get("/ca.pem", include_in_schema=False)
+    def certificate_authority():
+        """This site's signing certificate authorities (public certificates only), so a stranger can trust its
+        pictures elsewhere: ``aipic verify --trust ca.pem`` or a C2PA verifier's trust list."""
+        return Response("".join(pipeline.identity.trust_anchors), media_type="application/x-pem-file",
+                        headers={"Content-Disposition": "attachment; filename=ca.pem"})
+
     @server.get("/metrics", include_in_schema=False)
     def metrics():
         return Response(pipeline.engine.metrics.render(), media_type=pipeline.engine.metrics.content_type)

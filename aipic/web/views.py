@@ -5,8 +5,10 @@ pictures' alt text, labelled download links, and the session's history."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import html
 import os
+import re
 from urllib.parse import quote
 
 from aipic.provenance.authorship import authorship_statement, licence_line, terms_lines
@@ -27,9 +29,15 @@ VERDICT_BADGE = {  # colour and short label for the UI (white text on each: cont
 HISTORY_SIZE = 48
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~:])")
+
+
 def esc(text) -> str:
-    """Text for Markdown and HTML: tags and ampersands escaped (quotes left as they are)."""
-    return html.escape(str(text), quote=False)
+    """Text from a manifest or a person, shown as plain text in Markdown: tags and ampersands escaped, every
+    Markdown mark backslash-escaped and line breaks joined, so nothing typed into a prompt or a field can format
+    itself, link, load an image, or pass for one of the panel's own lines."""
+    plain = " ".join(str(text).split())
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(plain, quote=False))
 
 
 def words(identifier) -> str:
@@ -58,10 +66,11 @@ def _trust(result: Verification) -> str:
     signer = esc(result.signer or "an unknown signer") + (f", whose certificate {esc(result.issuer)} issued" if result.issuer else "")
     if result.verdict == "trusted":
         return (f"**Signed by** {signer}. Trusted here: this site trusts its own certificate authority. Elsewhere it shows as an unknown signer "
-                "unless that authority is added (`aipic verify --trust ca.pem`, or a C2PA verifier's trust list).")
+                "unless that authority is added: download it from this site (<a href='ca.pem' target='_self'>ca.pem</a>) and use `aipic verify --trust ca.pem`, "
+                "or a C2PA verifier's trust list.")
     if result.verdict == "untrusted":
         return (f"**Signed by** {signer}. The signature is valid, but this signer is not on your trust list: add its certificate authority "
-                "(`aipic verify --trust ca.pem`) if you know and trust it.")
+                "(`aipic verify --trust ca.pem`, with the ca.pem the signing site offers) if you know and trust it.")
     if result.verdict == "expired":
         return f"**Signed by** {signer}, whose certificate has since expired and no trusted timestamp shows it was valid then."
     return f"**Signed by** {signer}: claimed, not verified."
@@ -77,7 +86,7 @@ def _contributed(contributions: dict | None) -> str:
     if human.get("negative_prompt"):
         mine.append(f"the negative prompt “{esc(str(human['negative_prompt']))}”")
     for upload in human.get("uploads") or []:
-        mine.append(f"a picture of yours ({esc(words(upload.get('role') or 'upload'))})")
+        mine.append(f"an uploaded picture ({esc(words(upload.get('role') or 'upload'))})")
     return "; ".join(mine) if mine else "nothing recorded"
 
 
@@ -87,10 +96,22 @@ def _settings(contributions: dict | None) -> str:
     return ", ".join(f"{words(key)} {value}" for key, value in parameters.items() if value is not None and key not in ("seed", "batch"))
 
 
-def panel_markdown(result: Verification, position: tuple[int, int] | None = None) -> str:
+def when_text(value) -> str:
+    """A recorded time as people read it: "2026-12-02 16:28 UTC"."""
+    try:
+        moment = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def panel_markdown(result: Verification, position: tuple[int, int] | None = None, own: bool = True, made_at=None) -> str:
     """One output's Content Credentials for a member of the public: three lines first (what made it and when; who
-    signed it and how to trust that signer; what you contributed), the rest folded; the raw manifest is one
-    click away beside it. ``position``: (this image, of how many)."""
+    signed it and how to trust that signer; what the person contributed), the rest folded; the raw manifest is
+    one click away beside it. ``position``: (this image, of how many); ``own``: the person reading made it (the
+    app's own panel) or not (Verify); ``made_at``: when this site recorded it, if it did."""
     contributions = result.contributions or {}
     model = contributions.get("model") or {}
     head = []
@@ -101,17 +122,18 @@ def panel_markdown(result: Verification, position: tuple[int, int] | None = None
     if not result.claims_verified:
         return "\n\n".join(head + ["What the file claims cannot be verified."])
     made = [action for action in result.actions if action.get("digitalSourceType")]
-    kind = "edited your picture" if made and not any(a.get("action") == "c2pa.created" for a in made) else "made this picture"
+    kind = ("edited your picture" if own else "edited a picture the person supplied") if made and not any(a.get("action") == "c2pa.created" for a in made) else "made this picture"
+    recorded = f" This site recorded it on {when_text(made_at)}." if made_at and not result.signed_at else ""
     lead = [
-        f"**Made with AI:** {esc(_models(contributions))} {kind}, signed {_when(result)}.",
+        f"**Made with AI:** {esc(_models(contributions))} {kind}, signed {_when(result)}.{recorded}",
         _trust(result),
-        f"**You contributed** {_contributed(contributions)}.",
+        f"**{'You' if own else 'The person'} contributed** {_contributed(contributions)}.",
     ]
     if statement := (result.intended_use or {}).get("statement"):
         lead.append(f"**{esc(statement)}**")
     more = []
     if settings := _settings(contributions):
-        more.append(f"**Your settings** {esc(settings)}")
+        more.append(f"**{'Your' if own else 'Their'} settings** {esc(settings)}")
     for entry in model.get("models") or []:
         if entry.get("license"):
             more.append(f"**Licence** of {esc(str(entry.get('label') or entry.get('name')))}: {esc(licence_line(entry['license']))}")
@@ -138,11 +160,13 @@ def recognised_markdown(result: Verification) -> str:
     said = found.get("original_says") or {}
     contributions = said.get("contributions") or {}
     human = contributions.get("human") or {}
+    how = str(found.get("matched_by") or "")
+    plain = "its invisible watermark" if how.startswith("watermark") else "its file's exact hash" if how.startswith("file hash") else "its visual fingerprint"
     lines = [f"### {badge_html('recognised')} Recognised: an aipic picture whose credentials were removed or altered",
-             "This file carries no intact credentials of its own, but it matches a picture this aipic made and recorded "
-             f"({esc(str(found.get('matched_by') or 'a match'))}). What the original's signed credentials said:"]
-    facts = [f"**Made with AI** by {esc(found.get('model') or _models(contributions))}" if said.get("made_with_ai", True) else "**Made** by aipic",
-             f"**When** {esc(str(found.get('signed_on') or 'unknown'))}"]
+             f"This file carries no intact credentials of its own, but {plain} matches a picture this site made and recorded. "
+             "What the original's signed credentials said:"]
+    facts = [f"**Made with AI** by {esc(_models(contributions) if contributions else found.get('model'))}" if said.get("made_with_ai", True) else "**Made** by aipic",
+             f"**When** {esc(when_text(found.get('signed_on') or 'unknown'))}"]
     if human.get("prompt"):
         facts.append(f"**Prompt** “{esc(str(human['prompt']))}”")
     elif human.get("prompt_sha256"):
@@ -150,6 +174,7 @@ def recognised_markdown(result: Verification) -> str:
     if said.get("audit"):
         facts.append("**Bias audit** " + esc(audit_line(said["audit"])))
     facts.append(f"**The original credentials** {esc(str(found.get('original_manifest')))} (kept by this site: the original file is {esc(str(found.get('original_file')))})")
+    facts.append(f"**How it matched** {esc(how)}")
     return "\n\n".join(lines + ["- " + fact for fact in facts])
 
 
@@ -164,7 +189,7 @@ def verify_markdown(result: Verification) -> str:
         return (f"### {badge_html('no_credentials')} Neither signed nor recognised\n\nThis picture carries no Content Credentials and does not match "
                 "anything this aipic made. That says nothing about who made it: credentials are often stripped by screenshots, re-encoding and uploads.")
     if result.claims_verified:
-        return f"### {badge_html(result.verdict)} {esc(result.message)}\n\n" + panel_markdown(result).split("\n\n", 1)[1]
+        return f"### {badge_html(result.verdict)} {esc(result.message)}\n\n" + panel_markdown(result, own=False).split("\n\n", 1)[1]
     reason = f"\n\n{esc(result.reason)}" if result.reason else ""
     return f"### {badge_html(result.verdict)} {esc(result.message)}{reason}"
 
@@ -189,7 +214,7 @@ def audit_markdown(outcome) -> str:
 
 def alt_text(item, index: int, total: int, prompt: str | None) -> str:
     """A picture's alt text (the gallery's caption): what it shows by request, and what the audit saw."""
-    what = f"“{prompt.strip()[:200]}”" if prompt and prompt.strip() else "your picture, transformed"
+    what = f"“{prompt.strip()[:200]}”" if prompt and prompt.strip() else ("a picture from a private prompt" if prompt is None else "your picture, transformed")
     audit = item.audit.summary().splitlines()
     seen = next((line for line in audit if not line.startswith("⚠")), "")
     return f"Image {index} of {total}: {what}, seed {item.seed}. {seen}".strip()
@@ -211,14 +236,24 @@ def credentials_view(pipeline, paths, index=0):
         return "", None
     index = min(index, len(paths) - 1)
     result = pipeline.credentials(paths[index])
-    return panel_markdown(result, (index + 1, len(paths))), result.manifest
+    return panel_markdown(result, (index + 1, len(paths)), made_at=recorded_at(pipeline, paths[index])), result.manifest
+
+
+def recorded_at(pipeline, path) -> str | None:
+    """When this site's registry recorded an output (by its file's hash), or None."""
+    try:
+        with open(path, "rb") as handle:
+            entry = pipeline.registry.by_sha256(hashlib.sha256(handle.read()).hexdigest())
+    except OSError:
+        return None
+    return entry.created_at.isoformat() if entry is not None and entry.created_at else None
 
 
 def history_entries(outcome, prompt: str | None, private: bool) -> list[dict]:
     """What the history remembers of each output: its path, and a caption of prompt, seed, time and verdict."""
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     shown = "private prompt" if private else (f"“{prompt.strip()[:80]}”" if prompt and prompt.strip() else "image to image / style")
-    return [{"path": str(item.path), "caption": f"{shown} · seed {item.seed} · {when} · signed"} for item in outcome.items]
+    return [{"output": str(item.path), "caption": f"{shown} · seed {item.seed} · {when} · signed"} for item in outcome.items]
 
 
 def outcome_outputs(pipeline, outcome, history, prompt: str | None = None, private: bool = False):
@@ -235,4 +270,4 @@ def outcome_outputs(pipeline, outcome, history, prompt: str | None = None, priva
 
 
 def history_gallery(history) -> list:
-    return [(entry["path"], entry["caption"]) for entry in reversed(list(history or []))]
+    return [(entry["output"], entry["caption"]) for entry in reversed(list(history or []))]
