@@ -354,6 +354,7 @@ def test_progress_stop_per_image_panel_and_recognised_copies(page, app_url, tmp_
     page.locator("#verify-file input[type=file]").set_input_files(str(stripped))
     page.wait_for_selector("#verify-report .aipic-verdict-recognised", timeout=60_000)
     report = page.locator("#verify-report").inner_text()
+    page.wait_for_function("document.getElementById('aipic-live').textContent.startsWith('Verified: ')", timeout=10_000)  # announced
     assert "Recognised: an aipic picture whose credentials were removed" in report and "“two harbour views”" in report and "Made with AI" in report
     assert serious_violations(page) == [], "verify: recognised"
     unrelated = image_file(tmp_path / "unrelated.png", 128, 128, seed=99)

@@ -11,12 +11,14 @@ import concurrent.futures
 import html
 import os
 import queue
+import secrets
 import threading
 from types import SimpleNamespace
 
 import gradio as gr
 
 from aipic.common.errors import BadInput, Cancelled
+from aipic.common.files import write_atomically
 from aipic.common.images import MIN_INPUT_SIDE, OUTPUT_FORMATS, UPLOAD_FORMAT_NAMES, open_user_image
 from aipic.generation.requests import GenerationRequest, StyleRequest
 from aipic.pipeline import AipicPipeline
@@ -30,6 +32,9 @@ from aipic.web.views import HISTORY_SIZE, credentials_view, history_gallery, out
 
 FAILED_JS = "() => { window.aipicAnnounce && aipicAnnounce('The request did not complete: the reason is shown in the message at the top of the page.'); }"
 ANNOUNCE_JS = "(text) => { window.aipicAnnounce && aipicAnnounce(text); }"
+# The verdict's headline, read from the page once it shows it, spoken through the live region.
+VERIFIED_JS = ("() => { setTimeout(() => { const head = document.querySelector('#verify-report h3'); "
+               "window.aipicAnnounce && aipicAnnounce('Verified: ' + (head ? head.innerText : 'see the report')); }, 150); }")
 # Gradio sets the page's light or dark mode as it starts; the choice remembered in this browser is applied after.
 REMEMBERED_DARK_JS = ("() => { try { const choice = localStorage.getItem('aipic-dark'); if (choice === '1') document.body.classList.add('dark'); "
                       "else if (choice === '0') document.body.classList.remove('dark'); } catch (e) {} }")
@@ -429,11 +434,22 @@ def verify_tab(page: Page):
             details = gr.JSON(label="Details")
         # Verify as soon as a file arrives (the server has it then), and again on the button. Each verification
         # may hold up to 300 MB: the tab has as many Gradio slots as the verifier has.
-        gr.on([file.upload, go.click], user_errors(page.handlers.verify), file, [report, details], api_name="verify",
-              concurrency_id="verify", concurrency_limit=VERIFY_SLOTS.slots)
+        verified = gr.on([file.upload, go.click], user_errors(page.handlers.verify), file, [report, details], api_name="verify",
+                         concurrency_id="verify", concurrency_limit=VERIFY_SLOTS.slots)
+        verified.success(None, None, None, js=VERIFIED_JS, api_visibility="private")
+        verified.failure(None, None, None, js=FAILED_JS, api_visibility="private")
 
 
 # ---- the page ----------------------------------------------------------------------------------------------
+
+
+def browser_secret(home) -> str:
+    """The key the history kept in browsers is sealed with: kept in the home (0600), so a restart does not make
+    every browser's history unreadable."""
+    path = home / "browser-state.key"
+    if not path.is_file():
+        write_atomically(path, secrets.token_hex(32), private=True)
+    return path.read_text().strip()
 
 
 def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None, accounts=None) -> gr.Blocks:
@@ -465,7 +481,7 @@ def build_app(pipeline: AipicPipeline, limiter: RateLimiter | None = None, accou
                 gr.LoginButton()
         demo.load(user_errors(handlers.who_is_signed_in), None, signed_in, api_visibility="private")
         demo.load(None, js=REMEMBERED_DARK_JS, api_visibility="private")
-        history = gr.BrowserState([], storage_key="aipic-history")
+        history = gr.BrowserState([], storage_key="aipic-history", secret=browser_secret(pipeline.home))
 
         with gr.Column(elem_id="aipic-main"):
             with gr.Tabs() as tabs:

@@ -48,7 +48,7 @@ def start_retention(pipeline: AipicPipeline, every_s: float = 3600) -> None:
 
 def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks, accounts: Accounts | None = None) -> FastAPI:
     """Gradio at /, the engine's Prometheus metrics at /metrics, optional sign-in at /login and /logout."""
-    secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.settings.registry_file]
+    secrets = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.settings.registry_file, pipeline.home / "browser-state.key"]
     for served in (pipeline.output_dir, Path(gradio_utils.get_upload_folder())):
         if any(gradio_utils.is_in_or_equal(path.resolve(), served.resolve()) for path in secrets):
             raise AipicError(f"The signing keys and the registry must not lie inside a folder the app serves ({served}); choose another home with --home or AIPIC_HOME.")
@@ -84,7 +84,7 @@ def make_server_app(pipeline: AipicPipeline, demo: gr.Blocks, accounts: Accounts
     # api_open=False: every request goes through the queue (and its max_size); /gradio_api/run/… is closed.
     demo.queue(default_concurrency_limit=pipeline.settings.max_gpu_batch, max_size=64, api_open=False)
     # Never served, never taken as an input: the keys, their backup, quarantined files and outputs not yet recorded.
-    private = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.home / "quarantine", pipeline.output_dir / STAGING]
+    private = [pipeline.key_dir, pipeline.home / "keys-backup", pipeline.home / "quarantine", pipeline.output_dir / STAGING, pipeline.home / "browser-state.key"]
     app = gr.mount_gradio_app(
         server,
         demo,
