@@ -41,10 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aipic.provenance.fingerprint import MATCH_BITS, fingerprint  # noqa: E402
-from aipic.provenance.registry import Registry, fingerprint_row  # noqa: E402
+from aipic.provenance import fingerprint_index as index  # noqa: E402
+from aipic.provenance.registry import COMPACT_EVERY, Registry  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BATCH = 50_000
+BULK_COMPACTION = 10_000_000  # pending codes per compaction after a bulk fill: each batch rewrites every posting it touches
 LOOKUPS_PER_DISTANCE = 40
 
 
@@ -88,8 +90,9 @@ def flip(code: int, bits: int, rng) -> int:
 
 
 def fill(registry: Registry, n: int, rng, real: list[int], first: int = 0) -> dict:
-    """Outputs number ``first`` to ``n``, three fingerprints each, in batches through the DB-API (as a bulk import would)."""
-    from aipic.provenance.registry import fingerprints, outputs
+    """Outputs number ``first`` to ``n``, three fingerprints each, in batches through the DB-API (as a bulk import
+    would): their rows and their pending index rows, then one compaction moves the codes into the postings."""
+    from aipic.provenance.registry import outputs
 
     now = datetime.datetime.now(datetime.timezone.utc)
     start = time.perf_counter()
@@ -104,22 +107,51 @@ def fill(registry: Registry, n: int, rng, real: list[int], first: int = 0) -> di
                 {"id": output_id, "created_at": now, "task": "text-to-image", "model": "bench", "mime": "image/png", "file_sha256": output_id * 2,
                  "manifest_label": f"urn:c2pa:{output_id}", "manifest_store": b"", "watermark_id": None, "fingerprint": f"{int(code):016x}", "path": None,
                  "file_deleted_at": None} for output_id, code in zip(ids, full)])
-            prints = []
+            mark = "%s" if registry.engine.dialect.name == "postgresql" else "?"
             for variant, values in (("full", full), ("crop90", crops[0]), ("crop80", crops[1])):
-                prints += [fingerprint_row(output_id, variant, f"{int(code):016x}") for output_id, code in zip(ids, values)]
-            connection.execute(fingerprints.insert(), prints)
-            rows += size * 4
+                signed = values.view(np.int64)
+                parts = index.chunk_arrays(signed)
+                connection.exec_driver_sql(f"INSERT INTO fingerprints (output_id, variant, value, code) VALUES ({mark}, {mark}, {mark}, {mark})",
+                                           [(output_id, variant, f"{int(code):016x}", int(value)) for output_id, code, value in zip(ids, values, signed)])
+                connection.exec_driver_sql(f"INSERT INTO fingerprint_pending (code, chunk0, chunk1, chunk2) VALUES ({mark}, {mark}, {mark}, {mark})",
+                                           list(zip(signed.tolist(), *(part.tolist() for part in parts))))
+            rows += size * 7
             if offset and offset % (10 * BATCH) == 0:
                 print(f"  {offset:,} outputs", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    moved = registry.compact(batch=BULK_COMPACTION)
+    compaction = time.perf_counter() - start
     n -= first
     if registry.engine.dialect.name == "postgresql":  # statistics, and the visibility map index-only scans need
         with registry.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE fingerprints")
-    return {"seconds": seconds, "outputs_per_s": n / seconds, "rows_per_s": rows / seconds}
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    return {"seconds": seconds, "outputs_per_s": n / seconds, "rows_per_s": rows / seconds, "compaction_s": compaction, "codes_compacted": moved}
 
 
-def insert_overhead(folder: Path, rng, count: int = 300, rounds: int = 3) -> dict:
+def compaction_cost(registry: Registry, rng, count: int = COMPACT_EVERY - 1) -> dict:
+    """What the app pays at this size: ``count`` outputs recorded one by one (pending; fewer than COMPACT_EVERY, so
+    Registry.record does not compact on its own), then one compaction, timed alone."""
+    from aipic.provenance.registry import Entry
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    registry.compact()  # nothing pending, and the registry's count of records since a compaction starts again
+    stamp = f"{int(rng.integers(0, 2**32)):08x}"
+    start = time.perf_counter()
+    for n in range(count):
+        code = int(rng.integers(0, 2**63))
+        output_id = f"c{stamp}{n:023x}"
+        registry.record(Entry(output_id, now, "text-to-image", "bench", "image/png", output_id * 2, f"urn:c2pa:{output_id}", b"", None, f"{code:016x}", None, None),
+                        {"full": f"{code:016x}", "crop90": f"{code ^ 1:016x}", "crop80": f"{code ^ 2:016x}"})
+    recording = time.perf_counter() - start
+    start = time.perf_counter()
+    moved = registry.compact()
+    seconds = time.perf_counter() - start
+    return {"records": count, "record_ms": recording / count * 1000, "codes": moved, "compaction_ms": seconds * 1000,
+            "compaction_ms_per_record": seconds * 1000 / count}
+
+
+def insert_overhead(folder: Path, rng, count: int = 3 * COMPACT_EVERY, rounds: int = 5) -> dict:
     """The median of ``rounds`` alternating measurements of insert_overhead_once (disk timing is noisy)."""
     runs = [insert_overhead_once(folder / str(n), rng, count) for n in range(rounds)]
     before = float(np.median([r["before_per_s"] for r in runs]))
@@ -128,8 +160,9 @@ def insert_overhead(folder: Path, rng, count: int = 300, rounds: int = 3) -> dic
 
 
 def insert_overhead_once(folder: Path, rng, count: int) -> dict:
-    """Registry.record (one transaction per output, three fingerprints) into an empty registry with the index,
-    against the same writes into a registry at the previous schema (0003, no substrings or indexes)."""
+    """Registry.record (one transaction per output, three fingerprints, a compaction every COMPACT_EVERY records)
+    into an empty registry with the index, against the same writes into a registry at the schema before any index
+    (0003: no substrings, postings or pending codes)."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -285,7 +318,8 @@ def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, 
         with registry.engine.connect() as connection:
             made = [(row.id, int(row.fingerprint, 16)) for row in connection.execute(
                 sa.select(outputs.c.id, outputs.c.fingerprint).where(outputs.c.id.like("p%")).order_by(outputs.c.id))]
-        result = {"outputs": n, "fingerprints": 3 * n, "measured_again": True, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry)}
+        result = {"outputs": n, "fingerprints": 3 * n, "measured_again": True, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry),
+                  "compaction": compaction_cost(registry, rng)}
         registry.close()
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return result
@@ -294,7 +328,8 @@ def run(url: str, n: int, rng, real: list[int], home: Path | None, check: bool, 
     for size in [*sorted(size for size in sizes if size < n), n]:
         filled = fill(registry, size, rng, real, filled_to)
         filled_to = size
-        steps[size] = {"outputs": size, "fingerprints": 3 * size, "fill": filled, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry)}
+        steps[size] = {"outputs": size, "fingerprints": 3 * size, "fill": filled, "lookups": lookups(registry, made, rng), "database_gb": database_gb(registry),
+                       "compaction": compaction_cost(registry, rng)}
         print(f"  {size:,}: {json.dumps(steps[size]['lookups']['all'])}", file=sys.stderr, flush=True)
     result = {"outputs": n, "fingerprints": 3 * n, "record_per_s": record_per_s, "sizes": steps, "lookups": steps[n]["lookups"], "fill": steps[n]["fill"]}
     if len(steps) > 1:
@@ -328,7 +363,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         overhead = insert_overhead(Path(scratch), rng)
     report = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores (this bench runs one process)",
-              "method": "multi-index hashing: substrings of 21/21/22 bits, probed nearest-first within 2 bits each, exact check after", "real_picture_codes": len(real),
+              "method": "multi-index hashing: substrings of 21/21/22 bits kept as posting lists (packed codes per value) plus pending rows, probed nearest-first within 2 bits each, exact check after", "real_picture_codes": len(real),
               "radius_bits": MATCH_BITS, "insert_overhead_sqlite": overhead, "results": {}}
     if not args.postgres_only:
         report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli, sizes, args.measure_only)

@@ -14,6 +14,7 @@ import uuid
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy import inspect as sa_inspect
 
@@ -369,17 +370,26 @@ def _brute_force(codes: dict, query: int, max_bits: int):
 
 
 def _fill(registry: Registry, codes: list[int]) -> dict:
-    from aipic.provenance.registry import fingerprint_row, fingerprints, outputs
+    """Record these codes in bulk: the first half compacted into the postings, the rest left pending (a lookup
+    reads both)."""
+    from aipic.provenance.registry import fingerprint_rows, fingerprints, outputs, pending
 
-    rows, prints, by_id = [], [], {}
-    for n, code in enumerate(codes):
-        values = dict(entry(n, f"{code:016x}").__dict__)
-        rows.append(values)
-        prints.append(fingerprint_row(values["id"], "full", f"{code:016x}"))
-        by_id[values["id"]] = code
-    with registry.engine.begin() as connection:
-        connection.execute(outputs.insert(), rows)
-        connection.execute(fingerprints.insert(), prints)
+    by_id = {}
+    for first, half in ((True, codes[: len(codes) // 2]), (False, codes[len(codes) // 2 :])):
+        rows, prints, waiting = [], [], []
+        for code in half:
+            values = dict(entry(len(by_id), f"{code:016x}").__dict__)
+            rows.append(values)
+            made, queued = fingerprint_rows(values["id"], {"full": f"{code:016x}"})
+            prints += made
+            waiting += queued
+            by_id[values["id"]] = code
+        with registry.engine.begin() as connection:
+            connection.execute(outputs.insert(), rows)
+            connection.execute(fingerprints.insert(), prints)
+            connection.execute(pending.insert(), waiting)
+        if first:
+            assert registry.compact() == len(waiting)
     return by_id
 
 
@@ -411,57 +421,93 @@ def test_the_indexed_search_returns_exactly_what_a_full_scan_returns(url, kind):
     registry.close()
 
 
-def test_a_registry_made_by_the_previous_schema_gets_its_index(tmp_path):
+@pytest.mark.parametrize("revision", ["0003", "0004"])
+def test_a_registry_made_by_an_earlier_schema_gets_its_index(tmp_path, revision):
+    """A registry from before the index (0003) or with the substring columns (0004) is migrated: its fingerprints
+    end up in the postings, compacted when the registry opens."""
     from alembic import command
     from alembic.config import Config
 
+    from aipic.provenance import fingerprint_index as index
     from aipic.provenance.registry import MIGRATIONS
 
-    url = f"sqlite:///{tmp_path / 'v3.sqlite3'}"
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     old = Registry(url, migrate=False)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with old.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
+        command.upgrade(config, revision)
         for n, value in enumerate(["00000000000000ff", "ffffffffffffff00", "0f0f0f0f0f0f0f0f"]):
             values = dict(entry(n, value).__dict__)
             connection.exec_driver_sql(
                 "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (values["id"], values["created_at"].isoformat(), "text-to-image", "m", "image/png", values["file_sha256"], f"urn:c2pa:{n}", b"s", value))
-            connection.exec_driver_sql("INSERT INTO fingerprints (output_id, variant, value) VALUES (?, 'full', ?)", (values["id"], value))
+            if revision == "0003":
+                connection.exec_driver_sql("INSERT INTO fingerprints (output_id, variant, value) VALUES (?, 'full', ?)", (values["id"], value))
+            else:
+                code = int(value, 16)
+                connection.exec_driver_sql("INSERT INTO fingerprints (output_id, variant, value, code, chunk0, chunk1, chunk2) VALUES (?, 'full', ?, ?, ?, ?, ?)",
+                                           (values["id"], value, index.as_signed(code), *index.chunks(code)))
     old.close()
-    upgraded = Registry(url)  # migrates to head: the substrings are filled and indexed
+    upgraded = Registry(url)  # migrates to head and compacts what the migration left pending
     with upgraded.engine.connect() as connection:
         indexes = {row[1] for row in connection.exec_driver_sql("PRAGMA index_list('fingerprints')")}
-        assert {"ix_fingerprints_chunk0", "ix_fingerprints_chunk1", "ix_fingerprints_chunk2"} <= indexes
-        assert connection.exec_driver_sql("SELECT count(*) FROM fingerprints WHERE chunk0 IS NULL OR code IS NULL").scalar() == 0
+        columns = {row[1] for row in connection.exec_driver_sql("PRAGMA table_info('fingerprints')")}
+        assert "ix_fingerprints_code" in indexes and not {"chunk0", "chunk1", "chunk2"} & columns
+        assert connection.exec_driver_sql("SELECT count(*) FROM fingerprint_pending").scalar() == 0
+        assert connection.exec_driver_sql("SELECT count(*) FROM fingerprint_postings").scalar() == 9  # three codes, three parts, no shared value
     found, bits = upgraded.nearest_fingerprint("ffffffffffffff01", 8)
     assert found.id == f"{1:032x}" and bits == 1
     upgraded.close()
 
 
-def test_writers_and_a_reader_see_every_record_at_once(url):
-    """Two writers record while a reader searches: each output is findable as soon as its record commits."""
+def test_writers_a_reader_and_compactions_see_every_record_at_once(url, monkeypatch):
+    """Two writers record (each compacting the index every third record) while a reader searches: every output is
+    findable as soon as its record commits, and stays findable while its codes move into the postings."""
     import threading
 
-    registry = Registry(url)
-    errors: list = []
+    import aipic.provenance.registry as registry_module
 
-    def write(start: int) -> None:
+    monkeypatch.setattr(registry_module, "COMPACT_EVERY", 3)
+    registries = [Registry(url) for _ in range(3)]  # a registry each, as separate processes would have
+    errors: list = []
+    recorded: list[str] = []
+    done = threading.Event()
+
+    def value(n: int) -> str:
+        return f"{(n * 0x9E3779B97F4A7C15) & (2**64 - 1):016x}"
+
+    def write(registry: Registry, start: int) -> None:
         try:
             for n in range(start, start + 40):
-                value = f"{(n * 0x9E3779B97F4A7C15) & (2**64 - 1):016x}"
-                registry.record(entry(n, value))
-                found = registry.nearest_fingerprint(value, 8)
-                assert found is not None and found[1] == 0, value
+                registry.record(entry(n, value(n)))
+                found = registry.nearest_fingerprint(value(n), 8)
+                assert found is not None and found[1] == 0 and found[0].id == f"{n:032x}", value(n)
+                recorded.append(value(n))
         except Exception as error:  # noqa: BLE001
             errors.append(error)
 
-    threads = [threading.Thread(target=write, args=(start,)) for start in (1000, 2000)]
-    for thread in threads:
+    def read(registry: Registry) -> None:
+        try:
+            while not done.is_set():
+                for known in list(recorded):
+                    found = registry.nearest_fingerprint(known, 8)
+                    assert found is not None and found[1] == 0, known
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    writers = [threading.Thread(target=write, args=(registries[i], start)) for i, start in enumerate((1000, 2000))]
+    reader = threading.Thread(target=read, args=(registries[2],))
+    reader.start()
+    for thread in writers:
         thread.start()
-    for thread in threads:
+    for thread in writers:
         thread.join()
-    assert errors == [] and registry.count() == 80
-    registry.close()
+    done.set()
+    reader.join()
+    assert errors == [] and registries[0].count() == 80
+    with registries[0].engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(registry_module.pending)).scalar() < 80  # compactions ran
+    for registry in registries:
+        registry.close()

@@ -23,6 +23,7 @@ from aipic.provenance import fingerprint_index as index
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 PG_LOCK_KEY = 0x61697069  # "aipi": the advisory lock held while migrating
+PG_COMPACT_KEY = 0x61697063  # "aipc": the advisory lock held while compacting the fingerprint index
 
 metadata = sa.MetaData()
 outputs = sa.Table(  # mirrors migrations/versions; the migrations create it
@@ -47,18 +48,34 @@ fingerprints = sa.Table(
     sa.Column("output_id", sa.String(32), primary_key=True),
     sa.Column("variant", sa.String(16), primary_key=True),
     sa.Column("value", sa.String(16), nullable=False),
-    sa.Column("code", sa.BigInteger),  # the value as a signed 64-bit integer
-    sa.Column("chunk0", sa.Integer),  # its substrings for the multi-index search (fingerprint_index), each indexed
-    sa.Column("chunk1", sa.Integer),  # with the code (ix_fingerprints_chunk0 … on (chunkN, code)): probes read only the index
-    sa.Column("chunk2", sa.Integer),
+    sa.Column("code", sa.BigInteger),  # the value as a signed 64-bit integer (ix_fingerprints_code)
 )
+# The search index (aipic.provenance.fingerprint_index): codes packed per (part, value), and the pending codes that a
+# record adds and compaction moves into the postings.
+postings = sa.Table(
+    "fingerprint_postings", metadata,
+    sa.Column("part", sa.SmallInteger, primary_key=True),
+    sa.Column("value", sa.Integer, primary_key=True),
+    sa.Column("codes", sa.LargeBinary, nullable=False),
+)
+pending = sa.Table(
+    "fingerprint_pending", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("code", sa.BigInteger, nullable=False),
+    *(sa.Column(f"chunk{i}", sa.Integer, nullable=False) for i in range(index.PARTS)),
+)
+COMPACT_EVERY = 200  # records between compactions in one process (and one at start): the pending table stays small
+COMPACT_BATCH = 1_000_000  # pending codes moved per transaction
 
 
-def fingerprint_row(output_id: str, variant: str, value: str) -> dict:
-    """A fingerprints row with its indexed substrings: written in the same transaction as its output."""
-    code = index.as_int(value)
-    return {"output_id": output_id, "variant": variant, "value": value, "code": index.as_signed(code),
-            **{f"chunk{i}": chunk for i, chunk in enumerate(index.chunks(code))}}
+def fingerprint_rows(output_id: str, variants: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """An output's fingerprints rows and their pending index rows: written in the output's own transaction."""
+    rows, waiting = [], []
+    for variant, value in variants.items():
+        code = index.as_int(value)
+        rows.append({"output_id": output_id, "variant": variant, "value": value, "code": index.as_signed(code)})
+        waiting.append({"code": index.as_signed(code), **{f"chunk{i}": chunk for i, chunk in enumerate(index.chunks(code))}})
+    return rows, waiting
 
 
 @dataclass
@@ -86,8 +103,10 @@ class Registry:
             raise ConfigError(f"Cannot use the registry database {sa.engine.make_url(url).render_as_string(hide_password=True) if '://' in url else url!r}: {error}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._since_compaction = 0
         if migrate:
             self.migrate()
+            self.compact()  # what earlier processes (or a migration) left pending
 
     @classmethod
     def for_home(cls, home: str | Path) -> "Registry":
@@ -138,18 +157,54 @@ class Registry:
     # ---- writing -------------------------------------------------------------------------------------------
 
     def record(self, entry: Entry, variants: dict | None = None) -> None:
-        """Commit one output's record (and its fingerprint variants) in one transaction. Recording the same id
-        again (a retried worker) changes nothing."""
+        """Commit one output's record, its fingerprint variants and their pending index rows in one transaction.
+        Recording the same id again (a retried worker) changes nothing."""
         values = dict(entry.__dict__)
-        variants = variants or {"full": entry.fingerprint}
+        rows, waiting = fingerprint_rows(entry.id, variants or {"full": entry.fingerprint})
         try:
             with self.engine.begin() as connection:
                 if connection.execute(sa.select(outputs.c.id).where(outputs.c.id == entry.id)).first() is not None:
                     return
-                connection.execute(outputs.insert().values(**values))
-                connection.execute(fingerprints.insert(), [fingerprint_row(entry.id, name, value) for name, value in variants.items()])
+                connection.execute(outputs.insert(), values)  # one compiled statement for every record (no .values(): it compiles anew)
+                connection.execute(fingerprints.insert(), rows)
+                connection.execute(pending.insert(), waiting)
         except sa.exc.IntegrityError:  # a concurrent retry won the race: the same output, already recorded
             log.info("output %s was already recorded", entry.id)
+            return
+        self._since_compaction += 1
+        if self._since_compaction >= COMPACT_EVERY:
+            try:
+                self.compact()
+            except sa.exc.SQLAlchemyError as error:  # the record stands; its codes stay pending (still found) until a later compaction
+                log.warning("compacting the fingerprint index failed: %s", type(error).__name__)
+
+    def compact(self, batch: int = COMPACT_BATCH) -> int:
+        """Move the pending codes into the postings (aipic.provenance.fingerprint_index), ``batch`` at a time, each
+        batch in one transaction: a lookup sees every code exactly once before, during and after. A batch appends
+        to each posting it touches in the database itself (nothing is read back), and the pending rows it takes are
+        deleted by the same statement that returns them, so no code moves twice. Compactions take turns (SQLite: the
+        first statement takes the write lock; PostgreSQL: an advisory lock, and a compaction that finds another
+        running leaves the rows to it). Returns how many codes moved."""
+        self._since_compaction = 0
+        moved = 0
+        postgres = self.engine.dialect.name == "postgresql"
+        mark = "%s" if postgres else "?"
+        append = "fingerprint_postings.codes || excluded.codes" if postgres else "CAST(fingerprint_postings.codes || excluded.codes AS BLOB)"  # byte for byte
+        upsert = f"INSERT INTO fingerprint_postings (part, value, codes) VALUES ({mark}, {mark}, {mark}) ON CONFLICT (part, value) DO UPDATE SET codes = {append}"
+        while True:  # the DB-API directly: SQLAlchemy's per-row parameter handling would cost more than the writes
+            with self.engine.begin() as connection:
+                if postgres and not connection.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_COMPACT_KEY}).scalar():
+                    return moved
+                rows = connection.exec_driver_sql(
+                    f"DELETE FROM fingerprint_pending WHERE seq IN (SELECT seq FROM fingerprint_pending ORDER BY seq LIMIT {int(batch)}) "
+                    "RETURNING code, chunk0, chunk1, chunk2").all()
+                if not rows:
+                    return moved
+                table = np.array([tuple(row) for row in rows], dtype=np.int64)
+                for part in range(index.PARTS):
+                    connection.exec_driver_sql(upsert, [(part, value, codes) for value, codes in index.group(table[:, 0], table[:, 1 + part])])
+                moved += len(rows)
+                log.info("compacted %d fingerprint codes into the index", len(rows))
 
     def mark_deleted(self, ids: list[str], when: datetime.datetime | None = None) -> None:
         when = when or datetime.datetime.now(datetime.timezone.utc)
@@ -174,38 +229,36 @@ class Registry:
 
     def nearest_fingerprint(self, fingerprint: str, max_bits: int, stats: dict | None = None) -> tuple[Entry, int] | None:
         """The recorded output whose fingerprint is closest to this one, if within ``max_bits`` (ties: the smallest
-        id): exact, through the substring indexes (aipic.provenance.fingerprint_index), nearest first. Each index
-        holds (substring, code), so a probe reads only the index; rows are fetched for the nearest codes alone.
+        id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each stage reads
+        its postings and pending rows in one statement (one snapshot); rows are fetched for the nearest codes alone.
         ``stats`` (a dict) gets the candidates examined and the stages probed."""
-        query = index.as_int(fingerprint)
-        signed_query = index.as_signed(query)
-        columns = (fingerprints.c.chunk0, fingerprints.c.chunk1, fingerprints.c.chunk2)
-        best_bits, best_codes = max_bits + 1, set()
+        query = index.as_signed(index.as_int(fingerprint))
+        best_bits, best_codes = max_bits + 1, np.empty(0, dtype=np.int64)
         examined = stage = 0
-        postgres = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as connection:
             for stage in range(index.stages(max_bits)):
-                for column, values in zip(columns, index.probes(query, stage)):
-                    select = sa.select(fingerprints.c.code).where(column.in_(values))
-                    if postgres:  # the exact check in the server: only codes within the radius come back
-                        select = select.where(sa.text("bit_count((fingerprints.code # :query)::bit(64)) <= :max_bits").bindparams(query=signed_query, max_bits=max_bits))
-                    codes = np.fromiter(connection.execute(select).scalars(), dtype=np.int64)
-                    examined += len(codes)
-                    if not len(codes):
-                        continue
-                    bits = np.bitwise_count(np.bitwise_xor(codes, np.int64(signed_query)).view(np.uint64))  # unsigned: a signed count is of |x|
+                statement = _stage_sql(index.probes(index.as_int(fingerprint), stage), "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB")
+                packed, loose = [], []
+                for codes, code in connection.exec_driver_sql(statement):
+                    if codes is not None:
+                        packed.append(bytes(codes))
+                    else:
+                        loose.append(code)
+                candidates = np.concatenate([index.unpack(packed), np.array(loose, dtype=np.int64)])
+                examined += len(candidates)
+                if len(candidates):
+                    bits = index.distances(candidates, query)
                     nearest = int(bits.min())
                     if nearest < best_bits:
-                        best_bits, best_codes = nearest, set(codes[bits == nearest].tolist())
+                        best_bits, best_codes = nearest, candidates[bits == nearest]
                     elif nearest == best_bits:
-                        best_codes |= set(codes[bits == nearest].tolist())
+                        best_codes = np.concatenate([best_codes, candidates[bits == nearest]])
                 if best_bits <= min(max_bits, index.complete_within(stage)):
                     break  # nothing unseen can be nearer
             best_id = None
             if best_bits <= max_bits:
-                chunk0 = {index.chunks(code & (2**64 - 1))[0] for code in best_codes}
                 best_id = connection.execute(sa.select(sa.func.min(fingerprints.c.output_id)).where(
-                    fingerprints.c.chunk0.in_(chunk0), fingerprints.c.code.in_(best_codes))).scalar()
+                    fingerprints.c.code.in_(sorted(set(best_codes.tolist()))))).scalar()
         if stats is not None:
             stats.update(candidates=examined, stages=stage + 1)
         found = self.get(best_id) if best_id else None
@@ -230,6 +283,16 @@ class Registry:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _stage_sql(values: list[list[int]], blob: str) -> str:
+    """One stage of a lookup as one statement (one snapshot): the postings of each part's probed values, then the
+    pending codes with those values. The values are integers computed here, written as literals: SQLAlchemy's
+    expanding parameters cost more than the lookup itself for ~700 values."""
+    ints = [",".join(str(int(value)) for value in part) for part in values]
+    return " UNION ALL ".join(
+        [f"SELECT codes, CAST(NULL AS BIGINT) AS code FROM fingerprint_postings WHERE part = {part} AND value IN ({ints[part]})" for part in range(index.PARTS)]
+        + [f"SELECT CAST(NULL AS {blob}), code FROM fingerprint_pending WHERE chunk{part} IN ({ints[part]})" for part in range(index.PARTS)])
 
 
 def _sqlite_pragmas(connection, _record) -> None:
