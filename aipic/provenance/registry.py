@@ -103,6 +103,8 @@ class Registry:
             raise ConfigError(f"Cannot use the registry database {sa.engine.make_url(url).render_as_string(hide_password=True) if '://' in url else url!r}: {error}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif self.engine.dialect.name == "postgresql":
+            sa.event.listen(self.engine, "connect", _postgres_settings)
         self._since_compaction = 0
         if migrate:
             self.migrate()
@@ -237,9 +239,9 @@ class Registry:
         examined = stage = 0
         with self.engine.connect() as connection:
             for stage in range(index.stages(max_bits)):
-                statement = _stage_sql(index.probes(index.as_int(fingerprint), stage), "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB")
+                statement, parameters = _stage_sql(index.probes(index.as_int(fingerprint), stage), self.engine.dialect.name == "postgresql")
                 packed, loose = [], []
-                for codes, code in connection.exec_driver_sql(statement):
+                for codes, code in connection.exec_driver_sql(statement, parameters):
                     if codes is not None:
                         packed.append(bytes(codes))
                     else:
@@ -285,14 +287,31 @@ class Registry:
         self.engine.dispose()
 
 
-def _stage_sql(values: list[list[int]], blob: str) -> str:
+def _stage_sql(values: list[list[int]], postgres: bool) -> tuple[str, dict]:
     """One stage of a lookup as one statement (one snapshot): the postings of each part's probed values, then the
-    pending codes with those values. The values are integers computed here, written as literals: SQLAlchemy's
-    expanding parameters cost more than the lookup itself for ~700 values."""
-    ints = [",".join(str(int(value)) for value in part) for part in values]
+    pending codes with those values. PostgreSQL gets each part's values as one array parameter (the same text for
+    every lookup, so psycopg prepares it and the plan is reused); SQLite gets them as integer literals computed
+    here (SQLAlchemy's expanding parameters cost more than the lookup itself for ~700 values)."""
+    if postgres:
+        wanted = [f"ANY(%(part{part})s)" for part in range(index.PARTS)]
+        parameters = {f"part{part}": [int(value) for value in values[part]] for part in range(index.PARTS)}
+    else:
+        wanted = ["IN (" + ",".join(str(int(value)) for value in part) + ")" for part in values]
+        parameters = {}
+    blob = "BYTEA" if postgres else "BLOB"
     return " UNION ALL ".join(
-        [f"SELECT codes, CAST(NULL AS BIGINT) AS code FROM fingerprint_postings WHERE part = {part} AND value IN ({ints[part]})" for part in range(index.PARTS)]
-        + [f"SELECT CAST(NULL AS {blob}), code FROM fingerprint_pending WHERE chunk{part} IN ({ints[part]})" for part in range(index.PARTS)])
+        [f"SELECT codes, CAST(NULL AS BIGINT) AS code FROM fingerprint_postings WHERE part = {part} AND value {'= ' if postgres else ''}{wanted[part]}" for part in range(index.PARTS)]
+        + [f"SELECT CAST(NULL AS {blob}), code FROM fingerprint_pending WHERE chunk{part} {'= ' if postgres else ''}{wanted[part]}" for part in range(index.PARTS)]), parameters
+
+
+def _postgres_settings(connection, _record) -> None:
+    """The registry's statements are small index lookups: starting parallel workers (a lookup stage's ~700 values
+    make the planner choose them) or JIT-compiling costs ~20 ms, far more than the lookup."""
+    cursor = connection.cursor()
+    cursor.execute("SET max_parallel_workers_per_gather = 0")
+    cursor.execute("SET jit = off")
+    cursor.close()
+    connection.commit()
 
 
 def _sqlite_pragmas(connection, _record) -> None:
