@@ -23,6 +23,7 @@ from aipic.generation.requests import GenerationRequest
 from aipic.pipeline import AipicPipeline
 from aipic.provenance import publish
 from aipic.provenance.registry import Entry, Registry
+from bench.bench_registry import real_picture_codes
 from conftest import free_port, make_image
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -337,32 +338,6 @@ def _flip(code: int, bits: int, rng) -> int:
     return code
 
 
-def _real_picture_codes() -> list[int]:
-    """Fingerprints of real pictures (scikit-image's samples) and of their crops, resizes and recompressions:
-    perceptual hashes cluster, which defeats naive substring splits."""
-    import io
-
-    from PIL import Image
-    from skimage import data as samples
-
-    from aipic.provenance.fingerprint import fingerprint
-
-    codes = []
-    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "page", "horse", "moon", "text", "coins"):
-        try:
-            array = getattr(samples, name)()
-        except Exception:  # noqa: BLE001 - a sample that needs a download: skipped
-            continue
-        picture = Image.fromarray(array).convert("RGB")
-        variants = [picture, picture.resize((picture.width // 2, picture.height // 2)), picture.crop((8, 8, picture.width - 8, picture.height - 8))]
-        for quality in (30, 60, 90):
-            buffer = io.BytesIO()
-            picture.save(buffer, "JPEG", quality=quality)
-            variants.append(Image.open(io.BytesIO(buffer.getvalue())))
-        codes += [int(fingerprint(variant), 16) for variant in variants]
-    return codes
-
-
 def _brute_force(codes: dict, query: int, max_bits: int):
     """The nearest (fewest bits, then smallest id) within max_bits by scanning everything."""
     best = min(((bin(code ^ query).count("1"), output_id) for output_id, code in codes.items()), default=None)
@@ -401,7 +376,7 @@ def test_the_indexed_search_returns_exactly_what_a_full_scan_returns(url, kind):
     if kind == "random":
         base = [int(x) for x in rng.integers(0, 2**63, size=2000, dtype=np.int64)] + [int(x) | (1 << 63) for x in rng.integers(0, 2**63, size=2000, dtype=np.int64)]
     else:
-        real = _real_picture_codes()
+        real = real_picture_codes()  # the bench's: the same pictures, crops, resizes and recompressions
         assert len(real) >= 30
         base = real + [_flip(code, int(rng.integers(1, 12)), rng) for code in real for _ in range(30)]  # a clustered registry
     registry = Registry(url)
