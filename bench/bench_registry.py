@@ -256,8 +256,11 @@ def summary(times: list, candidates: list) -> dict:
 
 
 @contextlib.contextmanager
-def postgres():
-    folder = tempfile.mkdtemp(prefix="aipic-bench-pg-")
+def postgres(keep: str | None = None):
+    """A PostgreSQL 15 cluster on 127.0.0.1: throw-away, or in ``keep`` (made there the first time and reused
+    after, e.g. to measure the lookups again on a filled registry)."""
+    folder = os.path.abspath(keep) if keep else tempfile.mkdtemp(prefix="aipic-bench-pg-")
+    os.makedirs(folder, exist_ok=True)
     data = os.path.join(folder, "data")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -265,14 +268,16 @@ def postgres():
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
         shutil.chown(folder, "postgres")
-    subprocess.run([*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    if not os.path.exists(os.path.join(data, "PG_VERSION")):
+        subprocess.run([*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
     subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o", f"-p {port} -k {folder} -h 127.0.0.1 -c shared_buffers=1GB -c maintenance_work_mem=1GB", "start"],
                    check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl", "-D", data, "-m", "fast" if keep else "immediate", "stop"], capture_output=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_cli(home: Path, registry_url: str | None) -> dict:
@@ -349,6 +354,7 @@ def main() -> None:
     parser.add_argument("--home", required=True, help="the aipic home whose registry is filled (its registry.sqlite3); made if missing")
     parser.add_argument("--postgres", action="store_true", help="also on a throw-away PostgreSQL 15 cluster (started and removed here)")
     parser.add_argument("--postgres-only", action="store_true", help="only PostgreSQL")
+    parser.add_argument("--postgres-dir", default=None, help="keep the PostgreSQL cluster in this folder (made if missing, reused if there: with --measure-only)")
     parser.add_argument("--check-cli", action="store_true", help="then aipic generate and verify with that home (tiny models)")
     parser.add_argument("--sizes", default="", help="also measure at these sizes on the way (comma-separated, e.g. 100000,1000000): growth within one run")
     parser.add_argument("--measure-only", action="store_true", help="the home's registry is already filled (an earlier run): measure the lookups only")
@@ -369,10 +375,10 @@ def main() -> None:
         report["results"]["sqlite"] = run(f"sqlite:///{home / 'registry.sqlite3'}", args.outputs, rng, real, home, args.check_cli, sizes, args.measure_only)
         print(json.dumps(report["results"]["sqlite"]["lookups"]["all"]), file=sys.stderr)
     if args.postgres or args.postgres_only:
-        with postgres() as url:
+        with postgres(args.postgres_dir) as url:
             pg_home = home / "pg-home"
             pg_home.mkdir(exist_ok=True)
-            report["results"]["postgresql"] = run(url, args.outputs, rng, real, pg_home, args.check_cli, sizes)
+            report["results"]["postgresql"] = run(url, args.outputs, rng, real, pg_home, args.check_cli, sizes, args.measure_only)
             print(json.dumps(report["results"]["postgresql"]["lookups"]["all"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.out:
