@@ -231,21 +231,24 @@ class Registry:
 
     def nearest_fingerprint(self, fingerprint: str, max_bits: int, stats: dict | None = None) -> tuple[Entry, int] | None:
         """The recorded output whose fingerprint is closest to this one, if within ``max_bits`` (ties: the smallest
-        id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each stage reads
+        id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each step reads
         its postings and pending rows in one statement (one snapshot); rows are fetched for the nearest codes alone.
-        ``stats`` (a dict) gets the candidates examined and the stages probed."""
-        query = index.as_signed(index.as_int(fingerprint))
+        ``stats`` (a dict) gets the candidates examined and the statements (steps) read."""
+        code = index.as_int(fingerprint)
+        query = index.as_signed(code)
         best_bits, best_codes = max_bits + 1, np.empty(0, dtype=np.int64)
-        examined = stage = 0
+        examined = steps = 0
+        found = None
         with self.engine.connect() as connection:
-            for stage in range(index.stages(max_bits)):
-                statement, parameters = _stage_sql(index.probes(index.as_int(fingerprint), stage), self.engine.dialect.name == "postgresql")
+            for ts in index.steps(max_bits):
+                steps += 1
+                statement, parameters = _stage_sql(index.probes_within(code, ts), self.engine.dialect.name == "postgresql")
                 packed, loose = [], []
-                for codes, code in connection.exec_driver_sql(statement, parameters):
+                for codes, one in connection.exec_driver_sql(statement, parameters):
                     if codes is not None:
                         packed.append(bytes(codes))
                     else:
-                        loose.append(code)
+                        loose.append(one)
                 candidates = np.concatenate([index.unpack(packed), np.array(loose, dtype=np.int64)])
                 examined += len(candidates)
                 if len(candidates):
@@ -255,15 +258,14 @@ class Registry:
                         best_bits, best_codes = nearest, candidates[bits == nearest]
                     elif nearest == best_bits:
                         best_codes = np.concatenate([best_codes, candidates[bits == nearest]])
-                if best_bits <= min(max_bits, index.complete_within(stage)):
+                if best_bits <= min(max_bits, index.complete_within(max(ts))):
                     break  # nothing unseen can be nearer
-            best_id = None
-            if best_bits <= max_bits:
-                best_id = connection.execute(sa.select(sa.func.min(fingerprints.c.output_id)).where(
-                    fingerprints.c.code.in_(sorted(set(best_codes.tolist()))))).scalar()
+            if best_bits <= max_bits:  # the output with the smallest id among the nearest codes, in the same statement
+                nearest_id = sa.select(sa.func.min(fingerprints.c.output_id)).where(fingerprints.c.code.in_(sorted(set(best_codes.tolist())))).scalar_subquery()
+                row = connection.execute(sa.select(outputs).where(outputs.c.id == nearest_id)).mappings().first()
+                found = Entry(**row) if row else None
         if stats is not None:
-            stats.update(candidates=examined, stages=stage + 1)
-        found = self.get(best_id) if best_id else None
+            stats.update(candidates=examined, stages=steps)
         return (found, best_bits) if found is not None else None
 
     def known_paths(self, paths: list[str]) -> set[str]:
