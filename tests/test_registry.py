@@ -437,6 +437,65 @@ def test_a_registry_made_by_an_earlier_schema_gets_its_index(tmp_path, revision)
     upgraded.close()
 
 
+def test_a_migration_that_fails_half_way_leaves_the_registry_as_it_was(tmp_path):
+    """SQLite runs a whole upgrade in one transaction: a migration that fails in its data step (here a malformed
+    fingerprint written at schema 0003; a process killed there is the same) leaves no new column or table behind,
+    so the next start migrates again rather than failing on "duplicate column"."""
+    from alembic import command
+    from alembic.config import Config
+
+    from aipic.common.errors import ConfigError
+    from aipic.provenance.registry import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    old = Registry(url, migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        values = dict(entry(1).__dict__)
+        connection.exec_driver_sql(
+            "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (values["id"], values["created_at"].isoformat(), "text-to-image", "m", "image/png", values["file_sha256"], "urn:c2pa:1", b"s", "0123456789abcdef"))
+        connection.exec_driver_sql("INSERT INTO fingerprints (output_id, variant, value) VALUES (?, 'full', 'not-hexadecimal!')", (values["id"],))
+    old.close()
+    with pytest.raises(ConfigError):
+        Registry(url)
+    with old.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert {row[1] for row in connection.exec_driver_sql("PRAGMA table_info('fingerprints')")} == {"output_id", "variant", "value"}
+        assert not connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE name LIKE 'fingerprint_p%'").all()
+        connection.exec_driver_sql("UPDATE fingerprints SET value = 'fedcba9876543210'")
+        connection.commit()
+    old.close()
+    mended = Registry(url)
+    assert mended.nearest_fingerprint("fedcba9876543210", 8)[1] == 0
+    mended.close()
+
+
+def test_malformed_fingerprints_are_refused_clearly(tmp_path):
+    from aipic.common.errors import BadInput
+
+    registry = Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    for bad in ("", "abc", "0x0123456789abcd", "0123456789abcdef01", "ghijklmnopqrstuv"):
+        with pytest.raises(BadInput, match="16 hexadecimal digits"):
+            registry.nearest_fingerprint(bad, 8)
+    registry.close()
+
+
+def test_one_picture_recorded_many_times_is_indexed_once_per_compaction(tmp_path):
+    """The same code recorded again and again (the same picture, many outputs) does not grow what a lookup reads."""
+    registry = Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    for n in range(150):
+        registry.record(entry(n, "0123456789abcdef"), {"full": "0123456789abcdef", "crop90": "0123456789abcdef", "crop80": "0123456789abcdee"})
+    registry.compact()
+    stats: dict = {}
+    found, bits = registry.nearest_fingerprint("0123456789abcdef", 8, stats)
+    assert (found.id, bits) == (f"{0:032x}", 0) and stats["candidates"] <= 2 * 3
+    registry.close()
+
+
 def test_writers_a_reader_and_compactions_see_every_record_at_once(url, monkeypatch):
     """Two writers record (each compacting the index every third record) while a reader searches: every output is
     findable as soon as its record commits, and stays findable while its codes move into the postings."""

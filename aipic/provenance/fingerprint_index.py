@@ -24,6 +24,8 @@ from itertools import combinations
 
 import numpy as np
 
+from aipic.common.errors import BadInput
+
 CHUNK_BITS = (21, 21, 22)  # from the most significant bit
 SHIFTS = (43, 22, 0)
 PARTS = len(CHUNK_BITS)
@@ -31,6 +33,13 @@ CODE_DTYPE = np.dtype("<i8")  # a posting: the codes as signed 64-bit integers, 
 
 
 def as_int(fingerprint: str) -> int:
+    return int(fingerprint, 16)
+
+
+def parse(fingerprint: str) -> int:
+    """A fingerprint as given to a lookup: 16 hex digits (64 bits), nothing else."""
+    if not isinstance(fingerprint, str) or len(fingerprint) != 16 or any(c not in "0123456789abcdefABCDEF" for c in fingerprint):
+        raise BadInput("A fingerprint is 16 hexadecimal digits (a 64-bit perceptual hash).")
     return int(fingerprint, 16)
 
 
@@ -99,9 +108,11 @@ def distances(codes: np.ndarray, query: int) -> np.ndarray:
 
 
 def group(codes: np.ndarray, values: np.ndarray) -> list[tuple[int, bytes]]:
-    """(value, packed codes) for each distinct value of one part: what compaction adds to the postings."""
-    order = np.argsort(values, kind="stable")
-    values, codes = values[order], codes[order].astype(CODE_DTYPE)
+    """(value, packed codes) for each distinct value of one part: what compaction adds to the postings. A code
+    recorded many times (the same picture again and again) is added once per compaction: a lookup needs each
+    distinct code once (the registry resolves a code to its outputs by its own index)."""
+    pairs = np.unique(np.stack([values.astype(np.int64), codes.astype(np.int64)], axis=1), axis=0)  # sorted by value, then code
+    values, codes = pairs[:, 0], pairs[:, 1].astype(CODE_DTYPE)
     keys, starts = np.unique(values, return_index=True)
     ends = np.append(starts[1:], len(values))
     return [(int(key), codes[start:end].tobytes()) for key, start, end in zip(keys, starts, ends)]

@@ -65,7 +65,7 @@ pending = sa.Table(
     *(sa.Column(f"chunk{i}", sa.Integer, nullable=False) for i in range(index.PARTS)),
 )
 COMPACT_EVERY = 200  # records between compactions in one process (and one at start): the pending table stays small
-COMPACT_BATCH = 1_000_000  # pending codes moved per transaction
+COMPACT_BATCH = 100_000  # pending codes moved per transaction: SQLite's write lock is held a few seconds at most, so other writers wait (busy_timeout) rather than fail
 
 
 def fingerprint_rows(output_id: str, variants: dict[str, str]) -> tuple[list[dict], list[dict]]:
@@ -108,7 +108,7 @@ class Registry:
         self._since_compaction = 0
         if migrate:
             self.migrate()
-            self.compact()  # what earlier processes (or a migration) left pending
+            self._compact_quietly()  # what earlier processes (or a migration) left pending
 
     @classmethod
     def for_home(cls, home: str | Path) -> "Registry":
@@ -151,8 +151,18 @@ class Registry:
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                with self.engine.begin() as connection:
-                    yield connection
+                with self.engine.connect() as connection:
+                    # pysqlite's default mode commits each CREATE/ALTER on its own, so a process killed in a migration's
+                    # data step would leave new tables behind at the old revision; one explicit transaction makes the
+                    # whole upgrade atomic (SQLite's DDL is transactional).
+                    connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.exec_driver_sql("ROLLBACK")
+                        raise
+                    connection.exec_driver_sql("COMMIT")
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -175,10 +185,15 @@ class Registry:
             return
         self._since_compaction += 1
         if self._since_compaction >= COMPACT_EVERY:
-            try:
-                self.compact()
-            except sa.exc.SQLAlchemyError as error:  # the record stands; its codes stay pending (still found) until a later compaction
-                log.warning("compacting the fingerprint index failed: %s", type(error).__name__)
+            self._compact_quietly()
+
+    def _compact_quietly(self) -> None:
+        """Compact; a failure (another process holding the write lock too long, a full disk) leaves the codes
+        pending, where lookups still find them, and a later compaction moves them."""
+        try:
+            self.compact()
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("compacting the fingerprint index failed (its codes stay pending and are still found): %s", type(error).__name__)
 
     def compact(self, batch: int = COMPACT_BATCH) -> int:
         """Move the pending codes into the postings (aipic.provenance.fingerprint_index), ``batch`` at a time, each
@@ -204,7 +219,7 @@ class Registry:
                     return moved
                 table = np.array([tuple(row) for row in rows], dtype=np.int64)
                 for part in range(index.PARTS):
-                    connection.exec_driver_sql(upsert, [(part, value, codes) for value, codes in index.group(table[:, 0], table[:, 1 + part])])
+                    connection.exec_driver_sql(upsert, [(part, value, codes) for value, codes in index.group(table[:, 0], table[:, 1 + part])])  # distinct codes per batch
                 moved += len(rows)
                 log.info("compacted %d fingerprint codes into the index", len(rows))
 
@@ -234,7 +249,7 @@ class Registry:
         id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each step reads
         its postings and pending rows in one statement (one snapshot); rows are fetched for the nearest codes alone.
         ``stats`` (a dict) gets the candidates examined and the statements (steps) read."""
-        code = index.as_int(fingerprint)
+        code = index.parse(fingerprint)
         query = index.as_signed(code)
         best_bits, best_codes = max_bits + 1, np.empty(0, dtype=np.int64)
         examined = steps = 0
