@@ -6,7 +6,7 @@ each other agree within ``t`` bits on at least one part (pigeonhole), so probing
 finds every code within ``3t + 2`` bits; the candidates are then checked exactly. The search goes nearest-first:
 stage t probes the parts at exactly distance t, and it stops as soon as the best code found is within ``3t + 2``
 bits — nothing unseen can be nearer. For aipic's radius (8 bits) stage 2 is the last: at most 1 + 21 + 210 (or
-1 + 22 + 231) values per part. Stages 0 and 1 are read in one statement (``steps``), stage 2 in a second.
+1 + 22 + 231) values per part.
 
 Perceptual hashes of real pictures cluster: one value of a part can be shared by thousands of codes. Reading those
 as rows costs a microsecond each, so the index keeps, per (part, value), a posting list — the codes as one packed
@@ -83,10 +83,11 @@ def complete_within(t: int) -> int:
 
 
 def steps(max_bits: int) -> list[tuple[int, ...]]:
-    """The stages a lookup reads together, one statement each: 0 and 1 at once (3 + 64 values: a close match costs
-    one round trip, not two), then each later stage alone."""
-    last = stages(max_bits) - 1
-    return [tuple(range(min(1, last) + 1))] + [(t,) for t in range(2, last + 1)]
+    """The stages a lookup reads, one statement each. Each stage alone: reading stages 0 and 1 together saves a
+    round trip but reads the 64 neighbouring values even when stage 0 already found the match, and near a
+    popular picture those postings hold hundreds of thousands of codes (measured at 10 M outputs: p95 over 40 ms
+    on PostgreSQL, against ~20 ms stage by stage)."""
+    return [(t,) for t in range(stages(max_bits))]
 
 
 def probes_within(code: int, ts: tuple[int, ...]) -> list[list[int]]:
