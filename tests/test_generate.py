@@ -70,7 +70,10 @@ def test_same_seed_same_image_and_batch_seeds_count_up(sd):
     again = run_diffusion(sd, resolved(seed=8, width=64, height=64))
     assert [g.seed for g in first] == [7, 8]
     assert first[0].image.size == (64, 64)
-    assert np.array_equal(np.asarray(first[1].image), np.asarray(again[0].image))
+    batched, alone = np.asarray(first[1].image).astype(int), np.asarray(again[0].image).astype(int)
+    # The same seed gives the same picture batched or alone, up to float rounding: the CPU's matrix kernels depend
+    # on the batch size (on an AMD EPYC a few pixels differ by 1 of 255; bitwise equal on the earlier Intel CI).
+    assert np.abs(batched - alone).max() <= 1 and (batched != alone).mean() < 0.01
     assert not np.array_equal(np.asarray(first[0].image), np.asarray(first[1].image))
 
 
