@@ -72,7 +72,7 @@ def test_same_seed_same_image_and_batch_seeds_count_up(sd):
     assert first[0].image.size == (64, 64)
     batched, alone = np.asarray(first[1].image).astype(int), np.asarray(again[0].image).astype(int)
     # The same seed gives the same picture batched or alone, up to float rounding: the CPU's matrix kernels depend
-    # on the batch size (on an AMD EPYC a few pixels differ by 1 of 255; bitwise equal on the earlier Intel CI).
+    # on the batch size (on this AMD EPYC a few pixels differ by 1 of 255; bit for bit where the suite ran before).
     assert np.abs(batched - alone).max() <= 1 and (batched != alone).mean() < 0.01
     assert not np.array_equal(np.asarray(first[0].image), np.asarray(first[1].image))
 
