@@ -37,6 +37,19 @@ def entry(n: int, fingerprint: str = "0123456789abcdef") -> Entry:
     )
 
 
+def _upgrade(connection, revision: str) -> None:
+    """Bring a registry's schema to an earlier revision (to test what migrations do with its rows)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from aipic.provenance.registry import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throw-away PostgreSQL 15 cluster on 127.0.0.1 (initdb and pg_ctl refuse to run as root: run as postgres)."""
@@ -110,18 +123,12 @@ def test_processes_starting_together_migrate_once(url):
 
 def test_a_registry_from_the_first_schema_is_migrated_with_its_data(tmp_path):
     """Revision 0001 had one fingerprint per output; 0002 adds the crop variants and carries the old ones over."""
-    from alembic import command
-    from alembic.config import Config
 
-    from aipic.provenance.registry import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     old = Registry(url, migrate=False)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with old.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+        _upgrade(connection, "0001")
         values = dict(entry(7, "00000000000000ff").__dict__)
         connection.exec_driver_sql(
             "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -400,19 +407,13 @@ def test_the_indexed_search_returns_exactly_what_a_full_scan_returns(url, kind):
 def test_a_registry_made_by_an_earlier_schema_gets_its_index(tmp_path, revision):
     """A registry from before the index (0003) or with the substring columns (0004) is migrated: its fingerprints
     end up in the postings, compacted when the registry opens."""
-    from alembic import command
-    from alembic.config import Config
 
     from aipic.provenance import fingerprint_index as index
-    from aipic.provenance.registry import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     old = Registry(url, migrate=False)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with old.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        _upgrade(connection, revision)
         for n, value in enumerate(["00000000000000ff", "ffffffffffffff00", "0f0f0f0f0f0f0f0f"]):
             values = dict(entry(n, value).__dict__)
             connection.exec_driver_sql(
@@ -441,19 +442,13 @@ def test_a_migration_that_fails_half_way_leaves_the_registry_as_it_was(tmp_path)
     """SQLite runs a whole upgrade in one transaction: a migration that fails in its data step (here a malformed
     fingerprint written at schema 0003; a process killed there is the same) leaves no new column or table behind,
     so the next start migrates again rather than failing on "duplicate column"."""
-    from alembic import command
-    from alembic.config import Config
 
     from aipic.common.errors import ConfigError
-    from aipic.provenance.registry import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     old = Registry(url, migrate=False)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with old.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
+        _upgrade(connection, "0003")
         values = dict(entry(1).__dict__)
         connection.exec_driver_sql(
             "INSERT INTO outputs (id, created_at, task, model, mime, file_sha256, manifest_label, manifest_store, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
