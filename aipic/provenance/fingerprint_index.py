@@ -82,23 +82,6 @@ def complete_within(t: int) -> int:
     return 3 * t + 2
 
 
-def steps(max_bits: int) -> list[tuple[int, ...]]:
-    """The stages a lookup reads, one statement each. Each stage alone: reading stages 0 and 1 together saves a
-    round trip but reads the 64 neighbouring values even when stage 0 already found the match, and near a
-    popular picture those postings hold hundreds of thousands of codes (measured at 10 M outputs: p95 over 40 ms
-    on PostgreSQL, against ~20 ms stage by stage)."""
-    return [(t,) for t in range(stages(max_bits))]
-
-
-def probes_within(code: int, ts: tuple[int, ...]) -> list[list[int]]:
-    """Per part, the values at any of the distances ``ts`` from this code's value."""
-    out: list[list[int]] = [[] for _ in CHUNK_BITS]
-    for t in ts:
-        for part, values in enumerate(probes(code, t)):
-            out[part] += values
-    return out
-
-
 def unpack(postings: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(postings), dtype=CODE_DTYPE)
 

@@ -73,8 +73,9 @@ def fingerprint_rows(output_id: str, variants: dict[str, str]) -> tuple[list[dic
     rows, waiting = [], []
     for variant, value in variants.items():
         code = index.as_int(value)
-        rows.append({"output_id": output_id, "variant": variant, "value": value, "code": index.as_signed(code)})
-        waiting.append({"code": index.as_signed(code), **{f"chunk{i}": chunk for i, chunk in enumerate(index.chunks(code))}})
+        signed = index.as_signed(code)
+        rows.append({"output_id": output_id, "variant": variant, "value": value, "code": signed})
+        waiting.append({"code": signed, **{f"chunk{i}": chunk for i, chunk in enumerate(index.chunks(code))}})
     return rows, waiting
 
 
@@ -246,18 +247,20 @@ class Registry:
 
     def nearest_fingerprint(self, fingerprint: str, max_bits: int, stats: dict | None = None) -> tuple[Entry, int] | None:
         """The recorded output whose fingerprint is closest to this one, if within ``max_bits`` (ties: the smallest
-        id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each step reads
+        id): exact, through the posting lists of aipic.provenance.fingerprint_index, nearest first. Each stage reads
         its postings and pending rows in one statement (one snapshot); rows are fetched for the nearest codes alone.
-        ``stats`` (a dict) gets the candidates examined and the statements (steps) read."""
+        ``stats`` (a dict) gets the candidates examined and the stages probed."""
         code = index.parse(fingerprint)
         query = index.as_signed(code)
         best_bits, best_codes = max_bits + 1, np.empty(0, dtype=np.int64)
-        examined = steps = 0
+        examined = stage = 0
         found = None
         with self.engine.connect() as connection:
-            for ts in index.steps(max_bits):
-                steps += 1
-                statement, parameters = _stage_sql(index.probes_within(code, ts), self.engine.dialect.name == "postgresql")
+            # Stage by stage, one statement each: reading stages 0 and 1 together saves a round trip but reads the 64
+            # neighbouring postings even when stage 0 found the match, and near a popular picture they hold hundreds
+            # of thousands of codes (measured at 10 M outputs on PostgreSQL: the slowest distance's p95 44 ms, against 16 ms).
+            for stage in range(index.stages(max_bits)):
+                statement, parameters = _stage_sql(index.probes(code, stage), self.engine.dialect.name == "postgresql")
                 packed, loose = [], []
                 for codes, one in connection.exec_driver_sql(statement, parameters):
                     if codes is not None:
@@ -273,14 +276,14 @@ class Registry:
                         best_bits, best_codes = nearest, candidates[bits == nearest]
                     elif nearest == best_bits:
                         best_codes = np.concatenate([best_codes, candidates[bits == nearest]])
-                if best_bits <= min(max_bits, index.complete_within(max(ts))):
+                if best_bits <= min(max_bits, index.complete_within(stage)):
                     break  # nothing unseen can be nearer
             if best_bits <= max_bits:  # the output with the smallest id among the nearest codes, in the same statement
                 nearest_id = sa.select(sa.func.min(fingerprints.c.output_id)).where(fingerprints.c.code.in_(sorted(set(best_codes.tolist())))).scalar_subquery()
                 row = connection.execute(sa.select(outputs).where(outputs.c.id == nearest_id)).mappings().first()
                 found = Entry(**row) if row else None
         if stats is not None:
-            stats.update(candidates=examined, stages=steps)
+            stats.update(candidates=examined, stages=stage + 1)
         return (found, best_bits) if found is not None else None
 
     def known_paths(self, paths: list[str]) -> set[str]:
